@@ -1,0 +1,51 @@
+# `make run` runs the pipeline, `make test` runs the tests; both set up what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORPUS := /usr/share/games/fortunes/es/refranes.fortunes
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PREFECT_HOME := $(CURDIR)/.prefect
+export TF_CPP_MIN_LOG_LEVEL := 2
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: help setup corpus run flow test clean
+help:
+	@echo "make run    run the whole pipeline with dvc repro (sets up the environment and corpus first)"
+	@echo "make flow   run the same pipeline as a Prefect flow"
+	@echo "make test   run the tests"
+	@echo "make setup  only create .venv from requirements.lock"
+
+setup: $(STAMP)
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+corpus: $(CORPUS)
+$(CORPUS):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq fortunes-es
+
+run: setup corpus
+	dvc repro
+	@mlproject summary
+
+flow: setup corpus
+	mlproject flow
+	@mlproject summary
+
+test: setup corpus
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data models reports outputs mlruns mlflow.db .prefect

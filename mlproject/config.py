@@ -1,0 +1,261 @@
+"""Typed configuration for every stage, read from params.yaml and validated once at the edge.
+
+Each dataclass is one params.yaml section; each field's metadata carries the help text that the
+command line prints, so `mlproject <stage> --help` and params.yaml can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A param that is unknown, missing or out of range; the message names the key."""
+
+
+def param(default, help: str, choices: tuple | None = None, minimum: float | None = None,
+          maximum: float | None = None):
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw_documents: str = param("data/raw/documents.jsonl", "scraped documents, one JSON per line")
+    scrape_report: str = param("reports/scrape.json", "what each source gave")
+    accepted_documents: str = param("data/validated/documents.jsonl", "documents that passed validation")
+    rejected_documents: str = param("data/rejected/documents.jsonl", "documents that failed, with reasons")
+    validation_report: str = param("reports/validation.json", "counts per expectation (a DVC metric)")
+    data_docs: str = param("reports/data_docs", "Great Expectations Data Docs (HTML)")
+    tokens: str = param("data/tokens", "vocabulary, training ids and validation text")
+    model_dir: str = param("models", "the trained model, its checkpoints and the MLflow run id")
+    training_plot: str = param("reports/training.csv", "loss and validation loss per epoch (DVC plot)")
+    metrics: str = param("reports/metrics.json", "validation totals, perplexity, bits per char and byte")
+    samples: str = param("reports/samples.jsonl", "sample generations at a few temperatures")
+    registered: str = param("reports/registered.json", "the registered model version")
+    promotion: str = param("reports/promotion.json", "the promotion decision and both figures")
+    generations: str = param("outputs/generations.jsonl", "batch generations from the champion")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = param("sqlite:///mlflow.db", "MLflow store; MLFLOW_TRACKING_URI overrides it")
+    experiment: str = param("text-generation", "MLflow experiment name")
+    model_name: str = param("text-generator", "registered model name")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str = param("", "a short name recorded on every document")
+    kind: str = param("files", "files: local files or folders (HTTP kinds come later)", ("files",))
+    location: str = param("", "a path or file:// URL of a file or folder")
+    format: str = param("fortunes", "fortunes: entries split by lines holding only '%'; text: one "
+                        "document per file; jsonl: one JSON object with a 'text' key per line",
+                        ("fortunes", "text", "jsonl"))
+    include: list = param(["*"], "glob patterns (relative to a folder) of files to read")
+    exclude: list = param([], "glob patterns of files to skip")
+    licence: str = param("unknown", "licence note recorded on every document")
+
+
+@dataclass(frozen=True)
+class ScrapeConfig:
+    sources: list = param([], "list of sources, each with name, kind, location, format, include, "
+                          "exclude, licence")
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    min_chars: int = param(2, "shortest document kept, in characters", minimum=1)
+    max_chars: int = param(5000, "longest document kept, in characters", minimum=1)
+    min_documents: int = param(10, "fewest accepted documents that can train a model", minimum=1)
+    min_corpus_chars: int = param(2000, "fewest accepted characters that can train a model", minimum=1)
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    level: str = param("char", "char: one token per character; word: words, punctuation and "
+                       "whitespace runs (lossless)", ("char", "word"))
+    validation_fraction: float = param(0.1, "share of documents held out, chosen by a hash of "
+                                       "the document text", minimum=0.0, maximum=0.9)
+    document_separator: str = param("\n\n", "text put between documents")
+    max_vocab: int = param(20000, "largest vocabulary; rarer tokens become <unk>", minimum=2)
+    min_count: int = param(1, "fewest occurrences for a token to enter the vocabulary", minimum=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    cell: str = param("gru", "recurrent cell", ("gru", "lstm"))
+    layers: int = param(1, "stacked recurrent layers", minimum=1, maximum=8)
+    units: int = param(256, "units per recurrent layer", minimum=1)
+    embedding_dim: int = param(64, "embedding size", minimum=1)
+    dropout: float = param(0.0, "dropout between layers", minimum=0.0, maximum=0.95)
+    bidirectional: bool = param(False, "bidirectional layers over a window (the lyrics model); "
+                                "needs target: last")
+    sequence_length: int = param(100, "tokens per training window", minimum=2)
+    step: int = param(0, "tokens between window starts; 0 means sequence_length (no overlap)",
+                      minimum=0)
+    target: str = param("all", "all: predict every next token in the window (TF tutorial); "
+                        "last: only the token after the window (Chollet, lyrics)", ("all", "last"))
+    batch_size: int = param(64, "windows per batch", minimum=1)
+    epochs: int = param(3, "passes over the training text", minimum=1)
+    max_steps_per_epoch: int = param(0, "cap on batches per epoch; 0 means the whole text",
+                                     minimum=0)
+    learning_rate: float = param(0.002, "optimizer learning rate", minimum=0.0)
+    optimizer: str = param("adam", "optimizer", ("adam", "rmsprop", "sgd"))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    streams: int = param(32, "parallel contiguous streams the validation text is scored in",
+                         minimum=1)
+    chunk_length: int = param(256, "tokens scored per call, state carried across calls",
+                              minimum=1)
+    sample_prompts: list = param(["El ", "Quien "], "prompts for the sample generations")
+    temperatures: list = param([0.5, 1.0], "sampling temperatures of the samples")
+    sample_length: int = param(200, "tokens generated per sample", minimum=1)
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    min_improvement_bpb: float = param(0.0, "bits per byte the candidate must beat the champion "
+                                       "by (a strictly lower figure is always required)",
+                                       minimum=0.0)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    prompts_file: str = param("prompts/default.txt", "one prompt per line")
+    max_length: int = param(200, "new tokens per prompt (characters, or words at word level)",
+                            minimum=1)
+    temperature: float = param(0.8, "softmax temperature; lower is more conservative", minimum=1e-3)
+    top_k: int = param(0, "sample among the k likeliest tokens; 0 means all", minimum=0)
+    top_p: float = param(1.0, "sample among the likeliest tokens whose mass reaches p",
+                         minimum=1e-3, maximum=1.0)
+
+
+SECTIONS = {
+    "paths": Paths, "mlflow": MlflowConfig, "scrape": ScrapeConfig, "validate": ValidateConfig,
+    "tokenize": TokenizeConfig, "train": TrainConfig, "evaluate": EvaluateConfig,
+    "promote": PromoteConfig, "generate": GenerateConfig,
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    paths: Paths
+    mlflow: MlflowConfig
+    scrape: ScrapeConfig
+    validate: ValidateConfig
+    tokenize: TokenizeConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    promote: PromoteConfig
+    generate: GenerateConfig
+
+
+def _check_value(cls, name: str, value, key: str):
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    expected = typing.get_type_hints(cls)[name]
+    meta = spec.metadata
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError(f"{key} = {value!r}: expected {expected.__name__}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(meta['choices'])}")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise ConfigError(f"{key} = {value!r}: expected a value >= {meta['minimum']}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ConfigError(f"{key} = {value!r}: expected a value <= {meta['maximum']}")
+    return value
+
+
+def parse_section(cls, data, prefix: str):
+    """Build a config dataclass from a mapping, naming the first unknown or invalid key."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: expected a mapping of keys to values, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}: unknown param; known: {', '.join(sorted(known))}")
+    values = {k: _check_value(cls, k, v, f"{prefix}.{k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
+    sources = [parse_section(Source, s, f"scrape.sources[{i}]") for i, s in enumerate(scrape.sources)]
+    for i, source in enumerate(sources):
+        if not source.name:
+            raise ConfigError(f"scrape.sources[{i}].name: expected a non-empty name")
+        if not source.location:
+            raise ConfigError(f"scrape.sources[{i}].location: expected a path or file:// URL")
+    if not sources:
+        raise ConfigError("scrape.sources: expected at least one source")
+    return dataclasses.replace(scrape, sources=sources)
+
+
+def _check_consistency(params: Params) -> None:
+    if params.train.bidirectional and params.train.target != "last":
+        raise ConfigError("train.bidirectional = true: expected train.target = last (a "
+                          "bidirectional layer sees the future, so it can only predict past a window)")
+    if params.validate.min_chars > params.validate.max_chars:
+        raise ConfigError(f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
+                          f"validate.max_chars ({params.validate.max_chars})")
+    if not params.evaluate.temperatures or any(
+            not isinstance(t, (int, float)) or t <= 0 for t in params.evaluate.temperatures):
+        raise ConfigError(f"evaluate.temperatures = {params.evaluate.temperatures!r}: expected a "
+                          "list of positive numbers")
+
+
+def params_from_dict(raw) -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError("params: expected a mapping at the top level")
+    unknown = set(raw) - set(SECTIONS) - {"seed"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown params section; known: seed, "
+                          f"{', '.join(SECTIONS)}")
+    seed = raw.get("seed", 1234)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed = {seed!r}: expected an integer >= 0")
+    sections = {name: parse_section(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    sections["scrape"] = _check_sources(sections["scrape"])
+    params = Params(seed=seed, **sections)
+    _check_consistency(params)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return params_from_dict(raw)
+
+
+def describe(cls) -> str:
+    """One line per param: name, default and help, for `--help`."""
+    lines = []
+    for spec in dataclasses.fields(cls):
+        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        choices = f" [{'|'.join(spec.metadata['choices'])}]" if spec.metadata.get("choices") else ""
+        lines.append(f"  {spec.name} = {default!r}{choices}\n      {spec.metadata.get('help', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""Generate stage: batch generation from the champion through the one pyfunc interface.
+
+The consumer only knows `models:/<name>@champion`; which kind of model answers is the registry's
+business.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from mlproject.config import ConfigError, GenerateConfig
+from mlproject.fileio import write_jsonl
+
+
+def read_prompts(path: str) -> list[str]:
+    """Non-blank lines of the prompts file; a file with none is an error that names it."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"generate.prompts_file: {path} not found; expected a text file, one prompt per line")
+    try:
+        prompts = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise ConfigError(f"generate.prompts_file: {path} is not valid UTF-8") from None
+    if not prompts:
+        raise ConfigError(f"generate.prompts_file: {path} holds no prompts; expected one per line")
+    return prompts
+
+
+def generate(config: GenerateConfig, model_name: str, seed: int, out_path: str) -> list[dict]:
+    prompts = read_prompts(config.prompts_file)
+    version = MlflowClient().get_model_version_by_alias(model_name, "champion").version
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+    sampling = {"max_length": config.max_length, "temperature": config.temperature,
+                "top_k": config.top_k, "top_p": config.top_p, "seed": seed}
+    frame = model.predict(pd.DataFrame({"prompt": prompts}), params=sampling)
+    rows = [{"prompt": p, "text": t, "model": model_name, "model_version": version, **sampling}
+            for p, t in zip(frame["prompt"], frame["text"])]
+    write_jsonl(out_path, rows)
+    return rows

@@ -1,0 +1,94 @@
+"""Tokenize stage: a vocabulary and a deterministic train/validation split by document.
+
+A document goes to validation by a hash of its text, not by its position in the file, so adding
+or reordering documents never moves the others between the two sides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlproject.config import ConfigError, TokenizeConfig
+from mlproject.fileio import atomic_path, read_jsonl, write_json, write_text
+
+UNKNOWN = "<unk>"
+# Words, whitespace runs and single punctuation marks: joining the tokens gives the text back.
+WORD_PATTERN = re.compile(r"\w+|\s+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    level: str
+    tokens: tuple[str, ...]  # tokens[0] is UNKNOWN
+
+    def split(self, text: str) -> list[str]:
+        return list(text) if self.level == "char" else WORD_PATTERN.findall(text)
+
+    def encode(self, text: str) -> np.ndarray:
+        index = {token: i for i, token in enumerate(self.tokens)}
+        return np.array([index.get(t, 0) for t in self.split(text)], dtype=np.int32)
+
+    def decode(self, ids) -> str:
+        return "".join(self.tokens[int(i)] for i in ids)
+
+    def to_json(self) -> str:
+        return json.dumps({"level": self.level, "tokens": list(self.tokens)}, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(level=data["level"], tokens=tuple(data["tokens"]))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def build_vocabulary(text: str, level: str, max_vocab: int, min_count: int) -> Vocabulary:
+    """Tokens seen at least `min_count` times, the commonest `max_vocab - 1`, plus UNKNOWN."""
+    probe = Vocabulary(level, (UNKNOWN,))
+    counts = Counter(probe.split(text))
+    kept = [t for t, n in counts.most_common() if n >= min_count][: max_vocab - 1]
+    return Vocabulary(level, (UNKNOWN, *sorted(kept)))
+
+
+def in_validation(document: dict, fraction: float) -> bool:
+    """A stable coin flip from the document's content hash."""
+    return int(document["sha256"][:15], 16) / 16**15 < fraction
+
+
+def split_by_document(documents: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
+    validation = [d for d in documents if in_validation(d, fraction)]
+    training = [d for d in documents if not in_validation(d, fraction)]
+    return training, validation
+
+
+def tokenize(config: TokenizeConfig, documents_path: str, out_dir: str) -> dict:
+    """Write vocab.json, train.npy and validation.txt into `out_dir`; return a summary."""
+    documents = read_jsonl(documents_path)
+    training, validation = split_by_document(documents, config.validation_fraction)
+    if not training or not validation:
+        raise ConfigError(
+            f"tokenize.validation_fraction = {config.validation_fraction}: {len(training)} training "
+            f"and {len(validation)} validation documents of {len(documents)}; expected both sides non-empty")
+    train_text = config.document_separator.join(d["text"] for d in training)
+    validation_text = config.document_separator.join(d["text"] for d in validation)
+    vocabulary = build_vocabulary(train_text, config.level, config.max_vocab, config.min_count)
+    train_ids = vocabulary.encode(train_text)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "vocab.json", vocabulary.to_json())
+    with atomic_path(out / "train.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, train_ids)
+    write_text(out / "validation.txt", validation_text)
+    summary = {"level": config.level, "vocabulary": len(vocabulary), "separator": config.document_separator,
+               "training_documents": len(training), "validation_documents": len(validation),
+               "training_tokens": int(train_ids.size), "validation_characters": len(validation_text),
+               "unknown_training_tokens": int((train_ids == 0).sum())}
+    write_json(out / "summary.json", summary)
+    return summary

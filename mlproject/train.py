@@ -1,0 +1,196 @@
+"""Train stage: fit the Keras recurrent model, checkpointing each epoch and resuming after a stop.
+
+The batch order of every epoch is drawn from (seed, epoch), so a run resumed at epoch k sees the
+same batches as one that never stopped, and both end with the same weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mlproject.config import ConfigError, TrainConfig
+from mlproject.fileio import atomic_path, read_json, write_json
+from mlproject.language_model import LanguageModel
+from mlproject.tokens import Vocabulary
+
+CHECKPOINT, STATE, HISTORY = "last.keras", "state.json", "history.jsonl"
+
+
+def window_starts(n_tokens: int, config: TrainConfig) -> np.ndarray:
+    """Start of every training window; each window needs its inputs and the token after them."""
+    step = config.step or config.sequence_length
+    last_start = n_tokens - config.sequence_length - 1
+    if last_start < 0:
+        raise ConfigError(f"train.sequence_length = {config.sequence_length}: longer than the "
+                          f"{n_tokens} training tokens; expected a shorter window or more text")
+    return np.arange(0, last_start + 1, step, dtype=np.int64)
+
+
+def batch_order(starts: np.ndarray, config: TrainConfig, seed: int, epoch: int) -> np.ndarray:
+    """This epoch's window starts, shuffled by (seed, epoch) and cut into whole batches."""
+    shuffled = np.random.default_rng([seed, epoch]).permutation(starts)
+    batches = len(shuffled) // config.batch_size
+    if config.max_steps_per_epoch:
+        batches = min(batches, config.max_steps_per_epoch)
+    if batches == 0:
+        raise ConfigError(f"train.batch_size = {config.batch_size}: more than the {len(starts)} "
+                          "training windows; expected a smaller batch or more text")
+    return shuffled[: batches * config.batch_size].reshape(batches, config.batch_size)
+
+
+def windows(ids: np.ndarray, starts: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.arange(config.sequence_length)
+    inputs = ids[starts[..., None] + offsets]
+    if config.target == "last":
+        return inputs, ids[starts + config.sequence_length]
+    return inputs, ids[starts[..., None] + offsets + 1]
+
+
+def training_dataset(ids, config: TrainConfig, seed: int, first_epoch: int):
+    """Batches of epochs first_epoch..epochs-1, built ahead of the model by tf.data."""
+    import tensorflow as tf
+
+    starts = window_starts(len(ids), config)
+    order = np.concatenate([batch_order(starts, config, seed, e)
+                            for e in range(first_epoch, config.epochs)])
+    ids_tensor = tf.constant(ids, dtype=tf.int32)
+
+    def gather(batch_starts):
+        offsets = tf.range(config.sequence_length, dtype=tf.int64)
+        inputs = tf.gather(ids_tensor, batch_starts[:, None] + offsets)
+        if config.target == "last":
+            return inputs, tf.gather(ids_tensor, batch_starts + config.sequence_length)
+        return inputs, tf.gather(ids_tensor, batch_starts[:, None] + offsets + 1)
+
+    dataset = tf.data.Dataset.from_tensor_slices(order).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE), len(order) // max(1, config.epochs - first_epoch)
+
+
+def validation_arrays(ids: np.ndarray, config: TrainConfig, limit: int = 4096):
+    """Non-overlapping validation windows (at most `limit`), for the per-epoch validation loss."""
+    spaced = dataclasses.replace(config, step=config.sequence_length)
+    starts = window_starts(len(ids), spaced)[:limit]
+    return windows(ids, starts, config)
+
+
+def make_optimizer(config: TrainConfig):
+    import keras
+
+    kinds = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+             "sgd": keras.optimizers.SGD}
+    return kinds[config.optimizer](learning_rate=config.learning_rate)
+
+
+def fingerprint(config: TrainConfig, seed: int, tokens_dir: Path) -> str:
+    """What a checkpoint was trained from; a checkpoint with another fingerprint is not resumed."""
+    digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), seed]).encode())
+    for name in ("train.npy", "vocab.json"):
+        digest.update((tokens_dir / name).read_bytes())
+    return digest.hexdigest()
+
+
+def resumable_run_id(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str) -> str | None:
+    """The MLflow run of an interrupted training that `train` would resume, if there is one."""
+    state_file = Path(model_dir) / "checkpoints" / STATE
+    if not state_file.is_file():
+        return None
+    state = read_json(state_file)
+    return state.get("run_id") if state.get("fingerprint") == fingerprint(config, seed, Path(tokens_dir)) else None
+
+
+def resume_point(checkpoints: Path, expected: str) -> dict | None:
+    """The saved state if it belongs to this very training; otherwise clear stale checkpoints."""
+    state_file = checkpoints / STATE
+    if state_file.is_file() and (checkpoints / CHECKPOINT).is_file():
+        state = read_json(state_file)
+        if state.get("fingerprint") == expected:
+            return state
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return None
+
+
+def epoch_callback(checkpoints: Path, state: dict, on_epoch=None, stop_after: int | None = None):
+    """After each epoch: save the model with its optimizer, then the state pointing at it."""
+    import keras
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            partial = checkpoints / f".partial.{CHECKPOINT}"
+            self.model.save(partial)  # Keras wants a .keras name, so rename by hand
+            partial.replace(checkpoints / CHECKPOINT)
+            with open(checkpoints / HISTORY, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+            write_json(checkpoints / STATE, {**state, "epoch": epoch + 1})
+            if on_epoch:
+                on_epoch(record)
+            if stop_after is not None and epoch + 1 >= stop_after:
+                self.model.stop_training = True
+
+    return Checkpoint()
+
+
+def train(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str, plot_path: str,
+          on_epoch=None, run_id: str | None = None, stop_after: int | None = None) -> dict:
+    """Fit (or resume) the model; save it as a LanguageModel bundle in `model_dir`/model."""
+    import keras
+
+    from mlproject.model import build_model, set_seed
+
+    set_seed(seed)
+    tokens = Path(tokens_dir)
+    vocabulary = Vocabulary.load(tokens / "vocab.json")
+    ids = np.load(tokens / "train.npy")
+    validation_ids = vocabulary.encode((tokens / "validation.txt").read_text(encoding="utf-8"))
+    checkpoints = Path(model_dir) / "checkpoints"
+    expected = fingerprint(config, seed, tokens)
+    state = resume_point(checkpoints, expected)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    if state:
+        model = keras.models.load_model(checkpoints / CHECKPOINT)
+        first_epoch = state["epoch"]
+        run_id = state.get("run_id") or run_id
+        print(f"train: resuming from the checkpoint of epoch {first_epoch} in {checkpoints}", flush=True)
+    else:
+        model = build_model(config, len(vocabulary))
+        model.compile(optimizer=make_optimizer(config),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        first_epoch = 0
+        state = {"fingerprint": expected, "run_id": run_id, "epoch": 0}
+    if first_epoch < config.epochs:
+        dataset, steps = training_dataset(ids, config, seed, first_epoch)
+        model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                  validation_data=validation_arrays(validation_ids, config),
+                  validation_batch_size=config.batch_size, verbose=1 if sys.stdout.isatty() else 2,
+                  callbacks=[epoch_callback(checkpoints, state, on_epoch, stop_after)])
+    history = [json.loads(line) for line in (checkpoints / HISTORY).read_text().splitlines()]
+    if history[-1]["epoch"] < config.epochs:
+        raise InterruptedError(f"train: stopped after epoch {history[-1]['epoch']} of {config.epochs}")
+    write_plot(plot_path, history)
+    bundle = Path(model_dir) / "model"
+    staging = bundle.with_name(".model.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    LanguageModel(model, vocabulary, config, read_separator(tokens)).save(staging)
+    shutil.rmtree(bundle, ignore_errors=True)
+    staging.replace(bundle)
+    return {"epochs": config.epochs, "resumed_from_epoch": first_epoch, "history": history,
+            "parameters": int(model.count_params()), "run_id": run_id}
+
+
+def read_separator(tokens: Path) -> str:
+    return read_json(tokens / "summary.json").get("separator", "\n\n")
+
+
+def write_plot(path: str, history: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "loss", "val_loss"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)

@@ -1,0 +1,157 @@
+"""Validate stage: a Great Expectations suite splits documents into accepted and rejected.
+
+Per-document expectations mark documents to reject (each with a one-line reason); corpus-level
+expectations then decide whether what is accepted can train a model at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from mlproject.config import ValidateConfig
+from mlproject.fileio import read_jsonl, write_json, write_jsonl
+
+
+class CorpusRejected(RuntimeError):
+    """What was accepted cannot train a model; the message says why in one line."""
+
+
+def normalise(text: str) -> str:
+    """Text compared for duplicates: Unicode NFC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def document_frame(documents: list[dict]) -> pd.DataFrame:
+    """One row per document with the derived columns the expectations read."""
+    seen: dict[str, str] = {}
+    duplicate_of = []
+    for document in documents:
+        key = normalise(document["text"])
+        duplicate_of.append(seen.get(key) if key else None)
+        seen.setdefault(key, document["id"])
+    return pd.DataFrame({
+        "id": [d["id"] for d in documents],
+        "text": [d["text"].strip() for d in documents],
+        "encoding_error": [d.get("encoding_error") for d in documents],
+        "duplicate_of": duplicate_of,
+    })
+
+
+def document_expectations(config: ValidateConfig):
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectColumnValuesToBeNull(column="encoding_error", meta={
+            "reason": "not valid UTF-8: bytes were replaced, the text is corrupt"}),
+        E.ExpectColumnValuesToNotMatchRegex(column="text", regex="^$", meta={
+            "reason": "empty: nothing to learn from"}),
+        E.ExpectColumnValueLengthsToBeBetween(
+            column="text", min_value=config.min_chars, max_value=config.max_chars, meta={
+                "reason": f"length outside {config.min_chars}..{config.max_chars} characters "
+                          "(validate.min_chars, validate.max_chars)"}),
+        E.ExpectColumnValuesToBeNull(column="duplicate_of", meta={
+            "reason": "duplicate of an earlier document: repeats overweight one text"}),
+    ]
+
+
+def corpus_expectations(config: ValidateConfig):
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
+        E.ExpectTableRowCountToBeBetween(min_value=config.min_documents, meta={
+            "reason": f"fewer than {config.min_documents} accepted documents (validate.min_documents)"}),
+        E.ExpectColumnSumToBeBetween(column="n_chars", min_value=config.min_corpus_chars, meta={
+            "reason": f"fewer than {config.min_corpus_chars} accepted characters "
+                      "(validate.min_corpus_chars)"}),
+    ]
+
+
+def run_suite(context, name: str, expectations, frame: pd.DataFrame):
+    """Validate `frame` against a suite through a checkpoint that also updates the Data Docs."""
+    import great_expectations as gx
+
+    source = context.data_sources.add_or_update_pandas(name)
+    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=name))
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    suite.save()
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=name, validation_definitions=[definition],
+        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+        result_format={"result_format": "COMPLETE"}))
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    return next(iter(result.run_results.values())).results
+
+
+def reasons_by_row(results) -> dict[int, list[str]]:
+    reasons: dict[int, list[str]] = {}
+    for result in results:
+        for index in result.result.get("unexpected_index_list") or []:
+            reasons.setdefault(index, []).append(result.expectation_config.meta["reason"])
+    return reasons
+
+
+def open_context(workdir: Path):
+    import great_expectations as gx
+
+    context = gx.get_context(mode="file", project_root_dir=str(workdir))
+    context.variables.progress_bars = {"globally": False}
+    return context
+
+
+def validate(config: ValidateConfig, documents_path: str, accepted_path: str, rejected_path: str,
+             report_path: str, data_docs_path: str) -> dict:
+    """Split documents into accepted and rejected files; raise CorpusRejected if too little is left."""
+    documents = read_jsonl(documents_path)
+    frame = document_frame(documents)
+    with tempfile.TemporaryDirectory(prefix="gx-") as workdir:
+        context = open_context(Path(workdir))
+        reasons = reasons_by_row(run_suite(context, "documents", document_expectations(config), frame))
+        accepted_rows = [i for i in range(len(documents)) if i not in reasons]
+        accepted_frame = pd.DataFrame({"n_chars": frame["text"].str.len().iloc[accepted_rows]})
+        corpus_results = run_suite(context, "corpus", corpus_expectations(config), accepted_frame)
+        publish_data_docs(Path(workdir), Path(data_docs_path))
+    accepted = [documents[i] for i in accepted_rows]
+    rejected = [{**documents[i], "reasons": reasons[i]} for i in sorted(reasons)]
+    corpus_failures = [r.expectation_config.meta["reason"] for r in corpus_results if not r.success]
+    report = {
+        "documents": len(documents), "accepted": len(accepted), "rejected": len(rejected),
+        "accepted_characters": int(accepted_frame["n_chars"].sum()),
+        "rejected_by_reason": dict(Counter(r for i in reasons for r in reasons[i])),
+        "corpus_checks_failed": corpus_failures,
+    }
+    assert report["accepted"] + report["rejected"] == report["documents"]
+    # The rejected file and the report explain a failure, so they are written either way; the
+    # accepted file is only replaced when it can train a model.
+    write_jsonl(rejected_path, rejected)
+    write_json(report_path, report)
+    if corpus_failures:
+        raise CorpusRejected(
+            f"{documents_path}: {len(accepted)} of {len(documents)} documents accepted, which "
+            f"cannot train a model: {corpus_failures[0]}; rejected documents and reasons are in "
+            f"{rejected_path}")
+    write_jsonl(accepted_path, accepted)
+    return report
+
+
+def publish_data_docs(workdir: Path, target: Path) -> None:
+    """Move the freshly built Data Docs site into place in one rename."""
+    site = workdir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(site, staging)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
