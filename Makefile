@@ -41,7 +41,7 @@ run: setup corpus
 	@mlproject summary
 
 flow: setup corpus
-	mlproject flow
+	$(BIN)/python -m flows.training
 	@mlproject summary
 
 test: setup corpus

@@ -112,11 +112,13 @@ def cmd_promote(params: cfg.Params, args) -> None:
 
 
 def cmd_generate(params: cfg.Params, args) -> None:
-    from mlproject.generate import generate
+    from mlproject.generate import generate, read_prompts
     from mlproject.registry import connect
 
+    prompts = read_prompts(params.generate.prompts_file)  # bad prompts fail before any work
     connect(params.mlflow)
-    rows = generate(params.generate, params.mlflow.model_name, params.seed, params.paths.generations)
+    rows = generate(prompts, params.generate, params.mlflow.model_name, params.seed,
+                    params.paths.generations)
     print(f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "
           f"(version {rows[0]['model_version']}) -> {params.paths.generations}")
     for row in rows[:3]:
@@ -139,13 +141,7 @@ def cmd_summary(params: cfg.Params, args) -> None:
     print(f"  validation docs:  {Path(p.data_docs) / 'index.html'}")
     print("Open the UIs on this run's data:")
     print(f"  .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")
-    print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (runs of `make flow`)")
-
-
-def cmd_flow(params: cfg.Params, args) -> None:
-    from flows.training import training_flow
-
-    training_flow(repo_dir=str(Path(args.params).resolve().parent))
+    print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (flow runs of `make flow`)")
 
 
 SECTION_OF = {"scrape": [cfg.ScrapeConfig, cfg.Source], "validate": [cfg.ValidateConfig],
@@ -162,7 +158,7 @@ SUMMARIES = {
     "promote": "move alias champion to the new version only if it beats the champion",
     "generate": "batch generation from models:/<name>@champion for the prompts file",
 }
-COMMANDS = {**{s: globals()[f"cmd_{s}"] for s in STAGES}, "summary": cmd_summary, "flow": cmd_flow}
+COMMANDS = {**{s: globals()[f"cmd_{s}"] for s in STAGES}, "summary": cmd_summary}
 
 
 def section_help(stage: str) -> str:
@@ -177,7 +173,7 @@ def section_help(stage: str) -> str:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="mlproject", description="A text-generation pipeline. Each stage reads params.yaml; "
-        "`dvc repro` runs them in order, `mlproject flow` runs them as a Prefect flow.")
+        "`dvc repro` runs them in order; `python -m flows.training` runs them as a Prefect flow.")
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for stage in STAGES:
         sub = subs.add_parser(stage, help=SUMMARIES[stage], description=SUMMARIES[stage],
@@ -186,8 +182,7 @@ def parser() -> argparse.ArgumentParser:
         if stage == "train":
             sub.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
                              help="stop after epoch N (a later run resumes from its checkpoint)")
-    for name, text in [("summary", "print where the last run's results are and how to open the UIs"),
-                       ("flow", "run every stage as a Prefect flow, through DVC")]:
+    for name, text in [("summary", "print where the last run's results are and how to open the UIs")]:
         sub = subs.add_parser(name, help=text, description=text)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return top

@@ -30,9 +30,9 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
-def generate(config: GenerateConfig, model_name: str, seed: int, out_path: str) -> list[dict]:
-    prompts = read_prompts(config.prompts_file)
-    version = MlflowClient().get_model_version_by_alias(model_name, "champion").version
+def generate(prompts: list[str], config: GenerateConfig, model_name: str, seed: int,
+             out_path: str) -> list[dict]:
+    version = str(MlflowClient().get_model_version_by_alias(model_name, "champion").version)
     model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
     sampling = {"max_length": config.max_length, "temperature": config.temperature,
                 "top_k": config.top_k, "top_p": config.top_p, "seed": seed}

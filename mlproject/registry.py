@@ -100,7 +100,7 @@ def champion_bits_per_byte(client, name: str, champion, validation_md5: str, tok
         return float(tags["bits_per_byte"]), "recorded"
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
     figures = score_validation(loaded.unwrap_python_model().model, tokens_dir, evaluate_config)
-    client.set_model_version_tag(name, champion.version, f"bits_per_byte@{validation_md5}",
+    client.set_model_version_tag(name, champion.version, f"bits_per_byte.on.{validation_md5}",
                                  str(figures["bits_per_byte"]))
     return figures["bits_per_byte"], "re-scored on the current validation text"
 
@@ -122,7 +122,7 @@ def promote(config: PromoteConfig, mlflow_config: MlflowConfig, evaluate_config:
     metrics = read_json(metrics_path)
     champion = champion_version(client, name)
     champion_bpb, source = None, None
-    if champion is not None and champion.version == candidate:
+    if champion is not None and str(champion.version) == candidate:
         champion_bpb, source = metrics["bits_per_byte"], "the candidate itself"
         promoted, reason = True, "already the champion"
     else:
@@ -134,11 +134,11 @@ def promote(config: PromoteConfig, mlflow_config: MlflowConfig, evaluate_config:
     report = {
         "model_name": name, "candidate_version": candidate,
         "candidate_bits_per_byte": metrics["bits_per_byte"],
-        "champion_version": champion.version if champion is not None else None,
+        "champion_version": str(champion.version) if champion is not None else None,
         "champion_bits_per_byte": champion_bpb, "champion_figure": source,
         "validation_md5": metrics["validation_md5"], "margin": config.min_improvement_bpb,
         "decision": "promoted" if promoted else "challenger", "reason": reason,
-        "champion_now": candidate if promoted else (champion.version if champion else candidate),
+        "champion_now": candidate if promoted else str(champion.version),
     }
     for key in ("decision", "reason", "candidate_bits_per_byte", "champion_bits_per_byte", "champion_version"):
         client.set_model_version_tag(name, candidate, f"promotion.{key}", str(report[key]))

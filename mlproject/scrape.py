@@ -27,12 +27,15 @@ def local_path(location: str) -> Path:
     return Path(location)
 
 
-def decode(raw: bytes) -> tuple[str, str | None]:
-    """UTF-8 text and None, or the text with U+FFFD replacements and a one-line reason."""
+def check_utf8(text: str) -> tuple[str, str | None]:
+    """Text read with surrogateescape: itself and None if it was valid UTF-8, else the text with
+    U+FFFD in place of the bad bytes and a one-line reason (validate rejects it, keeping it)."""
     try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as error:
-        return raw.decode("utf-8", errors="replace"), f"not valid UTF-8 (first bad byte at offset {error.start})"
+        text.encode("utf-8")
+        return text, None
+    except UnicodeEncodeError as error:
+        repaired = text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+        return repaired, f"not valid UTF-8 (first bad byte at character {error.start})"
 
 
 def split_fortunes(text: str) -> list[str]:
@@ -75,15 +78,17 @@ def read_files(source: Source, fetched_at: str) -> Iterator[dict]:
     if not root.exists():
         raise ConfigError(f"scrape.sources '{source.name}'.location: {root} does not exist")
     for path in matching_files(root, source.include, source.exclude):
-        text, encoding_error = decode(path.read_bytes())
+        # Decoding per document keeps one bad entry from condemning the rest of its file.
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
         for index, (body, title) in enumerate(split_documents(text, source.format)):
+            body, encoding_error = check_utf8(body)
             yield make_document(source, f"{path}#{index}", path.as_uri(), title or path.stem,
                                 body, fetched_at, encoding_error)
 
 
 def make_document(source: Source, locator: str, url: str, title: str, text: str, fetched_at: str,
                   encoding_error: str | None) -> dict:
-    sha256 = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     document = {
         "id": hashlib.sha256(f"{source.name}\0{locator}".encode()).hexdigest()[:16],
         "source": source.name, "url": url, "locator": locator, "title": title, "text": text,

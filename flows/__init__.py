@@ -1,0 +1,1 @@
+"""Prefect flows: the training pipeline as observable, retryable runs."""

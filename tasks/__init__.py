@@ -1,0 +1,1 @@
+"""Prefect tasks: one per pipeline stage, each running the stage through DVC."""

@@ -1,0 +1,59 @@
+"""Prefect tasks that run a DVC stage and publish what a person wants to see.
+
+DVC decides whether a stage runs (its inputs, params or code changed) and records it in dvc.lock;
+these tasks only stream its log into Prefect and show a skipped stage as `Skipped`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed
+
+from mlproject.config import load_params
+from mlproject.fileio import read_json
+
+
+@task(task_run_name="{stage}")
+def run_stage(stage: str, repo_dir: str) -> str:
+    """`dvc repro --single-item <stage>`, its output streamed to the Prefect log."""
+    logger = get_run_logger()
+    # The stage commands (`mlproject ...`) live beside this interpreter, activated or not.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--single-item", stage],
+                               cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    skipped = False
+    for line in process.stdout:
+        logger.info(line.rstrip())
+        skipped = skipped or f"Stage '{stage}' didn't change, skipping" in line
+    if process.wait() != 0:
+        raise RuntimeError(f"dvc repro --single-item {stage} failed with exit status {process.returncode}")
+    if skipped:
+        return Completed(name="Skipped", message="unchanged inputs, params and code", data="skipped")
+    return "ran"
+
+
+@task
+def publish_metrics(repo_dir: str) -> None:
+    metrics = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.metrics)
+    rows = [{"metric": key, "value": value} for key, value in metrics.items()]
+    create_table_artifact(key="validation-metrics", table=rows,
+                          description="Validation figures of the model trained in this run")
+
+
+@task
+def publish_promotion(repo_dir: str) -> None:
+    report = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.promotion)
+    lines = [f"# Promotion: version {report['candidate_version']} {report['decision']}", "",
+             f"{report['reason']}", "", "| | version | bits per byte |", "|---|---|---|",
+             f"| candidate | {report['candidate_version']} | {report['candidate_bits_per_byte']} |",
+             f"| champion before | {report['champion_version']} | {report['champion_bits_per_byte']} |",
+             "", f"Champion now: version {report['champion_now']}."]
+    create_markdown_artifact(key="promotion", markdown="\n".join(lines),
+                             description="Whether the new model became champion, and why")

@@ -1,0 +1,73 @@
+"""Shared fixtures: a tiny corpus, tiny params, and a throwaway project repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlproject.cli import QUIET_ENVIRONMENT
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CORPUS = ROOT / "tests" / "data" / "refranes-sample.fortunes"
+BIN = Path(sys.executable).parent
+
+for key, value in QUIET_ENVIRONMENT.items():
+    os.environ.setdefault(key, value)
+
+
+def tiny_params(workdir: Path) -> dict:
+    """The real params.yaml, pointed at the sample corpus and shrunk to a model that trains in seconds."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["scrape"]["sources"][0].update(location=str(SAMPLE_CORPUS), include=["*"], exclude=[])
+    params["validate"].update(min_documents=50, min_corpus_chars=5000)
+    params["train"].update(units=32, embedding_dim=16, epochs=2, max_steps_per_epoch=12,
+                           sequence_length=40, batch_size=32)
+    params["evaluate"].update(streams=8, sample_length=30, temperatures=[0.5, 1.0])
+    params["generate"].update(max_length=40)
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"
+    return params
+
+
+def write_params(workdir: Path, params: dict) -> Path:
+    path = workdir / "params.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def git(workdir: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=workdir, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.org",
+                        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.org"})
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh git repository holding the pipeline definition and tiny params."""
+    for name in ("dvc.yaml", "prompts", "mlproject", ".dvc/config", ".gitignore"):
+        source, target = ROOT / name, tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target)
+    write_params(tmp_path, tiny_params(tmp_path))
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "tiny project")
+    return tmp_path
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """A console command of the project's environment, as a user would type it."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
+                            capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result

@@ -1,0 +1,83 @@
+"""The command line: one subcommand per stage, params in --help, one-line errors on bad input."""
+
+import pytest
+
+from mlproject.cli import STAGES
+from tests.conftest import run, tiny_params, write_params
+
+
+def test_help_lists_every_stage(tmp_path):
+    result = run(["mlproject", "--help"], tmp_path)
+    for stage in STAGES:
+        assert stage in result.stdout
+
+
+def test_stage_help_explains_its_params(tmp_path):
+    result = run(["mlproject", "train", "--help"], tmp_path)
+    assert "cell = 'gru' [gru|lstm]" in result.stdout and "sequence_length" in result.stdout
+    assert "location" in run(["mlproject", "scrape", "--help"], tmp_path).stdout
+
+
+def error_of(tmp_path, stage, params):
+    write_params(tmp_path, params)
+    result = run(["mlproject", stage], tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_negative_epochs(tmp_path):
+    params = tiny_params(tmp_path)
+    params["train"]["epochs"] = -2
+    assert "train.epochs = -2: expected a value >= 1" in error_of(tmp_path, "train", params)
+
+
+def test_unknown_cell(tmp_path):
+    params = tiny_params(tmp_path)
+    params["train"]["cell"] = "rnn"
+    assert "train.cell = 'rnn': expected one of gru, lstm" in error_of(tmp_path, "scrape", params)
+
+
+def test_missing_source_path_keeps_earlier_documents(tmp_path):
+    params = tiny_params(tmp_path)
+    params["scrape"]["sources"][0]["location"] = str(tmp_path / "nowhere")
+    earlier = tmp_path / "data" / "raw" / "documents.jsonl"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"text": "earlier"}\n')
+    assert "nowhere does not exist" in error_of(tmp_path, "scrape", params)
+    assert earlier.read_text() == '{"text": "earlier"}\n'
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "no documents found"),
+    (b"%\n\n%\n", "no documents found"),
+])
+def test_empty_corpus(tmp_path, content, expected):
+    corpus = tmp_path / "empty.fortunes"
+    corpus.write_bytes(content)
+    params = tiny_params(tmp_path)
+    params["scrape"]["sources"][0]["location"] = str(corpus)
+    assert expected in error_of(tmp_path, "scrape", params)
+
+
+def test_non_utf8_corpus_fails_validation_naming_the_files(tmp_path):
+    corpus = tmp_path / "latin1.fortunes"
+    corpus.write_bytes("\n%\n".join(f"Año {i}: más leña al fuego" for i in range(200)).encode("latin-1"))
+    params = tiny_params(tmp_path)
+    params["scrape"]["sources"][0]["location"] = str(corpus)
+    write_params(tmp_path, params)
+    run(["mlproject", "scrape"], tmp_path)
+    message = error_of(tmp_path, "validate", params)
+    assert "0 of 200 documents accepted" in message and "data/rejected/documents.jsonl" in message
+
+
+def test_prompts_file_without_prompts(tmp_path):
+    (tmp_path / "prompts.txt").write_text("\n  \n")
+    params = tiny_params(tmp_path)
+    params["generate"]["prompts_file"] = "prompts.txt"
+    assert "generate.prompts_file: prompts.txt holds no prompts" in error_of(tmp_path, "generate", params)
+
+
+def test_stage_before_its_inputs_exist(tmp_path):
+    assert "file not found" in error_of(tmp_path, "tokenize", tiny_params(tmp_path))

@@ -1,0 +1,73 @@
+"""The stateful scorer and the compiled batched sampler agree with the trained network."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mlproject.config import TrainConfig
+from mlproject.language_model import LanguageModel
+from mlproject.model import build_model, set_seed
+from mlproject.tokens import build_vocabulary
+
+TEXT = "Más vale pájaro en mano que ciento volando.\n\nA buen entendedor, pocas palabras.\n\n" * 3
+
+
+def tiny_model(**changes) -> LanguageModel:
+    set_seed(7)
+    config = dataclasses.replace(TrainConfig(units=16, embedding_dim=8, sequence_length=12), **changes)
+    vocabulary = build_vocabulary(TEXT, "char", 100, 1)
+    return LanguageModel(build_model(config, len(vocabulary)), vocabulary, config)
+
+
+@pytest.mark.parametrize("cell, layers", [("gru", 1), ("lstm", 2)])
+def test_stateful_score_equals_full_sequence_loss(cell, layers):
+    model = tiny_model(cell=cell, layers=layers)
+    ids = model.vocabulary.encode(TEXT)
+    logits = model.model(ids[None, :-1]).numpy()[0].astype(np.float64)
+    log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    expected = -log_probs[np.arange(len(ids) - 1), ids[1:]].sum()
+    totals = model.score(TEXT, streams=1, chunk_length=7)  # state carried across 7-token chunks
+    assert totals.tokens == len(ids) - 1
+    assert totals.nll_nats == pytest.approx(expected, rel=1e-4)
+
+
+def test_figures_derive_from_totals():
+    totals = tiny_model().score(TEXT, streams=4)
+    figures = totals.figures()
+    assert figures["bits_per_character"] == pytest.approx(totals.nll_nats / totals.characters / np.log(2))
+    assert totals.bytes > totals.characters  # á and ñ take two bytes
+    assert figures["bits_per_byte"] < figures["bits_per_character"]
+
+
+def test_sampling_is_seeded_and_batched_rows_match_single_rows():
+    model = tiny_model()
+    prompts = ["Más", "A buen entendedor", ""]
+    batch = model.generate(prompts, max_length=25, temperature=1.0, seed=3)
+    assert batch == model.generate(prompts, max_length=25, temperature=1.0, seed=3)
+    assert batch != model.generate(prompts, max_length=25, temperature=1.0, seed=4)
+    assert all(len(text) == 25 for text in batch)
+    # Prompts of different lengths share one batch: each row must read only its own prompt.
+    greedy = model.generate(prompts, max_length=25, top_k=1)
+    assert greedy == [model.generate([p], max_length=25, top_k=1)[0] for p in prompts]
+
+
+def test_top_k_one_is_greedy_whatever_the_temperature():
+    model = tiny_model()
+    assert model.generate(["El "], 20, temperature=5.0, top_k=1, seed=1) == \
+        model.generate(["El "], 20, temperature=0.5, top_k=1, seed=2)
+
+
+def test_window_model_scores_and_generates():
+    model = tiny_model(bidirectional=True, target="last", cell="lstm")
+    totals = model.score(TEXT)
+    assert totals.tokens == len(TEXT) - model.config.sequence_length
+    texts = model.generate(["Más vale", "A"], max_length=10, seed=1)
+    assert [len(t) for t in texts] == [10, 10]
+
+
+def test_saved_model_loads_and_generates_the_same(tmp_path):
+    model = tiny_model()
+    model.save(tmp_path / "bundle")
+    loaded = LanguageModel.load(tmp_path / "bundle")
+    assert loaded.generate(["El "], 30, seed=5) == model.generate(["El "], 30, seed=5)

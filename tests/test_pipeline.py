@@ -1,0 +1,60 @@
+"""The real `dvc repro` on a tiny corpus and model, in a temporary git repository."""
+
+import json
+
+import yaml
+from mlflow import MlflowClient
+
+from mlproject.cli import STAGES
+from tests.conftest import run, write_params
+
+OUTPUTS = ["data/raw/documents.jsonl", "reports/scrape.json", "data/validated/documents.jsonl",
+           "data/rejected/documents.jsonl", "reports/validation.json", "reports/data_docs/index.html",
+           "data/tokens/vocab.json", "data/tokens/train.npy", "data/tokens/validation.txt",
+           "models/model/model.keras", "models/run.json", "reports/training.csv",
+           "reports/metrics.json", "reports/samples.jsonl", "reports/registered.json",
+           "reports/promotion.json", "outputs/generations.jsonl"]
+
+
+def ran(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(project):
+    first = run(["dvc", "repro"], project)
+    assert ran(first.stdout) == STAGES
+    for output in OUTPUTS:
+        assert (project / output).is_file(), output
+
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert 0 < metrics["bits_per_byte"] < metrics["bits_per_character"] < 8
+    assert metrics["characters"] > 1000
+    training = (project / "reports/training.csv").read_text().splitlines()
+    assert training[0] == "epoch,loss,val_loss" and len(training) == 3
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    uri = params["mlflow"]["tracking_uri"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias("text-generator", "champion")
+    assert str(champion.version) == json.loads((project / "reports/registered.json").read_text())["version"] == "1"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+    tokens_md5 = {d["path"]: d["md5"] for d in lock["stages"]["train"]["deps"]}["data/tokens"]
+    assert champion.tags["data_md5:data/tokens"] == tokens_md5
+    assert len(champion.tags["git_commit"]) == 40
+    run_params = client.get_run(champion.run_id).data.params
+    assert run_params["train.units"] == "32" and run_params["seed"] == str(params["seed"])
+
+    generations = [json.loads(l) for l in (project / "outputs/generations.jsonl").read_text().splitlines()]
+    prompts = [l for l in (project / "prompts/default.txt").read_text().splitlines() if l.strip()]
+    assert [g["prompt"] for g in generations] == prompts
+    assert all(g["model_version"] == "1" and len(g["text"]) == 40 for g in generations)
+
+    again = run(["dvc", "repro"], project)
+    assert ran(again.stdout) == []
+
+    # A sampling param reruns generation only; the model is not retrained.
+    params["generate"]["temperature"] = 0.3
+    write_params(project, params)
+    third = run(["dvc", "repro"], project)
+    assert ran(third.stdout) == ["generate"]

@@ -1,0 +1,117 @@
+"""Register and promote against a real MLflow store in a SQLite file."""
+
+import dataclasses
+import shutil
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig, TokenizeConfig, TrainConfig
+from mlproject.evaluate import evaluate
+from mlproject.fileio import read_json
+from mlproject.language_model import LanguageModel
+from mlproject.model import build_model, set_seed
+from mlproject.registry import connect, decide, promote, register
+from mlproject.scrape import scrape
+from mlproject.config import Source
+from mlproject.tokens import Vocabulary, tokenize
+from mlproject.train import train
+from tests.conftest import SAMPLE_CORPUS
+
+TINY = TrainConfig(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2,
+                   max_steps_per_epoch=25)
+EVALUATE = EvaluateConfig(streams=8, sample_length=20, temperatures=[1.0], sample_prompts=["El "])
+NAME = MlflowConfig().model_name
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """Token files and two saved models: a trained one and an untrained (worse) one."""
+    root = tmp_path_factory.mktemp("models")
+    scrape([Source(name="s", location=str(SAMPLE_CORPUS))], root / "raw.jsonl", root / "scrape.json")
+    tokenize(TokenizeConfig(), root / "raw.jsonl", root / "tokens")
+    train(TINY, 1, root / "tokens", root / "trained", root / "plot.csv")
+    set_seed(1)
+    vocabulary = Vocabulary.load(root / "tokens" / "vocab.json")
+    LanguageModel(build_model(TINY, len(vocabulary)), vocabulary, TINY).save(root / "untrained" / "model")
+    return root
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, bundles):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    connect(MlflowConfig())
+    shutil.copytree(bundles / "tokens", tmp_path / "tokens")
+    return tmp_path
+
+
+def register_and_promote(workdir, bundles, which: str, margin: float = 0.0) -> dict:
+    model_dir = bundles / which
+    evaluate(EVALUATE, 1, model_dir, workdir / "tokens", workdir / "metrics.json", workdir / "samples.jsonl")
+    with mlflow.start_run() as run:
+        pass
+    register(MlflowConfig(), run.info.run_id, model_dir, workdir / "tokens", workdir / "metrics.json",
+             workdir / "samples.jsonl", {"seed": 1}, workdir / "registered.json")
+    return promote(PromoteConfig(min_improvement_bpb=margin), MlflowConfig(), EVALUATE,
+                   workdir / "registered.json", workdir / "metrics.json", workdir / "tokens",
+                   workdir / "promotion.json")
+
+
+def champion() -> str:
+    return str(MlflowClient().get_model_version_by_alias(NAME, "champion").version)
+
+
+def test_first_model_becomes_champion_and_carries_lineage(workdir, bundles):
+    report = register_and_promote(workdir, bundles, "untrained")
+    assert report["decision"] == "promoted" and champion() == "1"
+    tags = MlflowClient().get_model_version(NAME, "1").tags
+    assert tags["git_commit"] and tags["validation_md5"] == report["validation_md5"]
+    assert any(key.startswith("data_md5:") for key in tags)
+    assert read_json(workdir / "promotion.json")["decision"] == "promoted"
+
+
+def test_better_model_is_promoted_and_worse_is_not(workdir, bundles):
+    register_and_promote(workdir, bundles, "untrained")
+    better = register_and_promote(workdir, bundles, "trained")
+    assert better["decision"] == "promoted" and champion() == "2"
+    assert better["candidate_bits_per_byte"] < better["champion_bits_per_byte"]
+    worse = register_and_promote(workdir, bundles, "untrained")
+    assert worse["decision"] == "challenger" and champion() == "2"
+    assert str(MlflowClient().get_model_version_by_alias(NAME, "challenger").version) == "3"
+    assert MlflowClient().get_model_version(NAME, "3").tags["promotion.decision"] == "challenger"
+
+
+def test_margin_keeps_a_barely_better_model_out(workdir, bundles):
+    register_and_promote(workdir, bundles, "untrained")
+    report = register_and_promote(workdir, bundles, "trained", margin=100.0)
+    assert report["decision"] == "challenger" and champion() == "1"
+
+
+def test_champion_is_rescored_when_validation_text_changed(workdir, bundles):
+    register_and_promote(workdir, bundles, "trained")
+    recorded = float(MlflowClient().get_model_version(NAME, "1").tags["bits_per_byte"])
+    validation = workdir / "tokens" / "validation.txt"
+    validation.write_text(validation.read_text()[: len(validation.read_text()) // 2])
+    report = register_and_promote(workdir, bundles, "untrained")
+    assert report["champion_figure"].startswith("re-scored")
+    assert report["champion_bits_per_byte"] != pytest.approx(recorded, abs=1e-9)
+    assert report["decision"] == "challenger" and champion() == "1"
+
+
+def test_registered_model_generates_through_the_pyfunc(workdir, bundles):
+    import pandas as pd
+
+    register_and_promote(workdir, bundles, "trained")
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    frame = model.predict(pd.DataFrame({"prompt": ["El ", "Quien "]}),
+                          params={"max_length": 15, "temperature": 0.8, "seed": 3})
+    assert list(frame["prompt"]) == ["El ", "Quien "] and all(len(t) == 15 for t in frame["text"])
+
+
+@pytest.mark.parametrize("candidate, champion_bpb, margin, expected", [
+    (2.0, None, 0.0, True), (1.9, 2.0, 0.0, True), (2.0, 2.0, 0.0, False),
+    (2.1, 2.0, 0.0, False), (1.95, 2.0, 0.1, False)])
+def test_decide(candidate, champion_bpb, margin, expected):
+    assert decide(candidate, champion_bpb, margin)[0] is expected

@@ -1,0 +1,61 @@
+"""Training checkpoints every epoch and resumes where it stopped, with the same result."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlproject.config import ConfigError, TokenizeConfig, TrainConfig
+from mlproject.fileio import read_json
+from mlproject.train import batch_order, window_starts
+from tests.conftest import run, tiny_params, write_params
+
+
+def test_batch_order_depends_only_on_seed_and_epoch():
+    config = TrainConfig(sequence_length=10, batch_size=4)
+    starts = window_starts(200, config)
+    assert np.array_equal(batch_order(starts, config, 1, 3), batch_order(starts, config, 1, 3))
+    assert not np.array_equal(batch_order(starts, config, 1, 3), batch_order(starts, config, 1, 4))
+
+
+def test_window_longer_than_text_names_the_param():
+    with pytest.raises(ConfigError, match="train.sequence_length = 100: longer than the 50 training tokens"):
+        window_starts(50, TrainConfig(sequence_length=100))
+
+
+def prepared(tmp_path):
+    params = tiny_params(tmp_path)
+    params["train"]["epochs"] = 3
+    write_params(tmp_path, params)
+    for stage in ("scrape", "validate", "tokenize"):
+        run(["mlproject", stage], tmp_path)
+    return params
+
+
+def test_interrupted_training_resumes_at_next_epoch_and_matches_uninterrupted(tmp_path):
+    prepared(tmp_path)
+    first = run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
+    assert first.returncode == 3 and "stopped after epoch 1 of 3" in first.stderr
+    state = read_json(tmp_path / "models" / "checkpoints" / "state.json")
+    assert state["epoch"] == 1
+    second = run(["mlproject", "train"], tmp_path)
+    assert "resuming from the checkpoint of epoch 1" in second.stdout
+    assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
+    resumed = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert read_json(tmp_path / "models" / "run.json")["run_id"] == state["run_id"]
+
+    # The same training without the interruption ends with the same losses.
+    (tmp_path / "models").rename(tmp_path / "models-resumed")
+    run(["mlproject", "train"], tmp_path)
+    straight = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in straight] == pytest.approx([r["loss"] for r in resumed], rel=1e-5)
+
+
+def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):
+    params = prepared(tmp_path)
+    run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
+    params["train"]["learning_rate"] = 0.01
+    write_params(tmp_path, params)
+    result = run(["mlproject", "train"], tmp_path)
+    assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout

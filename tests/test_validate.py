@@ -1,0 +1,54 @@
+"""Great Expectations splits documents into accepted and rejected, keeping every reason."""
+
+import json
+
+import pytest
+
+from mlproject.config import ValidateConfig
+from mlproject.fileio import write_jsonl
+from mlproject.validate import CorpusRejected, validate
+
+
+def doc(i, text, **extra):
+    return {"id": f"d{i}", "text": text, "sha256": str(i), **extra}
+
+
+def run_validate(tmp_path, documents, config):
+    write_jsonl(tmp_path / "raw.jsonl", documents)
+    paths = [tmp_path / n for n in ("accepted.jsonl", "rejected.jsonl", "report.json", "docs")]
+    return validate(config, tmp_path / "raw.jsonl", *paths), paths
+
+
+def test_rejected_documents_are_kept_with_reasons(tmp_path):
+    good = [doc(i, f"Refrán número {i}, bien dicho.") for i in range(20)]
+    bad = [doc(100, ""), doc(101, "x" * 300), doc(102, "Refrán número 3,  BIEN dicho."),
+           doc(103, "A\ufffdo", encoding_error="not valid UTF-8 (first bad byte at offset 1)")]
+    config = ValidateConfig(min_chars=2, max_chars=200, min_documents=5, min_corpus_chars=100)
+    report, (accepted, rejected, report_path, docs) = run_validate(tmp_path, good + bad, config)
+    assert report["documents"] == 24 and report["accepted"] == 20 and report["rejected"] == 4
+    reasons = {r["id"]: r["reasons"] for r in map(json.loads, rejected.read_text().splitlines())}
+    assert any("empty" in r for r in reasons["d100"])
+    assert any("length outside 2..200" in r for r in reasons["d101"])
+    assert any("duplicate" in r for r in reasons["d102"])
+    assert any("not valid UTF-8" in r for r in reasons["d103"])
+    assert len(accepted.read_text().splitlines()) == 20
+    assert json.loads(report_path.read_text())["rejected_by_reason"]
+    assert (docs / "index.html").is_file()
+
+
+def test_corpus_too_small_fails_with_one_line_and_keeps_accepted_file(tmp_path):
+    (tmp_path / "accepted.jsonl").write_text("earlier\n")
+    documents = [doc(i, f"Frase {i} corta") for i in range(3)]
+    config = ValidateConfig(min_documents=10, min_corpus_chars=10)
+    with pytest.raises(CorpusRejected) as error:
+        run_validate(tmp_path, documents, config)
+    assert "3 of 3 documents accepted" in str(error.value) and "validate.min_documents" in str(error.value)
+    assert "\n" not in str(error.value)
+    assert (tmp_path / "accepted.jsonl").read_text() == "earlier\n"
+
+
+def test_all_non_utf8_corpus_is_rejected(tmp_path):
+    documents = [doc(i, "A\ufffdo", encoding_error="not valid UTF-8") for i in range(12)]
+    with pytest.raises(CorpusRejected, match="0 of 12 documents accepted"):
+        run_validate(tmp_path, documents, ValidateConfig(min_documents=1, min_corpus_chars=1))
+    assert len((tmp_path / "rejected.jsonl").read_text().splitlines()) == 12
