@@ -7,6 +7,7 @@ Bad input ends with a one-line error naming the key or file, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import os
 import sys
@@ -144,6 +145,46 @@ def cmd_summary(params: cfg.Params, args) -> None:
     print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (flow runs of `make flow`)")
 
 
+def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
+    """Merge a preset's keys into params.yaml, keeping its comments; validate before writing."""
+    from ruamel.yaml import YAML
+
+    from mlproject.fileio import atomic_path
+
+    if not preset_path.is_file():
+        available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
+        raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
+                              f"available: {available}")
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    document = yaml.load(params_path.read_text(encoding="utf-8"))
+    preset = yaml.load(preset_path.read_text(encoding="utf-8")) or {}
+    changed = []
+    for section, values in preset.items():
+        for key, value in values.items():
+            if document.setdefault(section, {}).get(key) != value:
+                changed.append(f"{section}.{key}: {document[section].get(key)!r} -> {value!r}")
+            document[section][key] = value
+    cfg.params_from_dict(json.loads(json.dumps(document)))  # a bad preset never reaches the file
+    with atomic_path(params_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        yaml.dump(document, handle)
+    return changed
+
+
+def cmd_preset(args) -> None:
+    presets = Path(args.presets)
+    if not args.name:
+        for path in sorted(presets.glob("*.yaml")):
+            first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+            print(f"  {path.stem:16} {first}")
+        return
+    changed = apply_preset(Path(args.params), presets / f"{args.name}.yaml")
+    print(f"preset {args.name}: {len(changed)} param(s) changed in {args.params}")
+    for line in changed:
+        print(f"  {line}")
+    print("Run `make run` (or `dvc repro`): DVC reruns only the stages whose params changed.")
+
+
 SECTION_OF = {"scrape": [cfg.ScrapeConfig, cfg.Source], "validate": [cfg.ValidateConfig],
               "tokenize": [cfg.TokenizeConfig], "train": [cfg.TrainConfig],
               "evaluate": [cfg.EvaluateConfig], "register": [cfg.MlflowConfig],
@@ -185,6 +226,13 @@ def parser() -> argparse.ArgumentParser:
     for name, text in [("summary", "print where the last run's results are and how to open the UIs")]:
         sub = subs.add_parser(name, help=text, description=text)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    text = ("list the presets of the classic notebook models, or apply one: its keys are written "
+            "into params.yaml (comments kept); the other params stay as they are")
+    sub = subs.add_parser("preset", help="list or apply a params preset (tf-tutorial, chollet-lstm, ...)",
+                          description=text)
+    sub.add_argument("name", nargs="?", help="preset to apply; leave out to list them")
+    sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub.add_argument("--presets", default="presets", help="folder of presets (default: presets)")
     return top
 
 
@@ -201,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     from mlproject.validate import CorpusRejected
 
     try:
+        if args.command == "preset":
+            cmd_preset(args)
+            return 0
         params = cfg.load_params(args.params)
         COMMANDS[args.command](params, args)
     except (cfg.ConfigError, CorpusRejected) as error:

@@ -18,8 +18,9 @@ from mlproject.config import ConfigError, TokenizeConfig
 from mlproject.fileio import atomic_path, read_jsonl, write_json, write_text
 
 UNKNOWN = "<unk>"
-# Words, whitespace runs and single punctuation marks: joining the tokens gives the text back.
-WORD_PATTERN = re.compile(r"\w+|\s+|[^\w\s]")
+# A word or punctuation mark with the whitespace before it, or trailing whitespace: joining the
+# tokens gives the text back, and a count of tokens is a count of words and marks.
+WORD_PATTERN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 
 
 @dataclass(frozen=True)

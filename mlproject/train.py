@@ -169,7 +169,8 @@ def train(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str, plot_
         dataset, steps = training_dataset(ids, config, seed, first_epoch)
         model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   validation_data=validation_arrays(validation_ids, config),
-                  validation_batch_size=config.batch_size, verbose=1 if sys.stdout.isatty() else 2,
+                  validation_batch_size=config.batch_size, shuffle=False,  # order is ours, by (seed, epoch)
+                  verbose=1 if sys.stdout.isatty() else 2,
                   callbacks=[epoch_callback(checkpoints, state, on_epoch, stop_after)])
     history = [json.loads(line) for line in (checkpoints / HISTORY).read_text().splitlines()]
     if history[-1]["epoch"] < config.epochs:

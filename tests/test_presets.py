@@ -1,0 +1,43 @@
+"""Each preset of the classic notebook models applies cleanly and trains, shrunk to seconds."""
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from mlproject.cli import apply_preset
+from mlproject.config import load_params
+from mlproject.evaluate import evaluate
+from mlproject.scrape import scrape
+from mlproject.tokens import tokenize
+from mlproject.train import train
+from tests.conftest import ROOT, tiny_params, write_params
+
+PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
+
+
+def test_presets_reproduce_the_seed_models():
+    assert {"default", "tf-tutorial", "chollet-lstm", "lyrics-words"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_applies_and_trains(tmp_path, name):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    changed = apply_preset(tmp_path / "params.yaml", ROOT / "presets" / f"{name}.yaml")
+    params = load_params(tmp_path / "params.yaml")
+    assert "# reaches Python, NumPy and TensorFlow" in (tmp_path / "params.yaml").read_text()
+    if name != "default":
+        assert changed
+
+    sample = load_params(write_params(tmp_path, tiny_params(tmp_path)))
+    scrape(sample.scrape.sources, tmp_path / "raw.jsonl", tmp_path / "scrape.json")
+    tokenize(params.tokenize, tmp_path / "raw.jsonl", tmp_path / "tokens")
+    quick = dataclasses.replace(params.train, epochs=1, max_steps_per_epoch=2, batch_size=8)
+    train(quick, 1, tmp_path / "tokens", tmp_path / "models", tmp_path / "plot.csv")
+    short = dataclasses.replace(params.evaluate, sample_length=5, streams=4)
+    metrics, samples = evaluate(short, 1, tmp_path / "models", tmp_path / "tokens",
+                                tmp_path / "metrics.json", tmp_path / "samples.jsonl")
+    assert 0 < metrics["bits_per_byte"] < 30 and metrics["level"] == params.tokenize.level
+    assert len(samples) == len(short.sample_prompts) * len(short.temperatures)
+    assert json.loads((tmp_path / "metrics.json").read_text())["tokens"] > 0
