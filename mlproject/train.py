@@ -90,10 +90,13 @@ def make_optimizer(config: TrainConfig):
 
 
 def fingerprint(config: TrainConfig, seed: int, tokens_dir: Path) -> str:
-    """What a checkpoint was trained from; a checkpoint with another fingerprint is not resumed."""
+    """What a checkpoint was trained from (params, data and the training code itself); a
+    checkpoint with another fingerprint is not resumed."""
+    from mlproject import model
+
     digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), seed]).encode())
-    for name in ("train.npy", "vocab.json"):
-        digest.update((tokens_dir / name).read_bytes())
+    for path in (tokens_dir / "train.npy", tokens_dir / "vocab.json", Path(__file__), Path(model.__file__)):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
