@@ -22,9 +22,12 @@ STAGES = ["scrape", "validate", "tokenize", "train", "evaluate", "register", "pr
 def cmd_scrape(params: cfg.Params, args) -> None:
     from mlproject.scrape import scrape
 
-    report = scrape(params.scrape.sources, params.paths.raw_documents, params.paths.scrape_report)
-    print(f"scrape: {report['documents']} documents, {report['characters']} characters "
-          f"from {len(report['sources'])} source(s) -> {params.paths.raw_documents}")
+    p = params.paths
+    report = scrape(params.scrape, p.raw_documents, p.scrape_report, p.http_cache)
+    urls = ", ".join(f"{n} {outcome}" for outcome, n in report["urls"].items())
+    print(f"scrape: {report['documents']} documents, {report['characters']} characters from "
+          f"{len(report['sources'])} source(s){f' (URLs: {urls})' if urls else ''}, "
+          f"{len(report['duplicates'])} duplicates dropped -> {p.raw_documents}; report {p.scrape_report}")
 
 
 def cmd_validate(params: cfg.Params, args) -> None:
@@ -185,7 +188,7 @@ def cmd_preset(args) -> None:
     print("Run `make run` (or `dvc repro`): DVC reruns only the stages whose params changed.")
 
 
-SECTION_OF = {"scrape": [cfg.ScrapeConfig, cfg.Source], "validate": [cfg.ValidateConfig],
+SECTION_OF = {"scrape": [cfg.ScrapeConfig, cfg.Source, cfg.HttpConfig], "validate": [cfg.ValidateConfig],
               "tokenize": [cfg.TokenizeConfig], "train": [cfg.TrainConfig],
               "evaluate": [cfg.EvaluateConfig], "register": [cfg.MlflowConfig],
               "promote": [cfg.PromoteConfig], "generate": [cfg.GenerateConfig]}
@@ -208,6 +211,7 @@ def section_help(stage: str) -> str:
     text = f"params.yaml section '{name}' (also reads 'seed' and 'paths'):\n{cfg.describe(classes[0])}"
     if len(classes) > 1:
         text += f"\n\neach entry of scrape.sources:\n{cfg.describe(classes[1])}"
+        text += f"\n\nscrape.http:\n{cfg.describe(classes[2])}"
     return text
 
 
@@ -246,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     args = parser().parse_args(argv)
+    from mlproject.scrape import ScrapeFailed
     from mlproject.validate import CorpusRejected
 
     try:
@@ -254,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         params = cfg.load_params(args.params)
         COMMANDS[args.command](params, args)
-    except (cfg.ConfigError, CorpusRejected) as error:
+    except (cfg.ConfigError, CorpusRejected, ScrapeFailed) as error:
         print(f"mlproject {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:

@@ -7,6 +7,7 @@ command line prints, so `mlproject <stage> --help` and params.yaml can never dis
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ def param(default, help: str, choices: tuple | None = None, minimum: float | Non
 @dataclass(frozen=True)
 class Paths:
     raw_documents: str = param("data/raw/documents.jsonl", "scraped documents, one JSON per line")
-    scrape_report: str = param("reports/scrape.json", "what each source gave")
+    scrape_report: str = param("reports/scrape.json", "what each source and each URL gave")
+    http_cache: str = param("data/http_cache", "fetched pages with their ETag and Last-Modified")
     accepted_documents: str = param("data/validated/documents.jsonl", "documents that passed validation")
     rejected_documents: str = param("data/rejected/documents.jsonl", "documents that failed, with reasons")
     validation_report: str = param("reports/validation.json", "counts per expectation (a DVC metric)")
@@ -54,20 +56,55 @@ class MlflowConfig:
 @dataclass(frozen=True)
 class Source:
     name: str = param("", "a short name recorded on every document")
-    kind: str = param("files", "files: local files or folders (HTTP kinds come later)", ("files",))
-    location: str = param("", "a path or file:// URL of a file or folder")
+    kind: str = param("files", "files: local files or folders; url: one file by URL; gutenberg: a "
+                      "Project Gutenberg book (licence header and footer stripped); crawl: pages "
+                      "reached from seeds", ("files", "url", "gutenberg", "crawl"))
+    location: str = param("", "files: a path or file:// URL; url: the URL; gutenberg: a book id "
+                          "or URL; crawl: unused (see seeds)")
     format: str = param("fortunes", "fortunes: entries split by lines holding only '%'; text: one "
                         "document per file; jsonl: one JSON object with a 'text' key per line",
                         ("fortunes", "text", "jsonl"))
     include: list = param(["*"], "glob patterns (relative to a folder) of files to read")
     exclude: list = param([], "glob patterns of files to skip")
     licence: str = param("unknown", "licence note recorded on every document")
+    seeds: list = param([], "crawl: the URLs the crawl starts from")
+    allowed_domains: list = param([], "crawl: hosts the crawl may visit; empty means the seeds' hosts")
+    follow: list = param([], "crawl: regular expressions; a link is followed if it matches one "
+                         "(empty: every link on an allowed host)")
+    max_pages: int = param(100, "crawl: most pages fetched", minimum=1)
+    max_depth: int = param(2, "crawl: most links followed from a seed", minimum=0)
+    selector: str = param("", "crawl and url: CSS selector of the text to keep; empty means a "
+                          "main-content extractor (trafilatura) decides")
+    headers_from_env: dict = param({}, "HTTP header -> name of the environment variable holding "
+                                   "its value (API tokens stay out of params, logs and reports)")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    user_agent: str = param("mlproject-scraper/0.1 (text-generation corpus builder)",
+                            "User-Agent sent, and matched against robots.txt")
+    delay_seconds: float = param(1.0, "least time between two requests to one host (robots.txt "
+                                 "Crawl-delay wins when longer)", minimum=0.0)
+    connect_timeout: float = param(10.0, "seconds to wait for a connection", minimum=0.001)
+    read_timeout: float = param(30.0, "seconds to wait for data", minimum=0.001)
+    max_retries: int = param(3, "retries after a timeout, connection error, 429 or 5xx", minimum=0)
+    backoff_seconds: float = param(1.0, "first retry wait, doubled each retry (Retry-After wins)",
+                                   minimum=0.0)
+    max_retry_after: float = param(120.0, "longest wait honoured for one retry", minimum=0.0)
+    max_redirects: int = param(5, "redirects followed per URL", minimum=0)
+    max_bytes: int = param(20_000_000, "largest response body accepted", minimum=1)
+    content_types: list = param(["text/html", "application/xhtml+xml", "text/plain"],
+                                "content types accepted")
+    max_failed_share: float = param(0.2, "the stage fails when more than this share of URLs "
+                                    "failed", minimum=0.0, maximum=1.0)
 
 
 @dataclass(frozen=True)
 class ScrapeConfig:
     sources: list = param([], "list of sources, each with name, kind, location, format, include, "
-                          "exclude, licence")
+                          "exclude, licence (and the crawl keys)")
+    # A mapping in params.yaml, an HttpConfig once validated.
+    http: dict = field(default=HttpConfig(), metadata={"help": "politeness and limits of every HTTP request (see below)"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +113,13 @@ class ValidateConfig:
     max_chars: int = param(5000, "longest document kept, in characters", minimum=1)
     min_documents: int = param(10, "fewest accepted documents that can train a model", minimum=1)
     min_corpus_chars: int = param(2000, "fewest accepted characters that can train a model", minimum=1)
+    language: str = param("es", "corpus language, for the alphabet check; any turns it off",
+                          ("es", "en", "any"))
+    max_foreign_share: float = param(0.1, "largest share of a document's characters outside the "
+                                     "language's alphabet, digits and punctuation",
+                                     minimum=0.0, maximum=1.0)
+    max_duplicate_share: float = param(0.5, "the corpus fails when more than this share of its "
+                                       "documents are duplicates", minimum=0.0, maximum=1.0)
 
 
 @dataclass(frozen=True)
@@ -203,11 +247,23 @@ def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
     for i, source in enumerate(sources):
         if not source.name:
             raise ConfigError(f"scrape.sources[{i}].name: expected a non-empty name")
-        if not source.location:
-            raise ConfigError(f"scrape.sources[{i}].location: expected a path or file:// URL")
+        if source.kind == "crawl" and not source.seeds:
+            raise ConfigError(f"scrape.sources[{i}].seeds: expected at least one seed URL for kind crawl")
+        if source.kind != "crawl" and not source.location:
+            raise ConfigError(f"scrape.sources[{i}].location: expected a path, URL or book id "
+                              f"for kind {source.kind}")
+        for j, pattern in enumerate(source.follow):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(f"scrape.sources[{i}].follow[{j}] = {pattern!r}: not a regular "
+                                  f"expression ({error})") from None
     if not sources:
         raise ConfigError("scrape.sources: expected at least one source")
-    return dataclasses.replace(scrape, sources=sources)
+    if len({s.name for s in sources}) != len(sources):
+        raise ConfigError("scrape.sources: expected each source name once")
+    http = scrape.http if isinstance(scrape.http, HttpConfig) else parse_section(HttpConfig, scrape.http, "scrape.http")
+    return dataclasses.replace(scrape, sources=sources, http=http)
 
 
 def _check_consistency(params: Params) -> None:
@@ -256,6 +312,8 @@ def describe(cls) -> str:
     lines = []
     for spec in dataclasses.fields(cls):
         default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        if dataclasses.is_dataclass(default):
+            default = "{...}"
         choices = f" [{'|'.join(spec.metadata['choices'])}]" if spec.metadata.get("choices") else ""
         lines.append(f"  {spec.name} = {default!r}{choices}\n      {spec.metadata.get('help', '')}")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Scrape stage: collect documents from the configured sources into one JSONL with provenance.
 
-Each source kind is a function yielding documents; `READERS` maps a kind to it, so the HTTP
-kinds (url, gutenberg, crawl) slot in beside `files` without touching the rest.
+Each source kind is a reader yielding documents (`READERS`): local files, one URL, a Project
+Gutenberg book, or a crawl. HTTP goes through one polite fetcher; every URL ends in the report
+with its outcome, and a journal lets a killed run resume without fetching stored pages again.
 """
 
 from __future__ import annotations
@@ -9,21 +10,38 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
+import re
+from collections import Counter, deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
-from mlproject.config import ConfigError, Source
-from mlproject.fileio import write_json, write_jsonl
+from mlproject.config import ConfigError, ScrapeConfig, Source
+from mlproject.extract import gutenberg_title, links, main_text, strip_gutenberg, title_of
+from mlproject.fetch import Page, PageCache, PoliteFetcher
+from mlproject.fileio import read_jsonl, write_json, write_jsonl
+from mlproject.text import normalise
 
+GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+SETTLED = ("fetched", "not_modified", "skipped_robots")
+
+
+class ScrapeFailed(RuntimeError):
+    """Too many URLs failed; the message names them."""
+
+
+# -- local files -------------------------------------------------------------------------------
 
 def local_path(location: str) -> Path:
     """A filesystem path from a plain path or a file:// URL."""
     if location.startswith("file://"):
         return Path(unquote(urlparse(location).path))
     if "://" in location:
-        raise ConfigError(f"{location}: only local paths and file:// URLs are supported by kind 'files'")
+        raise ConfigError(f"{location}: kind 'files' reads local paths and file:// URLs; use kind url")
     return Path(location)
 
 
@@ -73,21 +91,71 @@ def matching_files(root: Path, include: list, exclude: list) -> list[Path]:
     return files
 
 
-def read_files(source: Source, fetched_at: str) -> Iterator[dict]:
-    root = local_path(source.location)
-    if not root.exists():
-        raise ConfigError(f"scrape.sources '{source.name}'.location: {root} does not exist")
-    for path in matching_files(root, source.include, source.exclude):
-        # Decoding per document keeps one bad entry from condemning the rest of its file.
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-        for index, (body, title) in enumerate(split_documents(text, source.format)):
-            body, encoding_error = check_utf8(body)
-            yield make_document(source, f"{path}#{index}", path.as_uri(), title or path.stem,
-                                body, fetched_at, encoding_error)
+# -- one scrape run ----------------------------------------------------------------------------
+
+class Journal:
+    """URLs settled by a run that did not finish; a rerun takes them from the cache, unrequested."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.settled = {row["url"]: row for row in read_jsonl(path)} if path.is_file() else {}
+
+    def record(self, page: Page) -> None:
+        if page.outcome in SETTLED:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(page.record()) + "\n")
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class Harvest:
+    """The state of one scrape run: the fetcher, the journal and a record of every URL."""
+    config: ScrapeConfig
+    cache_dir: Path
+    fetched_at: str
+    records: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = PageCache(self.cache_dir)
+        self.fetcher = PoliteFetcher(self.config.http, self.cache)
+        self.journal = Journal(self.cache_dir / "journal.jsonl")
+
+    def get(self, source: Source, url: str) -> Page:
+        earlier = self.journal.settled.get(url)
+        resumed = bool(earlier) and (earlier["outcome"] == "skipped_robots" or self.cache.get(url) is not None)
+        if resumed:
+            page = self._from_cache(earlier)
+        else:
+            page = self.fetcher.fetch(url, headers_from_env(source))
+            self.journal.record(page)
+        self.records.append({"source": source.name, **page.record(), "resumed": resumed})
+        return page
+
+    def _from_cache(self, record: dict) -> Page:
+        cached = self.cache.get(record["url"])
+        text = cached[1].decode(record["charset"], errors="replace") if cached else ""
+        return Page(**record, text=text)
+
+    def skip(self, source: Source, url: str, reason: str) -> None:
+        self.records.append({"source": source.name, "url": url, "outcome": "not_visited",
+                             "reason": reason, "resumed": False})
+
+
+def headers_from_env(source: Source) -> dict:
+    headers = {}
+    for header, variable in source.headers_from_env.items():
+        if variable not in os.environ:
+            raise ConfigError(f"scrape.sources '{source.name}'.headers_from_env.{header}: environment "
+                              f"variable {variable} is not set")
+        headers[header] = os.environ[variable]
+    return headers
 
 
 def make_document(source: Source, locator: str, url: str, title: str, text: str, fetched_at: str,
-                  encoding_error: str | None) -> dict:
+                  encoding_error: str | None = None) -> dict:
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     document = {
         "id": hashlib.sha256(f"{source.name}\0{locator}".encode()).hexdigest()[:16],
@@ -99,25 +167,124 @@ def make_document(source: Source, locator: str, url: str, title: str, text: str,
     return document
 
 
-READERS = {"files": read_files}
+def page_documents(source: Source, page: Page, fetched_at: str) -> list[dict]:
+    """An HTML page is one document (its main text); a text file splits by the source's format."""
+    if page.content_type in HTML_TYPES:
+        return [make_document(source, page.url, page.final_url, title_of(page.text),
+                              main_text(page.text, source.selector), fetched_at)]
+    return [make_document(source, f"{page.url}#{i}", page.final_url, title or "", body, fetched_at)
+            for i, (body, title) in enumerate(split_documents(page.text, source.format))]
 
 
-def scrape(sources: list[Source], documents_path: str, report_path: str) -> dict:
-    """Read every source, write all documents and a per-source report; return the report."""
-    fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    documents, per_source = [], {}
-    for source in sources:
-        found = list(READERS[source.kind](source, fetched_at))
-        per_source[source.name] = {"kind": source.kind, "location": source.location,
-                                   "documents": len(found),
+# -- the source kinds ----------------------------------------------------------------------------
+
+def read_files(source: Source, harvest: Harvest) -> Iterator[dict]:
+    root = local_path(source.location)
+    if not root.exists():
+        raise ConfigError(f"scrape.sources '{source.name}'.location: {root} does not exist")
+    for path in matching_files(root, source.include, source.exclude):
+        # Decoding per document keeps one bad entry from condemning the rest of its file.
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        for index, (body, title) in enumerate(split_documents(text, source.format)):
+            body, encoding_error = check_utf8(body)
+            yield make_document(source, f"{path}#{index}", path.as_uri(), title or path.stem,
+                                body, harvest.fetched_at, encoding_error)
+
+
+def read_url(source: Source, harvest: Harvest) -> Iterator[dict]:
+    page = harvest.get(source, source.location)
+    if page.outcome in ("fetched", "not_modified"):
+        yield from page_documents(source, page, harvest.fetched_at)
+
+
+def read_gutenberg(source: Source, harvest: Harvest) -> Iterator[dict]:
+    location = source.location.strip()
+    url = location if "://" in location else GUTENBERG_URL.format(id=location)
+    page = harvest.get(source, url)
+    if page.outcome in ("fetched", "not_modified"):
+        title = gutenberg_title(page.text) or f"Project Gutenberg {location}"
+        yield make_document(source, url, page.final_url, title, strip_gutenberg(page.text),
+                            harvest.fetched_at)
+
+
+def read_crawl(source: Source, harvest: Harvest) -> Iterator[dict]:
+    """Breadth first from the seeds, on allowed hosts, through links that match `follow`."""
+    from tqdm import tqdm
+
+    domains = set(source.allowed_domains) or {urlsplit(seed).netloc for seed in source.seeds}
+    patterns = [re.compile(pattern) for pattern in source.follow]
+    queue, seen, visited = deque((seed, 0) for seed in source.seeds), set(source.seeds), 0
+    with tqdm(total=source.max_pages, desc=f"crawl {source.name}", unit="page", disable=None) as bar:
+        while queue and visited < source.max_pages:
+            url, depth = queue.popleft()
+            page = harvest.get(source, url)
+            visited += 1
+            bar.update(1)
+            if page.outcome not in ("fetched", "not_modified"):
+                continue
+            yield from page_documents(source, page, harvest.fetched_at)
+            if depth >= source.max_depth or page.content_type not in HTML_TYPES:
+                continue
+            for link in links(page.text, page.final_url):
+                if link not in seen and urlsplit(link).netloc in domains and (
+                        not patterns or any(p.search(link) for p in patterns)):
+                    seen.add(link)
+                    queue.append((link, depth + 1))
+    for url, _ in queue:
+        harvest.skip(source, url, f"max_pages ({source.max_pages}) reached")
+
+
+READERS = {"files": read_files, "url": read_url, "gutenberg": read_gutenberg, "crawl": read_crawl}
+
+
+# -- the stage ---------------------------------------------------------------------------------
+
+def drop_duplicates(documents: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Documents with the same normalised text kept once; the others listed with the first's URL."""
+    first: dict[str, dict] = {}
+    kept, duplicates = [], []
+    for document in documents:
+        key = normalise(document["text"])
+        if key and key in first:
+            duplicates.append({"id": document["id"], "url": document["url"], "locator": document["locator"],
+                               "duplicate_of": first[key]["url"], "duplicate_of_id": first[key]["id"]})
+            continue
+        first.setdefault(key, document)
+        kept.append(document)
+    return kept, duplicates
+
+
+def check_failures(records: list[dict], max_share: float, report_path: str) -> None:
+    attempted = [r for r in records if r["outcome"] != "not_visited"]
+    failed = [r for r in attempted if r["outcome"] == "failed"]
+    if attempted and len(failed) / len(attempted) > max_share:
+        named = "; ".join(f"{r['url']} ({r['reason']})" for r in failed[:5])
+        more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+        raise ScrapeFailed(f"{len(failed)} of {len(attempted)} URLs failed, more than "
+                           f"scrape.http.max_failed_share ({max_share}): {named}{more}; see {report_path}")
+
+
+def scrape(config: ScrapeConfig, documents_path: str, report_path: str, cache_dir: str) -> dict:
+    """Read every source, write the documents and a report of every source and URL; return it."""
+    harvest = Harvest(config, Path(cache_dir), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    collected, per_source = [], {}
+    for source in config.sources:
+        found = list(READERS[source.kind](source, harvest))
+        per_source[source.name] = {"kind": source.kind, "documents": len(found),
                                    "characters": sum(len(d["text"]) for d in found),
                                    "encoding_errors": sum("encoding_error" in d for d in found)}
-        documents.extend(found)
-    if not documents:
-        names = ", ".join(s.name for s in sources)
-        raise ConfigError(f"scrape.sources ({names}): no documents found; check location and include")
+        collected.extend(found)
+    documents, duplicates = drop_duplicates(collected)
     report = {"documents": len(documents), "characters": sum(len(d["text"]) for d in documents),
-              "fetched_at": fetched_at, "sources": per_source}
-    write_jsonl(documents_path, documents)
+              "fetched_at": harvest.fetched_at, "sources": per_source,
+              "urls": dict(Counter(r["outcome"] for r in harvest.records)),
+              "requests_sent": harvest.fetcher.requests_sent,
+              "duplicates": duplicates, "pages": harvest.records}
     write_json(report_path, report)
+    check_failures(harvest.records, config.http.max_failed_share, report_path)
+    if not documents:
+        names = ", ".join(s.name for s in config.sources)
+        raise ConfigError(f"scrape.sources ({names}): no documents found; see {report_path}")
+    write_jsonl(documents_path, documents)
+    harvest.journal.finish()
     return report

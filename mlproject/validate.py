@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -17,18 +16,14 @@ import pandas as pd
 
 from mlproject.config import ValidateConfig
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
+from mlproject.text import BOILERPLATE, MARKUP, foreign_share, normalise
 
 
 class CorpusRejected(RuntimeError):
     """What was accepted cannot train a model; the message says why in one line."""
 
 
-def normalise(text: str) -> str:
-    """Text compared for duplicates: Unicode NFC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
-
-
-def document_frame(documents: list[dict]) -> pd.DataFrame:
+def document_frame(documents: list[dict], language: str) -> pd.DataFrame:
     """One row per document with the derived columns the expectations read."""
     seen: dict[str, str] = {}
     duplicate_of = []
@@ -41,6 +36,7 @@ def document_frame(documents: list[dict]) -> pd.DataFrame:
         "text": [d["text"].strip() for d in documents],
         "encoding_error": [d.get("encoding_error") for d in documents],
         "duplicate_of": duplicate_of,
+        "foreign_share": [foreign_share(d["text"], language) for d in documents],
     })
 
 
@@ -59,6 +55,14 @@ def document_expectations(config: ValidateConfig):
                           "(validate.min_chars, validate.max_chars)"}),
         E.ExpectColumnValuesToBeNull(column="duplicate_of", meta={
             "reason": "duplicate of an earlier document: repeats overweight one text"}),
+        E.ExpectColumnValuesToNotMatchRegex(column="text", regex=f"(?i){MARKUP.pattern}", meta={
+            "reason": "markup or HTML residue: tags or entities would be learnt as text"}),
+        E.ExpectColumnValuesToNotMatchRegexList(
+            column="text", regex_list=[f"(?m){p}" for p in BOILERPLATE], meta={
+                "reason": "boilerplate (cookie banner, navigation, newsletter): not the author's text"}),
+        E.ExpectColumnValuesToBeBetween(column="foreign_share", max_value=config.max_foreign_share, meta={
+            "reason": f"more than {config.max_foreign_share:.0%} of characters outside the "
+                      f"'{config.language}' alphabet (validate.max_foreign_share): wrong language or junk"}),
     ]
 
 
@@ -67,11 +71,14 @@ def corpus_expectations(config: ValidateConfig):
 
     E = gx.expectations
     return [
-        E.ExpectTableRowCountToBeBetween(min_value=config.min_documents, meta={
+        E.ExpectColumnSumToBeBetween(column="accepted", min_value=config.min_documents, meta={
             "reason": f"fewer than {config.min_documents} accepted documents (validate.min_documents)"}),
-        E.ExpectColumnSumToBeBetween(column="n_chars", min_value=config.min_corpus_chars, meta={
+        E.ExpectColumnSumToBeBetween(column="accepted_chars", min_value=config.min_corpus_chars, meta={
             "reason": f"fewer than {config.min_corpus_chars} accepted characters "
                       "(validate.min_corpus_chars)"}),
+        E.ExpectColumnMeanToBeBetween(column="duplicate", max_value=config.max_duplicate_share, meta={
+            "reason": f"more than {config.max_duplicate_share:.0%} of documents are duplicates "
+                      "(validate.max_duplicate_share): the source repeats itself"}),
     ]
 
 
@@ -115,20 +122,23 @@ def validate(config: ValidateConfig, documents_path: str, accepted_path: str, re
              report_path: str, data_docs_path: str) -> dict:
     """Split documents into accepted and rejected files; raise CorpusRejected if too little is left."""
     documents = read_jsonl(documents_path)
-    frame = document_frame(documents)
+    frame = document_frame(documents, config.language)
     with tempfile.TemporaryDirectory(prefix="gx-") as workdir:
         context = open_context(Path(workdir))
         reasons = reasons_by_row(run_suite(context, "documents", document_expectations(config), frame))
         accepted_rows = [i for i in range(len(documents)) if i not in reasons]
-        accepted_frame = pd.DataFrame({"n_chars": frame["text"].str.len().iloc[accepted_rows]})
-        corpus_results = run_suite(context, "corpus", corpus_expectations(config), accepted_frame)
+        is_accepted = frame.index.isin(accepted_rows).astype(int)
+        corpus = pd.DataFrame({"accepted": is_accepted, "accepted_chars": frame["text"].str.len() * is_accepted,
+                               "duplicate": frame["duplicate_of"].notna().astype(int)})
+        corpus_results = run_suite(context, "corpus", corpus_expectations(config), corpus)
         publish_data_docs(Path(workdir), Path(data_docs_path))
     accepted = [documents[i] for i in accepted_rows]
     rejected = [{**documents[i], "reasons": reasons[i]} for i in sorted(reasons)]
     corpus_failures = [r.expectation_config.meta["reason"] for r in corpus_results if not r.success]
     report = {
         "documents": len(documents), "accepted": len(accepted), "rejected": len(rejected),
-        "accepted_characters": int(accepted_frame["n_chars"].sum()),
+        "accepted_characters": int(corpus["accepted_chars"].sum()),
+        "duplicate_share": float(corpus["duplicate"].mean()) if len(corpus) else 0.0,
         "rejected_by_reason": dict(Counter(r for i in reasons for r in reasons[i])),
         "corpus_checks_failed": corpus_failures,
     }

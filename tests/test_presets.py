@@ -31,7 +31,7 @@ def test_preset_applies_and_trains(tmp_path, name):
         assert changed
 
     sample = load_params(write_params(tmp_path, tiny_params(tmp_path)))
-    scrape(sample.scrape.sources, tmp_path / "raw.jsonl", tmp_path / "scrape.json")
+    scrape(sample.scrape, tmp_path / "raw.jsonl", tmp_path / "scrape.json", tmp_path / "cache")
     tokenize(params.tokenize, tmp_path / "raw.jsonl", tmp_path / "tokens")
     quick = dataclasses.replace(params.train, epochs=1, max_steps_per_epoch=2, batch_size=8)
     train(quick, 1, tmp_path / "tokens", tmp_path / "models", tmp_path / "plot.csv")

@@ -14,7 +14,7 @@ from mlproject.language_model import LanguageModel
 from mlproject.model import build_model, set_seed
 from mlproject.registry import connect, decide, promote, register
 from mlproject.scrape import scrape
-from mlproject.config import Source
+from mlproject.config import ScrapeConfig, Source
 from mlproject.tokens import Vocabulary, tokenize
 from mlproject.train import train
 from tests.conftest import SAMPLE_CORPUS
@@ -29,7 +29,8 @@ NAME = MlflowConfig().model_name
 def bundles(tmp_path_factory):
     """Token files and two saved models: a trained one and an untrained (worse) one."""
     root = tmp_path_factory.mktemp("models")
-    scrape([Source(name="s", location=str(SAMPLE_CORPUS))], root / "raw.jsonl", root / "scrape.json")
+    scrape(ScrapeConfig(sources=[Source(name="s", location=str(SAMPLE_CORPUS))]), root / "raw.jsonl",
+           root / "scrape.json", root / "cache")
     tokenize(TokenizeConfig(), root / "raw.jsonl", root / "tokens")
     train(TINY, 1, root / "tokens", root / "trained", root / "plot.csv")
     set_seed(1)

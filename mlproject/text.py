@@ -1,0 +1,40 @@
+"""Text measures shared by scrape (duplicates) and validate (quality expectations)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Letters of each corpus language; digits, punctuation and whitespace are allowed in every one.
+ALPHABETS = {
+    "es": "abcdefghijklmnopqrstuvwxyzáéíóúüñ",
+    "en": "abcdefghijklmnopqrstuvwxyz",
+}
+COMMON = set("0123456789 \t\n.,;:¡!¿?'\"()[]-–—…«»“”‘’/%&*+=#@$€ºª°")
+
+
+def normalise(text: str) -> str:
+    """Text compared for duplicates: Unicode NFC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def foreign_share(text: str, language: str) -> float:
+    """Share of characters outside the language's alphabet (case-folded) and common marks."""
+    if not text or language not in ALPHABETS:
+        return 0.0
+    allowed = set(ALPHABETS[language]) | COMMON
+    folded = unicodedata.normalize("NFC", text).casefold()
+    return sum(ch not in allowed for ch in folded) / len(folded)
+
+
+MARKUP = re.compile(r"</?(html|head|body|div|span|p|a|script|style|br|table|tr|td|li|ul|ol|img|nav|"
+                    r"footer|header|iframe|form|input|button)\b[^>]*>|&(nbsp|amp|lt|gt|quot|#\d+);",
+                    re.IGNORECASE)
+BOILERPLATE = [
+    r"(?i)\b(we use|this (web)?site uses) cookies\b", r"(?i)\baccept (all )?cookies\b",
+    r"(?i)\bcookie (policy|settings|preferences)\b", r"(?i)\b(utilizamos|usamos) cookies\b",
+    r"(?i)\b(aceptar|acepto) (las |todas las )?cookies\b", r"(?i)pol[ií]tica de cookies",
+    r"(?i)\bskip to (main )?content\b", r"(?i)\bsaltar al contenido\b",
+    r"(?i)\bsubscribe to our newsletter\b", r"(?i)\bsuscr[ií]bete a nuestro bolet[ií]n\b",
+    r"(?i)^\s*(home|inicio)\s*[|›>»]\s*\w+",
+]
