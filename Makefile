@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORPUS := /usr/share/games/fortunes/es/refranes.fortunes
+# A real website no one on the team wrote (the Debian Reference, in Spanish): the crawl tests
+# serve it on localhost.
+TEST_SITE := /usr/share/debian-reference/index.es.html
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -16,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help setup corpus run flow test clean
+.PHONY: help setup corpus test-site serve-site run flow test clean
 help:
 	@echo "make run    run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow   run the same pipeline as a Prefect flow"
@@ -36,15 +39,24 @@ $(CORPUS):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq fortunes-es
 
+test-site: $(TEST_SITE)
+$(TEST_SITE):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq debian-reference-es
+
 run: setup corpus
 	dvc repro
 	@mlproject summary
+
+# Serve the Debian Reference on localhost:8765 for the debian-reference-crawl preset (Ctrl-C stops it).
+serve-site: test-site
+	python3 -m http.server 8765 --bind 127.0.0.1 --directory /usr/share/debian-reference
 
 flow: setup corpus
 	$(BIN)/python -m flows.training
 	@mlproject summary
 
-test: setup corpus
+test: setup corpus test-site
 	$(BIN)/python -m pytest
 
 clean:

@@ -10,14 +10,19 @@ import sys
 from prefect import flow
 
 from mlproject.cli import STAGES
-from tasks.stages import publish_metrics, publish_promotion, run_stage
+from tasks.stages import publish_metrics, publish_promotion, publish_scrape_report, run_stage
+
+# The web fails transiently; the other stages fail for reasons a retry does not mend.
+RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
 
 
 @flow(name="training", log_prints=True)
 def training_flow(repo_dir: str = ".") -> dict[str, str]:
     """Each stage's outcome: 'ran' or 'skipped' (DVC found nothing changed)."""
     # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
-    outcomes = {stage: run_stage(stage, repo_dir, return_state=True).result() for stage in STAGES}
+    outcomes = {stage: RUNNERS.get(stage, run_stage)(stage, repo_dir, return_state=True).result()
+                for stage in STAGES}
+    publish_scrape_report(repo_dir)
     publish_metrics(repo_dir)
     publish_promotion(repo_dir)
     return outcomes

@@ -61,9 +61,10 @@ class Source:
                       "reached from seeds", ("files", "url", "gutenberg", "crawl"))
     location: str = param("", "files: a path or file:// URL; url: the URL; gutenberg: a book id "
                           "or URL; crawl: unused (see seeds)")
-    format: str = param("fortunes", "fortunes: entries split by lines holding only '%'; text: one "
-                        "document per file; jsonl: one JSON object with a 'text' key per line",
-                        ("fortunes", "text", "jsonl"))
+    format: str = param("fortunes", "how a text file splits into documents: fortunes: by lines "
+                        "holding only '%'; paragraphs: by blank lines; text: the whole file; jsonl: "
+                        "one JSON object with a 'text' key per line (HTML pages are one document each)",
+                        ("fortunes", "paragraphs", "text", "jsonl"))
     include: list = param(["*"], "glob patterns (relative to a folder) of files to read")
     exclude: list = param([], "glob patterns of files to skip")
     licence: str = param("unknown", "licence note recorded on every document")

@@ -13,9 +13,13 @@ GUTENBERG_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG.*$", 
 
 
 def soup(html: str):
-    from bs4 import BeautifulSoup
+    import warnings
 
-    return BeautifulSoup(html, "lxml")
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages are read as HTML
+        return BeautifulSoup(html, "lxml")
 
 
 def title_of(html: str) -> str:
@@ -29,16 +33,28 @@ def tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+# Navigation that sits inside the main content on many sites: tables of contents (DocBook,
+# MediaWiki, Sphinx), breadcrumbs and previous/next bars. Removed before any extraction.
+NAVIGATION = ["nav", "[role=navigation]", ".toc", "#toc", ".toctree-wrapper", ".breadcrumb",
+              ".breadcrumbs", ".navheader", ".navfooter", "script", "style", "noscript"]
+
+
+def without_navigation(html: str):
+    document = soup(html)
+    for node in document.select(", ".join(NAVIGATION)):
+        node.decompose()
+    return document
+
+
 def main_text(html: str, selector: str = "") -> str:
     """The text a reader came for: the selected elements, or what trafilatura finds as main content."""
+    document = without_navigation(html)
     if selector:
-        document = soup(html)
-        for junk in document(["script", "style", "noscript"]):
-            junk.decompose()
         return tidy("\n\n".join(node.get_text("\n") for node in document.select(selector)))
     import trafilatura
 
-    text = trafilatura.extract(html, include_comments=False, include_tables=True,
+    # Tables come out as Markdown pipes, which a text generator would learn as prose: left out.
+    text = trafilatura.extract(str(document), include_comments=False, include_tables=False,
                                favor_precision=True, deduplicate=False)
     return tidy(text or "")
 

@@ -73,6 +73,8 @@ def split_documents(text: str, fmt: str) -> list[tuple[str, str | None]]:
     """(text, title) pairs of one file in the given format."""
     if fmt == "fortunes":
         return [(entry, None) for entry in split_fortunes(text)]
+    if fmt == "paragraphs":
+        return [(block.strip(), None) for block in re.split(r"\n\s*\n", text) if block.strip()]
     if fmt == "jsonl":
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         return [(str(row.get("text", "")), row.get("title")) for row in rows]
@@ -203,8 +205,8 @@ def read_gutenberg(source: Source, harvest: Harvest) -> Iterator[dict]:
     page = harvest.get(source, url)
     if page.outcome in ("fetched", "not_modified"):
         title = gutenberg_title(page.text) or f"Project Gutenberg {location}"
-        yield make_document(source, url, page.final_url, title, strip_gutenberg(page.text),
-                            harvest.fetched_at)
+        for index, (body, _) in enumerate(split_documents(strip_gutenberg(page.text), source.format)):
+            yield make_document(source, f"{url}#{index}", page.final_url, title, body, harvest.fetched_at)
 
 
 def read_crawl(source: Source, harvest: Harvest) -> Iterator[dict]:

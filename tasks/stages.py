@@ -40,6 +40,17 @@ def run_stage(stage: str, repo_dir: str) -> str:
 
 
 @task
+def publish_scrape_report(repo_dir: str) -> None:
+    report = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.scrape_report)
+    rows = [{"source": r["source"], "url": r["url"], "outcome": r["outcome"], "reason": r["reason"]}
+            for r in report["pages"]] or [{"source": name, "url": "(local files)", "outcome": "read",
+                                           "reason": f"{s['documents']} documents"}
+                                          for name, s in report["sources"].items()]
+    create_table_artifact(key="scrape-report", table=rows,
+                          description=f"{report['documents']} documents; every URL with its outcome")
+
+
+@task
 def publish_metrics(repo_dir: str) -> None:
     metrics = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.metrics)
     rows = [{"metric": key, "value": value} for key, value in metrics.items()]

@@ -7,7 +7,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.training import training_flow
+from flows.training import RUNNERS, training_flow
 from mlproject.cli import STAGES
 
 
@@ -36,4 +36,8 @@ def test_flow_runs_each_stage_through_dvc_and_shows_skipped_stages(project, pref
     assert second.result() == {stage: "skipped" for stage in STAGES}
     states, artifacts = asyncio.run(task_states_and_artifacts(second.state_details.flow_run_id))
     assert {states[stage] for stage in STAGES} == {"Skipped"}
-    assert {"validation-metrics", "promotion"} <= artifacts
+    assert {"scrape-report", "validation-metrics", "promotion"} <= artifacts
+
+
+def test_scrape_task_retries_transient_failures():
+    assert RUNNERS["scrape"].retries == 2

@@ -163,7 +163,7 @@ def test_too_many_failures_fail_the_stage_naming_urls(site, tmp_path):
 
 
 def test_gutenberg_book_loses_its_licence_header_and_footer(site, tmp_path):
-    source = Source(name="libro", kind="gutenberg", location=site.url("/book.txt"))
+    source = Source(name="libro", kind="gutenberg", location=site.url("/book.txt"), format="text")
     _, documents = run_scrape(tmp_path, ScrapeConfig(sources=[source], http=HTTP))
     assert documents[0]["text"] == "Donde una puerta se cierra, otra se abre."
     assert documents[0]["title"] == "Refranes escogidos"

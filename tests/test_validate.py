@@ -52,3 +52,28 @@ def test_all_non_utf8_corpus_is_rejected(tmp_path):
     with pytest.raises(CorpusRejected, match="0 of 12 documents accepted"):
         run_validate(tmp_path, documents, ValidateConfig(min_documents=1, min_corpus_chars=1))
     assert len((tmp_path / "rejected.jsonl").read_text().splitlines()) == 12
+
+
+def test_web_junk_is_rejected_with_its_reason(tmp_path):
+    good = [doc(i, f"Refrán número {i}: más vale tarde que nunca, dice la abuela.") for i in range(12)]
+    junk = [doc(200, "Texto con <div class='x'>etiquetas</div> sin limpiar."),
+            doc(201, "Texto con &nbsp; entidades sueltas."),
+            doc(202, "Utilizamos cookies para mejorar su experiencia. Aceptar cookies."),
+            doc(203, "Inicio | Noticias | Contacto"),
+            doc(204, "Это совсем не испанский текст, а русский.")]
+    config = ValidateConfig(min_documents=5, min_corpus_chars=100, language="es")
+    report, (_, rejected, _, _) = run_validate(tmp_path, good + junk, config)
+    reasons = {r["id"]: " ".join(r["reasons"]) for r in map(json.loads, rejected.read_text().splitlines())}
+    assert "markup" in reasons["d200"] and "markup" in reasons["d201"]
+    assert "boilerplate" in reasons["d202"] and "boilerplate" in reasons["d203"]
+    assert "alphabet" in reasons["d204"]
+    assert report["accepted"] == 12 and set(reasons) == {"d200", "d201", "d202", "d203", "d204"}
+    assert sum(report["rejected_by_reason"].values()) == 5
+
+
+def test_a_corpus_of_duplicates_fails(tmp_path):
+    documents = [doc(i, "Siempre el mismo refrán repetido.") for i in range(6)] + \
+        [doc(10 + i, f"Refrán distinto número {i}.") for i in range(3)]
+    config = ValidateConfig(min_documents=1, min_corpus_chars=10, max_duplicate_share=0.3)
+    with pytest.raises(CorpusRejected, match="documents are duplicates"):
+        run_validate(tmp_path, documents, config)
