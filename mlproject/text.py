@@ -27,7 +27,7 @@ def foreign_share(text: str, language: str) -> float:
     return sum(ch not in allowed for ch in folded) / len(folded)
 
 
-MARKUP = re.compile(?:r"</?(?:html|head|body|div|span|p|a|script|style|br|table|tr|td|li|ul|ol|img|nav|"
+MARKUP = re.compile(r"</?(?:html|head|body|div|span|p|a|script|style|br|table|tr|td|li|ul|ol|img|nav|"
                     r"footer|header|iframe|form|input|button)\b[^>]*>|&(?:nbsp|amp|lt|gt|quot|#\d+);",
                     re.IGNORECASE)
 BOILERPLATE = [
