@@ -148,29 +148,43 @@ def cmd_summary(params: cfg.Params, args) -> None:
     print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (flow runs of `make flow`)")
 
 
+def merge_into(target, values, prefix: str, changed: list[str]) -> None:
+    """Write `values` into the mapping `target`: nested mappings merge key by key, the rest replace."""
+    for key, value in values.items():
+        current = target.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            merge_into(current, value, f"{prefix}{key}.", changed)
+            continue
+        if current != value:
+            changed.append(f"{prefix}{key}: {json.dumps(current, ensure_ascii=False)} -> "
+                           f"{json.dumps(value, ensure_ascii=False)}")
+        target[key] = value
+
+
 def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
     """Merge a preset's keys into params.yaml, keeping its comments; validate before writing."""
+    import io
+
+    import yaml as plain_yaml
     from ruamel.yaml import YAML
 
-    from mlproject.fileio import atomic_path
+    from mlproject.fileio import write_text
 
     if not preset_path.is_file():
         available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
         raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
                               f"available: {available}")
     yaml = YAML()
+    yaml.preserve_quotes = True  # a URL in a flow sequence needs its quotes to stay YAML
     yaml.indent(mapping=2, sequence=4, offset=2)
     document = yaml.load(params_path.read_text(encoding="utf-8"))
-    preset = yaml.load(preset_path.read_text(encoding="utf-8")) or {}
-    changed = []
-    for section, values in preset.items():
-        for key, value in values.items():
-            if document.setdefault(section, {}).get(key) != value:
-                changed.append(f"{section}.{key}: {document[section].get(key)!r} -> {value!r}")
-            document[section][key] = value
-    cfg.params_from_dict(json.loads(json.dumps(document)))  # a bad preset never reaches the file
-    with atomic_path(params_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        yaml.dump(document, handle)
+    changed: list[str] = []
+    merge_into(document, yaml.load(preset_path.read_text(encoding="utf-8")) or {}, "", changed)
+    buffer = io.StringIO()
+    yaml.dump(document, buffer)
+    # Validate the text exactly as DVC and the stages will read it; a bad preset never lands.
+    cfg.params_from_dict(plain_yaml.safe_load(buffer.getvalue()))
+    write_text(params_path, buffer.getvalue())
     return changed
 
 

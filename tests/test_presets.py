@@ -41,3 +41,15 @@ def test_preset_applies_and_trains(tmp_path, name):
     assert 0 < metrics["bits_per_byte"] < 30 and metrics["level"] == params.tokenize.level
     assert len(samples) == len(short.sample_prompts) * len(short.temperatures)
     assert json.loads((tmp_path / "metrics.json").read_text())["tokens"] > 0
+
+
+def test_corpus_preset_merges_nested_params_and_stays_readable_yaml(tmp_path):
+    import yaml
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    apply_preset(tmp_path / "params.yaml", ROOT / "presets" / "debian-reference-crawl.yaml")
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert raw["scrape"]["sources"][0]["seeds"] == ["http://127.0.0.1:8765/index.es.html"]
+    assert raw["scrape"]["http"]["delay_seconds"] == 0.2
+    assert raw["scrape"]["http"]["max_retries"] == 3  # the keys the preset does not name stay
+    assert raw["train"]["cell"] == "gru"
