@@ -227,7 +227,9 @@ class PoliteFetcher:
             if target in chain:
                 raise FetchError(f"redirect loop: {' -> '.join(chain + [target])}")
             chain.append(target)
-            current, headers = target, dict(extra)  # validators belong to the first URL only
+            # Validators belong to the first URL only; credentials never leave their host.
+            same_host = urlsplit(target).netloc == urlsplit(url).netloc
+            current, headers = target, dict(extra) if same_host else {}
         else:
             raise FetchError(f"more than scrape.http.max_redirects ({self.http.max_redirects}) redirects")
         with response:

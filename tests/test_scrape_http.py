@@ -178,6 +178,18 @@ def test_url_source_with_credentials_from_the_environment(site, tmp_path, monkey
     assert "s3cret" not in json.dumps(report) and len(documents) == 1
 
 
+def test_credentials_do_not_follow_a_redirect_to_another_host(site, tmp_path, monkeypatch):
+    with Site() as other:
+        other.routes["/a"] = [html("Fuera", article("Otro sitio con otro refrán sin credenciales."))]
+        site.routes["/away"] = [Reply(302, headers={"Location": other.url("/a")}, validators=False)]
+        monkeypatch.setenv("REFRANERO_TOKEN", "s3cret")
+        source = Source(name="a", kind="url", location=site.url("/away"),
+                        headers_from_env={"Authorization": "REFRANERO_TOKEN"})
+        run_scrape(tmp_path, ScrapeConfig(sources=[source], http=HTTP))
+        assert site.requests_for("/away")[0]["Authorization"] == "s3cret"
+        assert "Authorization" not in other.requests_for("/a")[0]
+
+
 def test_killed_crawl_resumes_without_refetching_stored_pages(site, tmp_path):
     site.routes["/slow"] = [Reply(delay=60, body=b"never")]  # the crawl hangs here; we kill it
     params = tiny_params(tmp_path)
