@@ -19,11 +19,12 @@ export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help setup corpus test-site serve-site run flow test clean
+.PHONY: help setup corpus test-site serve-site run flow test bench clean
 help:
 	@echo "make run    run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow   run the same pipeline as a Prefect flow"
 	@echo "make test   run the tests"
+	@echo "make bench  measure speed, overhead, quality for time and memory into benchmarks/RESULTS.md"
 	@echo "make setup  only create .venv from requirements.lock"
 
 setup: $(STAMP)
@@ -58,6 +59,9 @@ flow: setup corpus
 
 test: setup corpus test-site
 	$(BIN)/python -m pytest
+
+bench: setup corpus
+	$(BIN)/python -m benchmarks.run --size full --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf data models reports outputs mlruns mlflow.db .prefect

@@ -89,6 +89,15 @@ def make_optimizer(config: TrainConfig):
     return kinds[config.optimizer](learning_rate=config.learning_rate)
 
 
+def compile_model(model, config: TrainConfig):
+    """The one way a model is compiled for training, shared by `train` and the benchmarks."""
+    import keras
+
+    model.compile(optimizer=make_optimizer(config),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
 def fingerprint(config: TrainConfig, seed: int, tokens_dir: Path) -> str:
     """What a checkpoint was trained from (params, data and the training code itself); a
     checkpoint with another fingerprint is not resumed."""
@@ -163,9 +172,7 @@ def train(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str, plot_
         run_id = state.get("run_id") or run_id
         print(f"train: resuming from the checkpoint of epoch {first_epoch} in {checkpoints}", flush=True)
     else:
-        model = build_model(config, len(vocabulary))
-        model.compile(optimizer=make_optimizer(config),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = compile_model(build_model(config, len(vocabulary)), config)
         first_epoch = 0
         state = {"fingerprint": expected, "run_id": run_id, "epoch": 0}
     if first_epoch < config.epochs:

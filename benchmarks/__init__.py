@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, overhead, quality for time and memory, measured side by side."""

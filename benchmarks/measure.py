@@ -1,0 +1,245 @@
+"""One measurement per process: `python -m benchmarks.measure NAME JSON_ARGS` prints one JSON line.
+
+Each measurement runs in a fresh process so its peak resident memory is its own. Timed loops come
+after a warm-up (graph tracing, first allocations) and time only the work named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+VOCAB = 96  # about the character vocabulary of a Spanish corpus
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int = 100) -> dict:
+    """The project's training step: its model, its tf.data pipeline, its compile, Keras fit."""
+    from mlproject.config import TrainConfig
+    from mlproject.model import build_model, set_seed
+    from mlproject.train import compile_model, training_dataset
+
+    set_seed(0)
+    config = TrainConfig(cell=cell, units=units, embedding_dim=256, sequence_length=length,
+                         batch_size=batch, epochs=2, max_steps_per_epoch=steps)
+    ids = np.random.default_rng(0).integers(1, VOCAB, batch * (length + 1) * (steps + 2)).astype(np.int32)
+    model = compile_model(build_model(config, VOCAB), config)
+    dataset, per_epoch = training_dataset(ids, config, 0, 0)
+    model.fit(dataset.take(3), epochs=1, verbose=0)  # warm-up: tracing and first allocations
+    start = time.perf_counter()
+    model.fit(dataset.skip(per_epoch).take(steps), epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    return {"chars_per_s": batch * length * steps / seconds, "seconds": seconds}
+
+
+def torch_train(cell: str, units: int, steps: int, batch: int = 64, length: int = 100) -> dict:
+    """A plain PyTorch model of identical shape: Embedding 256, one GRU/LSTM, Linear, Adam."""
+    import torch
+
+    torch.manual_seed(0)
+    rnn = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](256, units, batch_first=True)
+    layers = torch.nn.ModuleList([torch.nn.Embedding(VOCAB, 256), rnn, torch.nn.Linear(units, VOCAB)])
+    optimizer = torch.optim.Adam(layers.parameters(), 1e-3)
+    rng = np.random.default_rng(0)
+    batches = [(torch.from_numpy(rng.integers(1, VOCAB, (batch, length))),
+                torch.from_numpy(rng.integers(1, VOCAB, (batch, length)))) for _ in range(steps + 3)]
+
+    def step(x, y):
+        optimizer.zero_grad()
+        out, _ = layers[1](layers[0](x))
+        loss = torch.nn.functional.cross_entropy(layers[2](out).reshape(-1, VOCAB), y.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
+    for x, y in batches[:3]:
+        step(x, y)
+    start = time.perf_counter()
+    for x, y in batches[3:]:
+        step(x, y)
+    seconds = time.perf_counter() - start
+    return {"chars_per_s": batch * length * steps / seconds, "seconds": seconds}
+
+
+def language_model(units: int):
+    from mlproject.config import TrainConfig
+    from mlproject.language_model import LanguageModel
+    from mlproject.model import build_model, set_seed
+    from mlproject.tokens import UNKNOWN, Vocabulary
+
+    set_seed(0)
+    config = TrainConfig(cell="gru", units=units, embedding_dim=256)
+    letters = "abcdefghijklmnopqrstuvwxyzáéíóúñ ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?¿¡\n-'\"0123456789()"
+    vocabulary = Vocabulary("char", (UNKNOWN, *sorted(set(letters))[: VOCAB - 1]))
+    return LanguageModel(build_model(config, len(vocabulary)), vocabulary, config)
+
+
+def generate(units: int, batch: int, length: int) -> dict:
+    """The project's generator: batched, stateful, compiled."""
+    model = language_model(units)
+    prompts = ["El "] * batch
+    model.generate(prompts, max_length=8, seed=1)  # warm-up: traces the sampling graph
+    start = time.perf_counter()
+    model.generate(prompts, max_length=length, seed=1)
+    seconds = time.perf_counter() - start
+    return {"chars_per_s": batch * length / seconds, "seconds": seconds}
+
+
+def generate_notebook(units: int, length: int, window: int = 100) -> dict:
+    """The classic notebook loop: the model called eagerly once per character at batch 1,
+    re-reading the last `window` characters, sampling in NumPy."""
+    model = language_model(units)
+    ids = list(model.vocabulary.encode("El "))
+    rng = np.random.default_rng(1)
+    model.model(np.array([ids[-window:]]), training=False)  # warm-up
+    start = time.perf_counter()
+    for _ in range(length):
+        logits = model.model(np.array([ids[-window:]]), training=False).numpy()[0, -1].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        ids.append(int(rng.choice(len(probs), p=probs / probs.sum())))
+    seconds = time.perf_counter() - start
+    return {"chars_per_s": length / seconds, "seconds": seconds}
+
+
+def evaluate(units: int, chars: int) -> dict:
+    """The stateful scorer of the evaluate stage over `chars` characters of text."""
+    model = language_model(units)
+    rng = np.random.default_rng(2)
+    text = "".join(rng.choice(list(model.vocabulary.tokens[1:]), chars))
+    model.score(text[:2000])  # warm-up
+    start = time.perf_counter()
+    totals = model.score(text)
+    seconds = time.perf_counter() - start
+    return {"chars_per_s": totals.characters / seconds, "seconds": seconds}
+
+
+def tiny_project(workdir: Path) -> Path:
+    """A copy of this repository's pipeline, on the tests' tiny corpus and model, in its own git repo."""
+    from tests.conftest import ROOT, tiny_params, write_params, git
+    import shutil
+
+    for name in ("dvc.yaml", "prompts", "mlproject", ".dvc/config", ".gitignore"):
+        source, target = ROOT / name, workdir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    write_params(workdir, tiny_params(workdir))
+    git(workdir, "init", "-q")
+    git(workdir, "add", "-A")
+    git(workdir, "commit", "-qm", "bench")
+    return workdir
+
+
+def pipeline_overhead(repeats: int) -> dict:
+    """`dvc repro` with nothing changed, and the Prefect flow's time beyond its stages."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        project = tiny_project(Path(tmp))
+        subprocess.run(["dvc", "repro"], cwd=project, env=env, check=True, capture_output=True)
+        noop = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(["dvc", "repro"], cwd=project, env=env, check=True, capture_output=True)
+            noop.append(time.perf_counter() - start)
+        flows = [flow_beyond_stages(project, env) for _ in range(repeats)]
+    return {"dvc_noop_s": sorted(noop)[len(noop) // 2], "dvc_noop_all": noop,
+            "flow_total_s": sorted(f[0] for f in flows)[len(flows) // 2],
+            "flow_stages_s": sorted(f[1] for f in flows)[len(flows) // 2],
+            "flow_overhead_s": sorted(f[0] - f[1] for f in flows)[len(flows) // 2]}
+
+
+FLOW_SCRIPT = """
+import asyncio, json, sys, time
+start = time.perf_counter()
+from flows.training import training_flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+state = training_flow(repo_dir=sys.argv[1], return_state=True)
+total = time.perf_counter() - start
+async def stages():
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    return sum(r.total_run_time.total_seconds() for r in runs if r.name in sys.argv[2].split(","))
+print(json.dumps([total, asyncio.run(stages())]))
+"""
+
+
+def flow_beyond_stages(project: Path, env: dict) -> tuple[float, float]:
+    """Wall time of `python -m flows.training`-equivalent (imports and the temporary server
+    included) and the summed run time of its stage tasks."""
+    from mlproject.cli import STAGES
+
+    with tempfile.TemporaryDirectory() as home:
+        result = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(project), ",".join(STAGES)],
+                                cwd=Path(__file__).resolve().parents[1], check=True, text=True,
+                                capture_output=True, env={**env, "PREFECT_HOME": home})
+    total, stages = json.loads(result.stdout.strip().splitlines()[-1])
+    return total, stages
+
+
+def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
+    """Validation bits per character of the default preset after each wall-time budget of training."""
+    import dataclasses
+
+    from mlproject.config import load_params
+    from mlproject.language_model import LanguageModel
+    from mlproject.model import build_model, set_seed
+    from mlproject.scrape import scrape
+    from mlproject.tokens import Vocabulary, tokenize
+    from mlproject.train import compile_model, training_dataset
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        scrape(params.scrape, tmp / "raw.jsonl", tmp / "scrape.json", tmp / "cache")
+        if corpus_chars:  # the tiny size cuts the corpus
+            lines = (tmp / "raw.jsonl").read_text().splitlines()
+            kept, total = [], 0
+            for line in lines:
+                kept.append(line)
+                total += len(line)
+                if total > corpus_chars:
+                    break
+            (tmp / "raw.jsonl").write_text("\n".join(kept) + "\n")
+        tokenize(params.tokenize, tmp / "raw.jsonl", tmp / "tokens")
+        vocabulary = Vocabulary.load(tmp / "tokens" / "vocab.json")
+        ids = np.load(tmp / "tokens" / "train.npy")
+        validation = (tmp / "tokens" / "validation.txt").read_text()
+        config = dataclasses.replace(params.train, epochs=100000)
+        set_seed(params.seed)
+        model = compile_model(build_model(config, len(vocabulary)), config)
+        dataset, steps = training_dataset(ids, dataclasses.replace(config, epochs=200), params.seed, 0)
+        results, trained, batches = {}, 0.0, 0
+        iterator = iter(dataset.repeat())
+        for budget in budgets:
+            while trained < budget:  # only training steps count against the budget, not scoring
+                begin = time.perf_counter()
+                for _ in range(10):
+                    model.train_on_batch(*next(iterator))
+                batches += 10
+                trained += time.perf_counter() - begin
+            totals = LanguageModel(model, vocabulary, config).score(validation)
+            results[f"{budget:g}"] = {"bits_per_character": totals.figures()["bits_per_character"],
+                                      "train_seconds": trained,
+                                      "epochs": batches / steps}
+    return {"budgets": results, "validation_characters": len(validation)}
+
+
+ITEMS = {"keras_train": keras_train, "torch_train": torch_train, "generate": generate,
+         "generate_notebook": generate_notebook, "evaluate": evaluate,
+         "pipeline_overhead": pipeline_overhead, "quality_for_time": quality_for_time}
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = ITEMS[sys.argv[1]](**json.loads(sys.argv[2]))
+    print(json.dumps({**result, "peak_mb": peak_mb()}))

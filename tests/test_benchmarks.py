@@ -1,0 +1,23 @@
+"""The benchmarks still run: once, at a tiny size. Nothing is asserted about speed."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--size", "tiny", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    for heading in ("1. Training throughput", "2. Generation throughput", "3. Evaluation throughput",
+                    "4. Pipeline overhead", "5. Quality for time", "6. Peak memory"):
+        assert heading in text
+    figures = json.loads(out.with_suffix(".json").read_text())
+    assert all(r["keras"] > 0 and r["torch"] > 0 for r in figures["training"])
+    assert [r["batch"] for r in figures["generation"]] == [1, 4]
+    assert figures["overhead"]["dvc_noop_s"] > 0 and figures["overhead"]["flow_stages_s"] > 0
+    assert all(0 < q["bits_per_character"] < 10 for q in figures["quality"]["budgets"].values())
