@@ -95,18 +95,27 @@ def generate(units: int, batch: int, length: int) -> dict:
     return {"chars_per_s": batch * length / seconds, "seconds": seconds}
 
 
-def generate_notebook(units: int, length: int, window: int = 100) -> dict:
-    """The classic notebook loop: the model called eagerly once per character at batch 1,
-    re-reading the last `window` characters, sampling in NumPy."""
+def generate_notebook(units: int, length: int) -> dict:
+    """The classic notebook loop (the TensorFlow tutorial's OneStep): the model called eagerly
+    once per character at batch 1, its state carried, sampling in NumPy."""
+    import tensorflow as tf
+
     model = language_model(units)
-    ids = list(model.vocabulary.encode("El "))
+    stepper = model.stepper()
     rng = np.random.default_rng(1)
-    model.model(np.array([ids[-window:]]), training=False)  # warm-up
+    token = np.array([[int(model.vocabulary.encode("E")[0])]], dtype=np.int32)
+    states = [tf.zeros((1, size)) for size in model.state_sizes()]
+
+    def one_step(token, states):
+        logits, *states = stepper([tf.constant(token), *states], training=False)
+        logits = logits.numpy()[0, -1].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        return np.array([[rng.choice(len(probs), p=probs / probs.sum())]], dtype=np.int32), states
+
+    token, states = one_step(token, states)  # warm-up
     start = time.perf_counter()
     for _ in range(length):
-        logits = model.model(np.array([ids[-window:]]), training=False).numpy()[0, -1].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        ids.append(int(rng.choice(len(probs), p=probs / probs.sum())))
+        token, states = one_step(token, states)
     seconds = time.perf_counter() - start
     return {"chars_per_s": length / seconds, "seconds": seconds}
 

@@ -91,21 +91,35 @@ class LanguageModel:
         padded[: len(ids)] = ids
         grid = padded.reshape(streams, length)
         positions = np.arange(streams * length).reshape(streams, length)
-        stepper = self.stepper()
+        step = self._scoring_step()
         states = [tf.zeros((streams, size)) for size in self.state_sizes()]
         total, scored = 0.0, []
         for start in range(0, length - 1, chunk_length):
             inputs = grid[:, start:start + chunk_length]
             targets = grid[:, start + 1:start + 1 + chunk_length]
             inputs = inputs[:, : targets.shape[1]]
-            logits, *states = stepper([tf.constant(np.maximum(inputs, 0), tf.int32), *states],
-                                      training=False)
-            log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float64)).numpy()
+            picked, states = step(tf.constant(np.maximum(inputs, 0), tf.int32),
+                                  tf.constant(np.maximum(targets, 0), tf.int32), states)
             valid = (targets >= 0) & (inputs >= 0)
-            picked = np.take_along_axis(log_probs, np.maximum(targets, 0)[..., None], -1)[..., 0]
-            total -= picked[valid].sum()
+            total -= picked.numpy().astype(np.float64)[valid].sum()
             scored.extend(positions[:, start + 1:start + 1 + targets.shape[1]][valid].tolist())
         return total, sorted(scored)
+
+    def _scoring_step(self):
+        """Compiled: log-probabilities of the targets of one chunk, and the states after it."""
+        import tensorflow as tf
+
+        if getattr(self, "_score_step", None) is None:
+            stepper = self.stepper()
+
+            @tf.function(reduce_retracing=True)
+            def score_step(inputs, targets, states):
+                logits, *states = stepper([inputs, *states], training=False)
+                log_probs = tf.nn.log_softmax(logits)
+                return tf.gather(log_probs, targets, batch_dims=2), states
+
+            self._score_step = score_step
+        return self._score_step
 
     def _score_windows(self, ids: np.ndarray, batch_size: int = 256):
         """Each token after the first full window, predicted from the window before it."""

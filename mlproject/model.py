@@ -26,12 +26,13 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def recurrent_layer(config: TrainConfig, index: int, return_sequences: bool, return_state: bool = False):
+def recurrent_layer(config: TrainConfig, index: int, return_sequences: bool, return_state: bool = False,
+                    unroll: bool = False):
     import keras
 
     cell = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[config.cell]
     layer = cell(config.units, return_sequences=return_sequences, return_state=return_state,
-                 name=f"{config.cell}_{index}")
+                 unroll=unroll, name=f"{config.cell}_{index}")
     if config.bidirectional:
         layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{index}")
     return layer
@@ -45,7 +46,8 @@ def build_model(config: TrainConfig, vocab_size: int):
     x = keras.layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
     for index in range(config.layers):
         last = index == config.layers - 1
-        x = recurrent_layer(config, index, return_sequences=not (last and config.target == "last"))(x)
+        x = recurrent_layer(config, index, return_sequences=not (last and config.target == "last"),
+                            unroll=config.unroll)(x)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
