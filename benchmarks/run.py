@@ -181,7 +181,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=SIZES, default="full")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite RESULTS.md from the figures recorded in RESULTS.json, measuring nothing")
     args = parser.parse_args()
+    if args.render_only:
+        from mlproject.fileio import write_text
+
+        recorded = json.loads(Path(args.out).with_suffix(".json").read_text())
+        write_text(args.out, render(recorded["size"], SIZES[recorded["size"]], recorded["machine"],
+                                    *(recorded[k] for k in ("training", "notebook", "generation",
+                                                            "evaluation", "overhead", "quality"))))
+        return
     size = SIZES[args.size]
     facts = machine()
     training = training_rows(size)
