@@ -41,6 +41,7 @@ class Page:
     status: int | None = None
     content_type: str = ""
     charset: str = ""
+    fetched_at: str = ""  # when these bytes were downloaded (kept while the server says not modified)
     text: str = ""
 
     def record(self) -> dict:
@@ -237,6 +238,7 @@ class PoliteFetcher:
                 meta, body = cached
                 return Page(url, "not_modified", final_url=meta["final_url"], status=304,
                             content_type=meta["content_type"], charset=meta["charset"],
+                            fetched_at=meta.get("fetched_at", ""),
                             text=body.decode(meta["charset"], errors="replace"))
             if response.status_code >= 400:
                 raise FetchError(f"HTTP {response.status_code}")
@@ -246,8 +248,10 @@ class PoliteFetcher:
                 raise FetchError(f"content type {mime or 'missing'} not in scrape.http.content_types")
             body = self._read_limited(response)
         text, charset = decode_body(body, content_type)
+        fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.cache.put(url, {"etag": response.headers.get("ETag"),
                              "last_modified": response.headers.get("Last-Modified"),
-                             "final_url": current, "content_type": mime, "charset": charset}, body)
+                             "final_url": current, "content_type": mime, "charset": charset,
+                             "fetched_at": fetched_at}, body)
         return Page(url, "fetched", final_url=current, status=response.status_code,
-                    content_type=mime, charset=charset, text=text)
+                    content_type=mime, charset=charset, fetched_at=fetched_at, text=text)

@@ -170,7 +170,10 @@ def make_document(source: Source, locator: str, url: str, title: str, text: str,
 
 
 def page_documents(source: Source, page: Page, fetched_at: str) -> list[dict]:
-    """An HTML page is one document (its main text); a text file splits by the source's format."""
+    """An HTML page is one document (its main text); a text file splits by the source's format.
+    An unchanged page keeps the time it was first downloaded, so a rescrape that finds nothing
+    new writes the very same documents and DVC reruns nothing downstream."""
+    fetched_at = page.fetched_at or fetched_at
     if page.content_type in HTML_TYPES:
         return [make_document(source, page.url, page.final_url, title_of(page.text),
                               main_text(page.text, source.selector), fetched_at)]
@@ -206,7 +209,8 @@ def read_gutenberg(source: Source, harvest: Harvest) -> Iterator[dict]:
     if page.outcome in ("fetched", "not_modified"):
         title = gutenberg_title(page.text) or f"Project Gutenberg {location}"
         for index, (body, _) in enumerate(split_documents(strip_gutenberg(page.text), source.format)):
-            yield make_document(source, f"{url}#{index}", page.final_url, title, body, harvest.fetched_at)
+            yield make_document(source, f"{url}#{index}", page.final_url, title, body,
+                                page.fetched_at or harvest.fetched_at)
 
 
 def read_crawl(source: Source, harvest: Harvest) -> Iterator[dict]:
