@@ -1,6 +1,5 @@
 """Register and promote against a real MLflow store in a SQLite file."""
 
-import dataclasses
 import shutil
 
 import mlflow

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mlproject.config import ConfigError, TokenizeConfig, TrainConfig
+from mlproject.config import ConfigError, TrainConfig
 from mlproject.fileio import read_json
 from mlproject.train import batch_order, window_starts
 from tests.conftest import run, tiny_params, write_params
