@@ -86,31 +86,17 @@ def evaluation_row(size: dict, training: list[dict]) -> dict:
 
 def machine() -> dict:
     import importlib.metadata as metadata
+    import shutil
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                         capture_output=True, text=True).stdout.strip() if shutil_which("nvidia-smi") else ""
-    versions = {p: metadata.version(p) for p in ("tensorflow-cpu", "keras", "torch", "dvc", "prefect", "mlflow")
-                if _installed(p)}
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                         text=True).stdout.strip() if shutil.which("nvidia-smi") else ""
+    installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
+    versions = {p: installed[p] for p in ("tensorflow-cpu", "keras", "torch", "dvc", "prefect", "mlflow")
+                if p in installed}
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu or "none", "python": platform.python_version(),
             "versions": versions, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-
-
-def shutil_which(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name)
-
-
-def _installed(package: str) -> bool:
-    import importlib.metadata as metadata
-
-    try:
-        metadata.version(package)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def duration(seconds: float) -> str:

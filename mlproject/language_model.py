@@ -44,6 +44,7 @@ class LanguageModel:
         self.model, self.vocabulary, self.config, self.separator = model, vocabulary, config, separator
         self._stepper = None
         self._sampler = None
+        self._score_step = None
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
@@ -57,6 +58,8 @@ class LanguageModel:
     @classmethod
     def load(cls, directory: str | Path) -> "LanguageModel":
         import keras
+
+        import mlproject.recurrent  # noqa: F401  registers the layer classes a saved model names
 
         directory = Path(directory)
         saved = json.loads((directory / CONFIG_FILE).read_text())
@@ -109,7 +112,7 @@ class LanguageModel:
         """Compiled: log-probabilities of the targets of one chunk, and the states after it."""
         import tensorflow as tf
 
-        if getattr(self, "_score_step", None) is None:
+        if self._score_step is None:
             stepper = self.stepper()
 
             @tf.function(reduce_retracing=True)

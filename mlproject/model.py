@@ -30,7 +30,9 @@ def recurrent_layer(config: TrainConfig, index: int, return_sequences: bool, ret
                     unroll: bool = False):
     import keras
 
-    cell = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[config.cell]
+    from mlproject.recurrent import ProjectedGRU, ProjectedLSTM
+
+    cell = {"gru": ProjectedGRU, "lstm": ProjectedLSTM}[config.cell]
     layer = cell(config.units, return_sequences=return_sequences, return_state=return_state,
                  unroll=unroll, name=f"{config.cell}_{index}")
     if config.bidirectional:

@@ -35,32 +35,65 @@ def draw(logits, temperature, top_k, top_p, seed, step):
     return tf.cast(tf.random.stateless_categorical(filtered, 1, seed=pair)[:, 0], tf.int32)
 
 
+def token_step(language_model):
+    """(prepared weights, token ids, states) -> (logits, states): one token through the trained layers.
+
+    The layers are called directly, not through a Keras model, and the embedding is folded into
+    the first layer's input projection: a (vocabulary x gates) table made once per call, so each
+    step looks a row up instead of multiplying by the input kernel.
+    """
+    from mlproject.recurrent import project, recurrent_kernels, recurrent_step
+
+    model, config = language_model.model, language_model.config
+    layers = [model.get_layer(f"{config.cell}_{index}") for index in range(config.layers)]
+    embedding, output = model.get_layer("embedding"), model.get_layer("logits")
+    per_layer = len(language_model.state_sizes()) // config.layers
+
+    def prepare():
+        return project(layers[0], embedding.embeddings), [recurrent_kernels(layer) for layer in layers]
+
+    def step(prepared, tokens, states):
+        import tensorflow as tf
+
+        table, kernels = prepared
+        x, new_states = tf.gather(table, tokens), []
+        for index, layer in enumerate(layers):
+            if index:
+                x = project(layer, x)
+            x, layer_states = recurrent_step(layer, x, states[index * per_layer:(index + 1) * per_layer],
+                                             kernels[index])
+            new_states.extend(layer_states)
+        return output(x), new_states
+
+    return prepare, step
+
+
 def make_sampler(language_model):
     """A compiled function (prime, lengths, steps, temperature, top_k, top_p, seed) -> new ids."""
     import tensorflow as tf
 
     if language_model.config.bidirectional:
         return _window_sampler(language_model.model)
-    stepper = language_model.stepper()
+    prepare, step = token_step(language_model)
     sizes = language_model.state_sizes()
 
     @tf.function(reduce_retracing=True)
     def sample(prime, lengths, steps, temperature, top_k, top_p, seed):
         batch = tf.shape(prime)[0]
+        prepared = prepare()
         states = [tf.zeros([batch, size]) for size in sizes]
-        logits = tf.zeros([batch, stepper.outputs[0].shape[-1]])
+        logits = tf.zeros([batch, language_model.model.get_layer("logits").units])
         # Read the prompts one token at a time; a row whose prompt has ended keeps its state.
         for t in tf.range(tf.shape(prime)[1]):
-            step_logits, *new_states = stepper([prime[:, t:t + 1], *states], training=False)
+            step_logits, new_states = step(prepared, prime[:, t], states)
             active = (t < lengths)[:, None]
             states = [tf.where(active, new, old) for new, old in zip(new_states, states)]
-            logits = tf.where(active, step_logits[:, 0], logits)
+            logits = tf.where(active, step_logits, logits)
         out = tf.TensorArray(tf.int32, size=steps)
         for i in tf.range(steps):
             token = draw(logits, temperature, top_k, top_p, seed, i)
             out = out.write(i, token)
-            step_logits, *states = stepper([token[:, None], *states], training=False)
-            logits = step_logits[:, 0]
+            logits, states = step(prepared, token, states)
         return tf.transpose(out.stack())
 
     return sample

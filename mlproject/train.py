@@ -167,6 +167,8 @@ def train(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str, plot_
     state = resume_point(checkpoints, expected)
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:
+        import mlproject.recurrent  # noqa: F401  registers the layer classes the checkpoint names
+
         model = keras.models.load_model(checkpoints / CHECKPOINT)
         first_epoch = state["epoch"]
         run_id = state.get("run_id") or run_id

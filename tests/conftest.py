@@ -46,21 +46,25 @@ def git(workdir: Path, *args: str) -> None:
                         "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.org"})
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A fresh git repository holding the pipeline definition and tiny params."""
+def make_tiny_project(workdir: Path) -> Path:
+    """A fresh git repository in `workdir` holding the pipeline definition and tiny params."""
     for name in ("dvc.yaml", "prompts", "mlproject", ".dvc/config", ".gitignore"):
-        source, target = ROOT / name, tmp_path / name
+        source, target = ROOT / name, workdir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, target)
-    write_params(tmp_path, tiny_params(tmp_path))
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "tiny project")
-    return tmp_path
+    write_params(workdir, tiny_params(workdir))
+    git(workdir, "init", "-q")
+    git(workdir, "add", "-A")
+    git(workdir, "commit", "-qm", "tiny project")
+    return workdir
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_tiny_project(tmp_path)
 
 
 def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

@@ -71,3 +71,47 @@ def test_saved_model_loads_and_generates_the_same(tmp_path):
     model.save(tmp_path / "bundle")
     loaded = LanguageModel.load(tmp_path / "bundle")
     assert loaded.generate(["El "], 30, seed=5) == model.generate(["El "], 30, seed=5)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("unroll, backwards, sequences", [(True, False, True), (False, True, False)])
+def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwards, sequences):
+    """The faster CPU path: same outputs, states and gradients as Keras's own layer, same weights."""
+    import keras
+    import tensorflow as tf
+
+    from mlproject.recurrent import ProjectedGRU, ProjectedLSTM
+
+    set_seed(3)
+    plain_class, projected_class = {"gru": (keras.layers.GRU, ProjectedGRU),
+                                    "lstm": (keras.layers.LSTM, ProjectedLSTM)}[cell]
+    options = dict(return_sequences=sequences, return_state=True, unroll=unroll, go_backwards=backwards)
+    plain, projected = plain_class(6, **options), projected_class(6, **options)
+    inputs = tf.random.normal((3, 5, 4), seed=1)
+    plain(inputs)
+    projected(inputs)
+    projected.set_weights([w + 0.1 * np.random.default_rng(0).standard_normal(w.shape)
+                           for w in plain.get_weights()])
+    plain.set_weights(projected.get_weights())  # a non-zero bias, so both biases are exercised
+    results = []
+    for layer in (plain, projected):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+            loss = sum(tf.reduce_sum(tf.sin(o)) for o in outputs)
+        results.append([*outputs, *tape.gradient(loss, [inputs, *layer.trainable_weights])])
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell, layers", [("gru", 1), ("lstm", 2)])
+def test_greedy_sampling_follows_the_trained_network(cell, layers):
+    """The sampler's own step (layers called directly, embedding folded into the first input
+    projection) picks what the Keras model, re-reading the whole text, ranks first."""
+    model = tiny_model(cell=cell, layers=layers)
+    ids = list(model.vocabulary.encode(model.separator + "Más"))
+    for _ in range(15):
+        logits = model.model(np.array([ids]), training=False).numpy()[0, -1]
+        ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> (id 0) is never sampled
+    expected = model.vocabulary.decode(ids[-15:])
+    assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
