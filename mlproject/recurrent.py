@@ -28,8 +28,9 @@ def matmul(a, b, b_transposed):
 
 
 def transposed(kernel):
-    # Snapshot keeps Grappler from folding the transpose back into the matmul as a flag.
-    return tf.raw_ops.Snapshot(input=tf.transpose(kernel))
+    # Snapshot keeps Grappler from folding the transpose back into the matmul as a flag; no
+    # gradient flows through the copy (`matmul` gives none), which a while loop must be told.
+    return tf.stop_gradient(tf.raw_ops.Snapshot(input=tf.transpose(kernel)))
 
 
 def project(layer, inputs):

@@ -95,11 +95,15 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
     plain.set_weights(projected.get_weights())  # a non-zero bias, so both biases are exercised
     results = []
     for layer in (plain, projected):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            outputs = layer(inputs)
-            loss = sum(tf.reduce_sum(tf.sin(o)) for o in outputs)
-        results.append([*outputs, *tape.gradient(loss, [inputs, *layer.trainable_weights])])
+        @tf.function  # in a graph, as training runs it: a real while loop when not unrolled
+        def outputs_and_gradients(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                outputs = layer(inputs)
+                loss = sum(tf.reduce_sum(tf.sin(o)) for o in outputs)
+            return [*outputs, *tape.gradient(loss, [inputs, *layer.trainable_weights])]
+
+        results.append(outputs_and_gradients(inputs))
     for expected, got in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
