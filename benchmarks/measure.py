@@ -38,8 +38,7 @@ def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
     dataset, per_epoch = training_dataset(ids, config, 0, 0)
     model.fit(dataset.take(3), epochs=1, steps_per_epoch=3, verbose=0)  # warm-up: tracing, allocations
     start = time.perf_counter()
-    # steps_per_epoch, as the train stage passes it: without it Keras runs the dataset dry, which
-    # cost a constant ~2 s per fit here, charged to the step time.
+    # steps_per_epoch, as the train stage passes it.
     model.fit(dataset.skip(per_epoch).take(steps), epochs=1, steps_per_epoch=steps, verbose=0)
     seconds = time.perf_counter() - start
     return {"chars_per_s": batch * length * steps / seconds, "seconds": seconds}
