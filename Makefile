@@ -18,6 +18,9 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Prefect's temporary server builds its database on first start; on 2 busy cores that has taken
+# longer than its default 20 s wait.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
 .PHONY: help setup corpus test-site serve-site run flow test bench clean
 help:

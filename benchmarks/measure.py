@@ -135,7 +135,8 @@ def evaluate(units: int, chars: int) -> dict:
 
 def pipeline_overhead(repeats: int) -> dict:
     """`dvc repro` with nothing changed, and the Prefect flow's time beyond its stages."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **os.environ,  # as the Makefile
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     from tests.conftest import make_tiny_project  # the tests' tiny project is the tiny size
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,8 +147,10 @@ def pipeline_overhead(repeats: int) -> dict:
             start = time.perf_counter()
             subprocess.run(["dvc", "repro"], cwd=project, env=env, check=True, capture_output=True)
             noop.append(time.perf_counter() - start)
-        flows = [flow_beyond_stages(project, env) for _ in range(repeats)]
-    return {"dvc_noop_s": sorted(noop)[len(noop) // 2], "dvc_noop_all": noop,
+        with tempfile.TemporaryDirectory() as home:  # one PREFECT_HOME, as `make flow` keeps .prefect
+            first = flow_beyond_stages(project, env, home)  # Prefect builds its database: once only
+            flows = [flow_beyond_stages(project, env, home) for _ in range(repeats)]
+    return {"flow_first_total_s": first[0],"dvc_noop_s": sorted(noop)[len(noop) // 2], "dvc_noop_all": noop,
             "flow_total_s": sorted(f[0] for f in flows)[len(flows) // 2],
             "flow_stages_s": sorted(f[1] for f in flows)[len(flows) // 2],
             "flow_overhead_s": sorted(f[0] - f[1] for f in flows)[len(flows) // 2]}
@@ -169,15 +172,16 @@ print(json.dumps([total, asyncio.run(stages())]))
 """
 
 
-def flow_beyond_stages(project: Path, env: dict) -> tuple[float, float]:
+def flow_beyond_stages(project: Path, env: dict, prefect_home: str) -> tuple[float, float]:
     """Wall time of `python -m flows.training`-equivalent (imports and the temporary server
     included) and the summed run time of its stage tasks."""
     from mlproject.cli import STAGES
 
-    with tempfile.TemporaryDirectory() as home:
-        result = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(project), ",".join(STAGES)],
-                                cwd=Path(__file__).resolve().parents[1], check=True, text=True,
-                                capture_output=True, env={**env, "PREFECT_HOME": home})
+    result = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(project), ",".join(STAGES)],
+                            cwd=Path(__file__).resolve().parents[1], text=True,
+                            capture_output=True, env={**env, "PREFECT_HOME": prefect_home})
+    if result.returncode != 0:
+        raise RuntimeError(f"the training flow failed:\n{result.stderr[-3000:]}")
     total, stages = json.loads(result.stdout.strip().splitlines()[-1])
     return total, stages
 
