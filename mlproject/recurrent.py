@@ -45,13 +45,13 @@ def project(layer, inputs):
     return projected + (cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias)
 
 
-def recurrent_step(layer, projected, states, kernels=None):
+def recurrent_step(layer, projected, states, kernels):
     """One step of a GRU (reset_after) or LSTM cell from its already projected input.
 
-    `kernels`: the recurrent kernel and its transpose, when the caller made them once for a loop.
+    `kernels`: `recurrent_kernels(layer)`, made once by the caller for a whole loop.
     """
     cell = layer.cell
-    kernel, kernel_t = kernels or recurrent_kernels(layer)
+    kernel, kernel_t = kernels
     if isinstance(cell, keras.layers.GRUCell):
         (h,) = states
         inner = matmul(h, kernel, kernel_t)
