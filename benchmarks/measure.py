@@ -26,6 +26,9 @@ def peak_mb() -> float:
 
 def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int = 100) -> dict:
     """The project's training step: its model, its tf.data pipeline, its compile, Keras fit."""
+    from mlproject.train import use_onednn
+
+    use_onednn()  # as the train stage does, before TensorFlow starts
     from mlproject.config import TrainConfig
     from mlproject.model import build_model, set_seed
     from mlproject.train import compile_model, training_dataset
@@ -190,6 +193,9 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
     """Validation bits per character of the default preset after each wall-time budget of training."""
     import dataclasses
 
+    from mlproject.train import use_onednn
+
+    use_onednn()  # as the train stage does, before TensorFlow starts
     from mlproject.config import load_params
     from mlproject.language_model import LanguageModel
     from mlproject.model import build_model, set_seed

@@ -5,6 +5,9 @@ matmul per character. PyTorch and cuDNN project the whole sequence in one large 
 the recurrent matmul in the loop; `ProjectedGRU` and `ProjectedLSTM` do the same on CPU. Their
 weights, config and GPU (cuDNN) path are Keras's own, so they load the weights of, and compute the
 same function as, a plain `keras.layers.GRU` / `LSTM` (tests/test_model.py checks it).
+
+`CharRNN`, the training model, goes one step further for its first layer: the embedding is folded
+into the input projection, so each position looks a row up instead of being multiplied.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from keras import ops
 def matmul(a, b, b_transposed):
     """a @ b, whose gradient for `a` multiplies by `b_transposed`, transposed once by the caller.
 
-    TensorFlow's own gradient multiplies by b with a transposed-operand flag, and its CPU kernel
-    for that case runs at a third of the plain one here (benchmarks/RESULTS.md).
+    TensorFlow's own gradient multiplies by b with a transposed-operand flag, and without oneDNN
+    its CPU kernel for that case runs at a third of the plain one (benchmarks/optimisations.md).
     """
     def gradient(upstream):
         return tf.matmul(upstream, b_transposed), tf.matmul(a, upstream, transpose_a=True), None
@@ -33,28 +36,50 @@ def transposed(kernel):
     return tf.stop_gradient(tf.raw_ops.Snapshot(input=tf.transpose(kernel)))
 
 
+def onednn_enabled() -> bool:
+    """Whether TensorFlow runs on oneDNN here (it decides when it starts: `train.use_onednn`)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):  # a TensorFlow without the probe: keep our gradient
+        return False
+
+
+def times(kernel):
+    """x -> x @ kernel, with the gradient that is fastest on this TensorFlow; made once per loop.
+
+    oneDNN's transposed-operand matmul is as fast as its plain one, so TensorFlow's own gradient
+    is kept; without oneDNN, the gradient multiplies by a copy of the kernel transposed once.
+    """
+    kernel = tf.convert_to_tensor(kernel)
+    if onednn_enabled():
+        return lambda x: tf.matmul(x, kernel)
+    kernel_t = transposed(kernel)
+    return lambda x: matmul(x, kernel, kernel_t)
+
+
 def project(layer, inputs):
     """Every position's input times the input kernel, plus the input bias: one matmul."""
     cell = layer.cell
     kernel = tf.convert_to_tensor(cell.kernel)
     flat = tf.reshape(inputs, [-1, kernel.shape[0]])
-    projected = tf.reshape(matmul(flat, kernel, transposed(kernel)),
+    projected = tf.reshape(times(kernel)(flat),
                            tf.concat([tf.shape(inputs)[:-1], [kernel.shape[1]]], axis=0))
     if not cell.use_bias:
         return projected
     return projected + (cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias)
 
 
-def recurrent_step(layer, projected, states, kernels):
+def recurrent_step(layer, projected, states, product):
     """One step of a GRU (reset_after) or LSTM cell from its already projected input.
 
-    `kernels`: `recurrent_kernels(layer)`, made once by the caller for a whole loop.
+    `product`: `times(layer.cell.recurrent_kernel)`, made once by the caller for a whole loop.
     """
     cell = layer.cell
-    kernel, kernel_t = kernels
     if isinstance(cell, keras.layers.GRUCell):
         (h,) = states
-        inner = matmul(h, kernel, kernel_t)
+        inner = product(h)
         if cell.use_bias:
             inner = inner + cell.bias[1]
         x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
@@ -65,15 +90,10 @@ def recurrent_step(layer, projected, states, kernels):
         h = z * h + (1 - z) * candidate
         return h, [h]
     h, c = states
-    i, f, g, o = ops.split(projected + matmul(h, kernel, kernel_t), 4, axis=-1)
+    i, f, g, o = ops.split(projected + product(h), 4, axis=-1)
     c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
     h = cell.recurrent_activation(o) * cell.activation(c)
     return h, [h, c]
-
-
-def recurrent_kernels(layer):
-    kernel = tf.convert_to_tensor(layer.cell.recurrent_kernel)
-    return kernel, transposed(kernel)
 
 
 def gpu_available() -> bool:
@@ -83,19 +103,61 @@ def gpu_available() -> bool:
 class ProjectedRecurrence:
     """Mixin: on CPU, project all inputs at once, then loop over the recurrent part only."""
 
+    def keeps_keras_loop(self, mask, training) -> bool:
+        """Masks, dropout inside the cell, reset_before GRUs and cuDNN stay Keras's."""
+        return bool(mask is not None or self.recurrent_dropout or (training and self.dropout)
+                    or getattr(self.cell, "reset_after", True) is False or gpu_available())
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        if self.keeps_keras_loop(mask, training):
+            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+        return self.projected_loop(project(self, sequences), initial_state)
+
+    def projected_loop(self, projected, initial_state):
+        """(last output, outputs, states) of the recurrence over already projected inputs."""
         from keras.src import backend  # the loop Keras's own RNN layer runs, with its semantics
 
-        plain = (mask is not None or self.recurrent_dropout or (training and self.dropout)
-                 or getattr(self.cell, "reset_after", True) is False or gpu_available())
-        if plain:  # masks, dropout inside the cell, and cuDNN stay Keras's
-            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         if not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
-        kernels = recurrent_kernels(self)
-        return backend.rnn(lambda x, states: recurrent_step(self, x, states, kernels), project(self, sequences),
+        if self.unroll and not self.go_backwards:
+            return self.unrolled_loop(lambda t: projected[:, t], projected.shape[1], list(initial_state))
+        product = times(self.cell.recurrent_kernel)
+        return backend.rnn(lambda x, states: recurrent_step(self, x, states, product), projected,
                            list(initial_state), go_backwards=self.go_backwards, unroll=self.unroll,
-                           input_length=sequences.shape[1], return_all_outputs=self.return_sequences)
+                           input_length=projected.shape[1], return_all_outputs=self.return_sequences)
+
+    def unrolled_loop(self, projected_at, time, states):
+        """The recurrence unrolled over `time` steps, batch-major throughout.
+
+        Keras's unrolled loop transposes the projected inputs to time-major and its outputs back,
+        two copies of the largest tensors of the step and two more in the gradient; here step t
+        reads its own slice (or table rows) and the outputs are stacked batch-major.
+        """
+        product, outputs = times(self.cell.recurrent_kernel), []
+        for t in range(time):
+            output, states = recurrent_step(self, projected_at(t), states, product)
+            outputs.append(output)
+        return output, tf.stack(outputs if self.return_sequences else outputs[-1:], axis=1), states
+
+    def call_on_tokens(self, tokens, embedding, training=False):
+        """This layer applied to `embedding(tokens)`, with the embedding folded into its input projection.
+
+        A lookup in (embedding table x input kernel), a vocabulary x gates product, replaces the
+        (batch x time) x gates product and its two gradient products whenever the vocabulary is
+        smaller than the batch's positions, as for characters (65 to 100 symbols against 6,400
+        positions); the lookup's gradient sums the positions of each token, which is cheap.
+        """
+        batch, time = tokens.shape
+        folds = (batch is not None and time is not None and embedding.input_dim < batch * time
+                 and not (self.keeps_keras_loop(None, training) or self.stateful or self.return_state))
+        if not folds:
+            return self(embedding(tokens), training=training)
+        table, states = project(self, embedding.embeddings), self.get_initial_state(batch_size=batch)
+        if self.unroll and not self.go_backwards:
+            last, outputs, _ = self.unrolled_loop(lambda t: tf.gather(table, tokens[:, t]), time, states)
+        else:
+            last, outputs, _ = self.projected_loop(tf.gather(table, tokens), states)
+        return outputs if self.return_sequences else last
 
 
 @keras.saving.register_keras_serializable(package="mlproject")
@@ -106,3 +168,23 @@ class ProjectedGRU(ProjectedRecurrence, keras.layers.GRU):
 @keras.saving.register_keras_serializable(package="mlproject")
 class ProjectedLSTM(ProjectedRecurrence, keras.layers.LSTM):
     pass
+
+
+@keras.saving.register_keras_serializable(package="mlproject")
+class CharRNN(keras.Model):
+    """The functional chain `build_model` makes: embedding, recurrent layers (dropout between), logits.
+
+    Its forward pass calls the same layers in the same order, except that the first recurrent
+    layer reads the token ids and the embedding table itself (`call_on_tokens`). Saved, it is the
+    plain functional model, with the same layers, names and weights.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        embedding, first, *rest = [layer for layer in self.layers
+                                   if not isinstance(layer, keras.layers.InputLayer)]
+        if mask is not None or not isinstance(first, ProjectedRecurrence):
+            return super().call(inputs, training=training, mask=mask)
+        x = first.call_on_tokens(inputs, embedding, training=training)
+        for layer in rest:
+            x = layer(x, training=training)
+        return x

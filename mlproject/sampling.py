@@ -42,7 +42,7 @@ def token_step(language_model):
     the first layer's input projection: a (vocabulary x gates) table made once per call, so each
     step looks a row up instead of multiplying by the input kernel.
     """
-    from mlproject.recurrent import project, recurrent_kernels, recurrent_step
+    from mlproject.recurrent import project, recurrent_step, times
 
     model, config = language_model.model, language_model.config
     layers = [model.get_layer(f"{config.cell}_{index}") for index in range(config.layers)]
@@ -50,18 +50,18 @@ def token_step(language_model):
     per_layer = len(language_model.state_sizes()) // config.layers
 
     def prepare():
-        return project(layers[0], embedding.embeddings), [recurrent_kernels(layer) for layer in layers]
+        return project(layers[0], embedding.embeddings), [times(layer.cell.recurrent_kernel) for layer in layers]
 
     def step(prepared, tokens, states):
         import tensorflow as tf
 
-        table, kernels = prepared
+        table, products = prepared
         x, new_states = tf.gather(table, tokens), []
         for index, layer in enumerate(layers):
             if index:
                 x = project(layer, x)
             x, layer_states = recurrent_step(layer, x, states[index * per_layer:(index + 1) * per_layer],
-                                             kernels[index])
+                                             products[index])
             new_states.extend(layer_states)
         return output(x), new_states
 

@@ -74,14 +74,19 @@ def test_saved_model_loads_and_generates_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("unroll, backwards, sequences", [(True, False, True), (False, True, False)])
-def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwards, sequences):
-    """The faster CPU path: same outputs, states and gradients as Keras's own layer, same weights."""
+@pytest.mark.parametrize("unroll, backwards, sequences, onednn",
+                         [(True, False, True, False), (False, True, False, False), (True, False, True, True)])
+def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwards, sequences, onednn,
+                                                            monkeypatch):
+    """The faster CPU path: same outputs, states and gradients as Keras's own layer, same weights,
+    with either gradient of the recurrent product (TensorFlow's own under oneDNN, else ours)."""
     import keras
     import tensorflow as tf
 
+    from mlproject import recurrent
     from mlproject.recurrent import ProjectedGRU, ProjectedLSTM
 
+    monkeypatch.setattr(recurrent, "onednn_enabled", lambda: onednn)
     set_seed(3)
     plain_class, projected_class = {"gru": (keras.layers.GRU, ProjectedGRU),
                                     "lstm": (keras.layers.LSTM, ProjectedLSTM)}[cell]
@@ -119,3 +124,32 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
         ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> (id 0) is never sampled
     expected = model.vocabulary.decode(ids[-15:])
     assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
+
+
+@pytest.mark.parametrize("cell, layers, target", [("gru", 1, "all"), ("lstm", 2, "last")])
+def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target):
+    """The training model's forward pass reads token ids in its first layer: same logits and
+    gradients as the same layers called one after the other, without the positions x embedding
+    product."""
+    import keras
+    import tensorflow as tf
+
+    model = tiny_model(cell=cell, layers=layers, target=target).model
+    layer_by_layer = keras.Model(model.inputs, model.outputs)  # Keras's own functional call
+    tokens = tf.constant(np.random.default_rng(0).integers(1, 20, (8, 12)), tf.int32)  # 96 positions
+    results, products = [], []
+    for network in (layer_by_layer, model):
+        @tf.function
+        def logits_and_gradients(tokens):
+            with tf.GradientTape() as tape:
+                logits = network(tokens, training=True)
+                loss = tf.reduce_sum(tf.sin(logits))
+            return [logits, *tape.gradient(loss, network.trainable_weights)]
+
+        results.append([tf.convert_to_tensor(t).numpy() for t in logits_and_gradients(tokens)])
+        graph = logits_and_gradients.get_concrete_function(tokens).graph
+        products.append([op.inputs[0].shape.as_list() for op in graph.get_operations() if op.type == "MatMul"])
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    every_position = [96, 8]  # (batch x time) x embedding: the product the fold saves
+    assert every_position in products[0] and every_position not in products[1]
