@@ -114,7 +114,8 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
         "compare figures of this same run, the two sides alternating.", "",
         "## 1. Training throughput (characters per second)", "",
         "Embedding 256, one recurrent layer, batch 64, sequences of 100, Adam. Keras: the project's own "
-        "model, tf.data pipeline and compile (`mlproject.train`), `Model.fit`. PyTorch: a plain "
+        "model, tf.data pipeline and compile (`mlproject.train`), `Model.fit`, on TensorFlow's oneDNN "
+        "kernels as the train stage runs it (`mlproject.train.use_onednn`). PyTorch: a plain "
         "`nn.Embedding` + `nn.GRU`/`nn.LSTM` + `nn.Linear` loop. Target: ratio at least 1.0.", "",
         "| model | Keras chars/s | PyTorch chars/s | Keras / PyTorch | peak MB Keras | peak MB PyTorch |",
         "|---|---|---|---|---|---|",
