@@ -5,9 +5,6 @@ matmul per character. PyTorch and cuDNN project the whole sequence in one large 
 the recurrent matmul in the loop; `ProjectedGRU` and `ProjectedLSTM` do the same on CPU. Their
 weights, config and GPU (cuDNN) path are Keras's own, so they load the weights of, and compute the
 same function as, a plain `keras.layers.GRU` / `LSTM` (tests/test_model.py checks it).
-
-`CharRNN`, the training model, goes one step further for its first layer: the embedding is folded
-into the input projection, so each position looks a row up instead of being multiplied.
 """
 
 from __future__ import annotations
@@ -131,33 +128,13 @@ class ProjectedRecurrence:
 
         Keras's unrolled loop transposes the projected inputs to time-major and its outputs back,
         two copies of the largest tensors of the step and two more in the gradient; here step t
-        reads its own slice (or table rows) and the outputs are stacked batch-major.
+        reads its own slice and the outputs are stacked batch-major.
         """
         product, outputs = times(self.cell.recurrent_kernel), []
         for t in range(time):
             output, states = recurrent_step(self, projected_at(t), states, product)
             outputs.append(output)
         return output, tf.stack(outputs if self.return_sequences else outputs[-1:], axis=1), states
-
-    def call_on_tokens(self, tokens, embedding, training=False):
-        """This layer applied to `embedding(tokens)`, with the embedding folded into its input projection.
-
-        A lookup in (embedding table x input kernel), a vocabulary x gates product, replaces the
-        (batch x time) x gates product and its two gradient products whenever the vocabulary is
-        smaller than the batch's positions, as for characters (65 to 100 symbols against 6,400
-        positions); the lookup's gradient sums the positions of each token, which is cheap.
-        """
-        batch, time = tokens.shape
-        folds = (batch is not None and time is not None and embedding.input_dim < batch * time
-                 and not (self.keeps_keras_loop(None, training) or self.stateful or self.return_state))
-        if not folds:
-            return self(embedding(tokens), training=training)
-        table, states = project(self, embedding.embeddings), self.get_initial_state(batch_size=batch)
-        if self.unroll and not self.go_backwards:
-            last, outputs, _ = self.unrolled_loop(lambda t: tf.gather(table, tokens[:, t]), time, states)
-        else:
-            last, outputs, _ = self.projected_loop(tf.gather(table, tokens), states)
-        return outputs if self.return_sequences else last
 
 
 @keras.saving.register_keras_serializable(package="mlproject")
@@ -169,22 +146,3 @@ class ProjectedGRU(ProjectedRecurrence, keras.layers.GRU):
 class ProjectedLSTM(ProjectedRecurrence, keras.layers.LSTM):
     pass
 
-
-@keras.saving.register_keras_serializable(package="mlproject")
-class CharRNN(keras.Model):
-    """The functional chain `build_model` makes: embedding, recurrent layers (dropout between), logits.
-
-    Its forward pass calls the same layers in the same order, except that the first recurrent
-    layer reads the token ids and the embedding table itself (`call_on_tokens`). Saved, it is the
-    plain functional model, with the same layers, names and weights.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        embedding, first, *rest = [layer for layer in self.layers
-                                   if not isinstance(layer, keras.layers.InputLayer)]
-        if mask is not None or not isinstance(first, ProjectedRecurrence):
-            return super().call(inputs, training=training, mask=mask)
-        x = first.call_on_tokens(inputs, embedding, training=training)
-        for layer in rest:
-            x = layer(x, training=training)
-        return x

@@ -125,31 +125,3 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
     expected = model.vocabulary.decode(ids[-15:])
     assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
 
-
-@pytest.mark.parametrize("cell, layers, target", [("gru", 1, "all"), ("lstm", 2, "last")])
-def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target):
-    """The training model's forward pass reads token ids in its first layer: same logits and
-    gradients as the same layers called one after the other, without the positions x embedding
-    product."""
-    import keras
-    import tensorflow as tf
-
-    model = tiny_model(cell=cell, layers=layers, target=target).model
-    layer_by_layer = keras.Model(model.inputs, model.outputs)  # Keras's own functional call
-    tokens = tf.constant(np.random.default_rng(0).integers(1, 20, (8, 12)), tf.int32)  # 96 positions
-    results, products = [], []
-    for network in (layer_by_layer, model):
-        @tf.function
-        def logits_and_gradients(tokens):
-            with tf.GradientTape() as tape:
-                logits = network(tokens, training=True)
-                loss = tf.reduce_sum(tf.sin(logits))
-            return [logits, *tape.gradient(loss, network.trainable_weights)]
-
-        results.append([tf.convert_to_tensor(t).numpy() for t in logits_and_gradients(tokens)])
-        graph = logits_and_gradients.get_concrete_function(tokens).graph
-        products.append([op.inputs[0].shape.as_list() for op in graph.get_operations() if op.type == "MatMul"])
-    for expected, got in zip(*results):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    every_position = [96, 8]  # (batch x time) x embedding: the product the fold saves
-    assert every_position in products[0] and every_position not in products[1]
