@@ -117,7 +117,8 @@ class ProjectedRecurrence:
         if not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
         if self.unroll and not self.go_backwards:
-            return self.unrolled_loop(lambda t: projected[:, t], projected.shape[1], list(initial_state))
+            steps = tf.unstack(projected, axis=1)  # one op each way; a slice per step pads its gradient
+            return self.unrolled_loop(lambda t: steps[t], projected.shape[1], list(initial_state))
         product = times(self.cell.recurrent_kernel)
         return backend.rnn(lambda x, states: recurrent_step(self, x, states, product), projected,
                            list(initial_state), go_backwards=self.go_backwards, unroll=self.unroll,
@@ -127,8 +128,8 @@ class ProjectedRecurrence:
         """The recurrence unrolled over `time` steps, batch-major throughout.
 
         Keras's unrolled loop transposes the projected inputs to time-major and its outputs back,
-        two copies of the largest tensors of the step and two more in the gradient; here step t
-        reads its own slice and the outputs are stacked batch-major.
+        two copies of the largest tensors of the step and two more in the gradient; here the
+        inputs are unstacked along time and the outputs are stacked batch-major.
         """
         product, outputs = times(self.cell.recurrent_kernel), []
         for t in range(time):
