@@ -100,40 +100,34 @@ def gpu_available() -> bool:
 class ProjectedRecurrence:
     """Mixin: on CPU, project all inputs at once, then loop over the recurrent part only."""
 
-    def keeps_keras_loop(self, mask, training) -> bool:
-        """Masks, dropout inside the cell, reset_before GRUs and cuDNN stay Keras's."""
-        return bool(mask is not None or self.recurrent_dropout or (training and self.dropout)
-                    or getattr(self.cell, "reset_after", True) is False or gpu_available())
-
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if self.keeps_keras_loop(mask, training):
-            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        return self.projected_loop(project(self, sequences), initial_state)
-
-    def projected_loop(self, projected, initial_state):
-        """(last output, outputs, states) of the recurrence over already projected inputs."""
         from keras.src import backend  # the loop Keras's own RNN layer runs, with its semantics
 
+        plain = (mask is not None or self.recurrent_dropout or (training and self.dropout)
+                 or getattr(self.cell, "reset_after", True) is False or gpu_available())
+        if plain:  # masks, dropout inside the cell, and cuDNN stay Keras's
+            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         if not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
+        projected = project(self, sequences)
         if self.unroll and not self.go_backwards:
-            steps = tf.unstack(projected, axis=1)  # one op each way; a slice per step pads its gradient
-            return self.unrolled_loop(lambda t: steps[t], projected.shape[1], list(initial_state))
+            # One op each way; a slice per step would pad each slice's gradient to the whole tensor.
+            return self.unrolled_loop(tf.unstack(projected, axis=1), list(initial_state))
         product = times(self.cell.recurrent_kernel)
         return backend.rnn(lambda x, states: recurrent_step(self, x, states, product), projected,
                            list(initial_state), go_backwards=self.go_backwards, unroll=self.unroll,
-                           input_length=projected.shape[1], return_all_outputs=self.return_sequences)
+                           input_length=sequences.shape[1], return_all_outputs=self.return_sequences)
 
-    def unrolled_loop(self, projected_at, time, states):
-        """The recurrence unrolled over `time` steps, batch-major throughout.
+    def unrolled_loop(self, steps, states):
+        """(last output, outputs, states) of the recurrence unrolled over the projected `steps`.
 
         Keras's unrolled loop transposes the projected inputs to time-major and its outputs back,
         two copies of the largest tensors of the step and two more in the gradient; here the
-        inputs are unstacked along time and the outputs are stacked batch-major.
+        caller unstacks the inputs in one op and the outputs are stacked batch-major.
         """
         product, outputs = times(self.cell.recurrent_kernel), []
-        for t in range(time):
-            output, states = recurrent_step(self, projected_at(t), states, product)
+        for projected in steps:
+            output, states = recurrent_step(self, projected, states, product)
             outputs.append(output)
         return output, tf.stack(outputs if self.return_sequences else outputs[-1:], axis=1), states
 
@@ -146,4 +140,3 @@ class ProjectedGRU(ProjectedRecurrence, keras.layers.GRU):
 @keras.saving.register_keras_serializable(package="mlproject")
 class ProjectedLSTM(ProjectedRecurrence, keras.layers.LSTM):
     pass
-

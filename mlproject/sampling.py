@@ -50,7 +50,8 @@ def token_step(language_model):
     per_layer = len(language_model.state_sizes()) // config.layers
 
     def prepare():
-        return project(layers[0], embedding.embeddings), [times(layer.cell.recurrent_kernel) for layer in layers]
+        products = [times(layer.cell.recurrent_kernel) for layer in layers]
+        return project(layers[0], embedding.embeddings), products
 
     def step(prepared, tokens, states):
         import tensorflow as tf

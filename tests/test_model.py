@@ -124,4 +124,3 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
         ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> (id 0) is never sampled
     expected = model.vocabulary.decode(ids[-15:])
     assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
-
