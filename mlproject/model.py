@@ -44,6 +44,8 @@ def build_model(config: TrainConfig, vocab_size: int):
     """Tokens (batch, time) to next-token logits: per position, or after the window for target last."""
     import keras
 
+    from mlproject.recurrent import CharRNN
+
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
     for index in range(config.layers):
@@ -53,7 +55,7 @@ def build_model(config: TrainConfig, vocab_size: int):
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
-    return keras.Model(tokens, logits, name=f"char_rnn_{config.cell}")
+    return CharRNN(tokens, logits, name=f"char_rnn_{config.cell}")
 
 
 def state_sizes(config: TrainConfig) -> list[int]:

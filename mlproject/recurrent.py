@@ -5,6 +5,9 @@ matmul per character. PyTorch and cuDNN project the whole sequence in one large 
 the recurrent matmul in the loop; `ProjectedGRU` and `ProjectedLSTM` do the same on CPU. Their
 weights, config and GPU (cuDNN) path are Keras's own, so they load the weights of, and compute the
 same function as, a plain `keras.layers.GRU` / `LSTM` (tests/test_model.py checks it).
+
+`CharRNN`, the training model, goes one step further for its first layer: the embedding is folded
+into the input projection, so each position looks a row up instead of being multiplied.
 """
 
 from __future__ import annotations
@@ -68,6 +71,41 @@ def project(layer, inputs):
     return projected + (cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias)
 
 
+def project_tokens(layer, tokens, embeddings):
+    """`project(layer, embeddings[tokens])`, by a lookup in (embeddings x input kernel + bias)."""
+    cell = layer.cell
+    if not cell.use_bias:
+        bias = tf.zeros([cell.kernel.shape[1]])
+    else:
+        bias = cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias
+    return folded_projection(tokens, tf.convert_to_tensor(embeddings), tf.convert_to_tensor(cell.kernel),
+                             tf.convert_to_tensor(bias))
+
+
+@tf.custom_gradient
+def folded_projection(tokens, embeddings, kernel, bias):
+    """embeddings[tokens] @ kernel + bias, looked up in a vocabulary x gates table.
+
+    The embeddings' gradient keeps the form the embedding layer's own lookup gives, one row per
+    position (IndexedSlices), not the table's summed rows: Keras's Adam squares those rows before
+    summing them, and the summed form trained worse (benchmarks/optimisations.md). That costs back
+    one positions x gates x embedding product; the forward product and the kernel's gradient
+    product are still saved, the kernel's gradient taken from the per-token sums.
+    """
+    flat_tokens = tf.reshape(tokens, [-1])
+
+    def gradient(upstream):
+        flat = tf.reshape(upstream, [-1, kernel.shape[1]])
+        per_token = tf.math.unsorted_segment_sum(flat, flat_tokens, tf.shape(embeddings)[0])
+        backward = (tf.matmul(flat, kernel, transpose_b=True) if onednn_enabled()
+                    else tf.matmul(flat, transposed(kernel)))
+        per_position = tf.IndexedSlices(backward, flat_tokens, tf.shape(embeddings))
+        return (None, per_position, tf.matmul(embeddings, per_token, transpose_a=True),
+                tf.reduce_sum(per_token, axis=0))
+
+    return tf.gather(tf.matmul(embeddings, kernel) + bias, tokens), gradient
+
+
 def recurrent_step(layer, projected, states, product):
     """One step of a GRU (reset_after) or LSTM cell from its already projected input.
 
@@ -100,23 +138,29 @@ def gpu_available() -> bool:
 class ProjectedRecurrence:
     """Mixin: on CPU, project all inputs at once, then loop over the recurrent part only."""
 
+    def keeps_keras_loop(self, mask, training) -> bool:
+        """Masks, dropout inside the cell, reset_before GRUs and cuDNN stay Keras's."""
+        return bool(mask is not None or self.recurrent_dropout or (training and self.dropout)
+                    or getattr(self.cell, "reset_after", True) is False or gpu_available())
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        if self.keeps_keras_loop(mask, training):
+            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+        return self.projected_loop(project(self, sequences), initial_state)
+
+    def projected_loop(self, projected, initial_state):
+        """(last output, outputs, states) of the recurrence over already projected inputs."""
         from keras.src import backend  # the loop Keras's own RNN layer runs, with its semantics
 
-        plain = (mask is not None or self.recurrent_dropout or (training and self.dropout)
-                 or getattr(self.cell, "reset_after", True) is False or gpu_available())
-        if plain:  # masks, dropout inside the cell, and cuDNN stay Keras's
-            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         if not isinstance(initial_state, (list, tuple)):
             initial_state = [initial_state]
-        projected = project(self, sequences)
         if self.unroll and not self.go_backwards:
             # One op each way; a slice per step would pad each slice's gradient to the whole tensor.
             return self.unrolled_loop(tf.unstack(projected, axis=1), list(initial_state))
         product = times(self.cell.recurrent_kernel)
         return backend.rnn(lambda x, states: recurrent_step(self, x, states, product), projected,
                            list(initial_state), go_backwards=self.go_backwards, unroll=self.unroll,
-                           input_length=sequences.shape[1], return_all_outputs=self.return_sequences)
+                           input_length=projected.shape[1], return_all_outputs=self.return_sequences)
 
     def unrolled_loop(self, steps, states):
         """(last output, outputs, states) of the recurrence unrolled over the projected `steps`.
@@ -131,6 +175,22 @@ class ProjectedRecurrence:
             outputs.append(output)
         return output, tf.stack(outputs if self.return_sequences else outputs[-1:], axis=1), states
 
+    def call_on_tokens(self, tokens, embedding, training=False):
+        """This layer applied to `embedding(tokens)`, with the embedding folded into its input projection.
+
+        A lookup in (embedding table x input kernel), a vocabulary x gates product, replaces the
+        (batch x time) x gates product and the kernel's gradient product whenever the vocabulary is
+        smaller than the batch's positions, as for characters (65 to 100 symbols against 6,400).
+        """
+        batch, time = tokens.shape
+        folds = (batch is not None and time is not None and embedding.input_dim < batch * time
+                 and not (self.keeps_keras_loop(None, training) or self.stateful or self.return_state))
+        if not folds:
+            return self(embedding(tokens), training=training)
+        last, outputs, _ = self.projected_loop(project_tokens(self, tokens, embedding.embeddings),
+                                               self.get_initial_state(batch_size=batch))
+        return outputs if self.return_sequences else last
+
 
 @keras.saving.register_keras_serializable(package="mlproject")
 class ProjectedGRU(ProjectedRecurrence, keras.layers.GRU):
@@ -140,3 +200,23 @@ class ProjectedGRU(ProjectedRecurrence, keras.layers.GRU):
 @keras.saving.register_keras_serializable(package="mlproject")
 class ProjectedLSTM(ProjectedRecurrence, keras.layers.LSTM):
     pass
+
+
+@keras.saving.register_keras_serializable(package="mlproject")
+class CharRNN(keras.Model):
+    """The functional chain `build_model` makes: embedding, recurrent layers (dropout between), logits.
+
+    Its forward pass calls the same layers in the same order, except that the first recurrent
+    layer reads the token ids and the embedding table itself (`call_on_tokens`). Saved, it is the
+    plain functional model, with the same layers, names and weights.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        embedding, first, *rest = [layer for layer in self.layers
+                                   if not isinstance(layer, keras.layers.InputLayer)]
+        if mask is not None or not isinstance(first, ProjectedRecurrence):
+            return super().call(inputs, training=training, mask=mask)
+        x = first.call_on_tokens(inputs, embedding, training=training)
+        for layer in rest:
+            x = layer(x, training=training)
+        return x

@@ -124,3 +124,40 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
         ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> (id 0) is never sampled
     expected = model.vocabulary.decode(ids[-15:])
     assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
+
+
+@pytest.mark.parametrize("cell, layers, target, onednn",
+                         [("gru", 1, "all", False), ("lstm", 2, "last", True)])
+def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target, onednn,
+                                                                       monkeypatch):
+    """The training model's first layer reads token ids: same logits and gradients as the layers
+    called one after the other, the embedding's gradient in the same per-position rows (what
+    Keras's Adam squares), without the positions x embedding by embedding x gates product."""
+    import keras
+    import tensorflow as tf
+
+    from mlproject import recurrent
+
+    monkeypatch.setattr(recurrent, "onednn_enabled", lambda: onednn)
+    model = tiny_model(cell=cell, layers=layers, target=target, unroll=True).model
+    layer_by_layer = keras.Model(model.inputs, model.outputs)  # Keras's own functional call
+    tokens = tf.constant(np.random.default_rng(0).integers(1, 20, (8, 12)), tf.int32)  # 96 positions
+    results, products = [], []
+    for network in (layer_by_layer, model):
+        @tf.function
+        def logits_and_gradients(tokens):
+            with tf.GradientTape() as tape:
+                logits = network(tokens, training=True)
+                loss = tf.reduce_sum(tf.sin(logits))
+            embedding, *rest = tape.gradient(loss, network.trainable_weights)
+            assert isinstance(embedding, tf.IndexedSlices)
+            return [logits, embedding.values, embedding.indices, *rest]
+
+        results.append([t.numpy() for t in logits_and_gradients(tokens)])
+        graph = logits_and_gradients.get_concrete_function(tokens).graph
+        products.append([op.inputs[0].shape.as_list() for op in graph.get_operations() if op.type == "MatMul"])
+    assert len(results[0]) == len(model.trainable_weights) + 2
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    every_position = [96, 8]  # (batch x time) x embedding: the product the fold saves
+    assert every_position in products[0] and every_position not in products[1]
