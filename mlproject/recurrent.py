@@ -72,38 +72,32 @@ def project(layer, inputs):
 
 
 def project_tokens(layer, tokens, embeddings):
-    """`project(layer, embeddings[tokens])`, by a lookup in (embeddings x input kernel + bias)."""
-    cell = layer.cell
-    if not cell.use_bias:
-        bias = tf.zeros([cell.kernel.shape[1]])
-    else:
-        bias = cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias
-    return folded_projection(tokens, tf.convert_to_tensor(embeddings), tf.convert_to_tensor(cell.kernel),
-                             tf.convert_to_tensor(bias))
+    """`project(layer, embeddings[tokens])`, looked up in `project(layer, embeddings)`, a table of
+    vocabulary x gates; the kernel and bias get their gradients through the table."""
+    table = project(layer, tf.stop_gradient(embeddings))
+    return rows_of(table, tokens, tf.convert_to_tensor(embeddings), tf.convert_to_tensor(layer.cell.kernel))
 
 
 @tf.custom_gradient
-def folded_projection(tokens, embeddings, kernel, bias):
-    """embeddings[tokens] @ kernel + bias, looked up in a vocabulary x gates table.
+def rows_of(table, tokens, embeddings, kernel):
+    """table[tokens], whose gradient also reaches the `embeddings` the table was projected from.
 
-    The embeddings' gradient keeps the form the embedding layer's own lookup gives, one row per
-    position (IndexedSlices), not the table's summed rows: Keras's Adam squares those rows before
-    summing them, and the summed form trained worse (benchmarks/optimisations.md). That costs back
-    one positions x gates x embedding product; the forward product and the kernel's gradient
-    product are still saved, the kernel's gradient taken from the per-token sums.
+    That gradient keeps the form the embedding layer's own lookup gives, one row per position
+    (IndexedSlices), not the table's summed rows: Keras's Adam squares those rows before summing
+    them, and the summed form trained worse (benchmarks/optimisations.md). It costs back one
+    positions x gates x embedding product; the forward product and the kernel's gradient product
+    are still saved.
     """
     flat_tokens = tf.reshape(tokens, [-1])
 
     def gradient(upstream):
         flat = tf.reshape(upstream, [-1, kernel.shape[1]])
-        per_token = tf.math.unsorted_segment_sum(flat, flat_tokens, tf.shape(embeddings)[0])
-        backward = (tf.matmul(flat, kernel, transpose_b=True) if onednn_enabled()
-                    else tf.matmul(flat, transposed(kernel)))
-        per_position = tf.IndexedSlices(backward, flat_tokens, tf.shape(embeddings))
-        return (None, per_position, tf.matmul(embeddings, per_token, transpose_a=True),
-                tf.reduce_sum(per_token, axis=0))
+        per_position = (tf.matmul(flat, kernel, transpose_b=True) if onednn_enabled()
+                        else tf.matmul(flat, transposed(kernel)))  # as `times` chooses
+        return (tf.IndexedSlices(flat, flat_tokens, tf.shape(table)), None,
+                tf.IndexedSlices(per_position, flat_tokens, tf.shape(embeddings)), None)
 
-    return tf.gather(tf.matmul(embeddings, kernel) + bias, tokens), gradient
+    return tf.gather(table, tokens), gradient
 
 
 def recurrent_step(layer, projected, states, product):
