@@ -19,15 +19,25 @@ from keras import ops
 
 @tf.custom_gradient
 def matmul(a, b, b_transposed):
-    """a @ b, whose gradient for `a` multiplies by `b_transposed`, transposed once by the caller.
-
-    TensorFlow's own gradient multiplies by b with a transposed-operand flag, and without oneDNN
-    its CPU kernel for that case runs at a third of the plain one (benchmarks/optimisations.md).
-    """
+    """a @ b, given b in both layouts (the caller transposes it once per loop), so that the
+    product and its gradient for `a` each read the layout `multiply` finds fastest."""
     def gradient(upstream):
-        return tf.matmul(upstream, b_transposed), tf.matmul(a, upstream, transpose_a=True), None
+        return multiply(upstream, b_transposed, b), tf.matmul(a, upstream, transpose_a=True), None
 
-    return tf.matmul(a, b), gradient
+    return multiply(a, b, b_transposed), gradient
+
+
+def multiply(a, b, b_transposed):
+    """a @ b from whichever layout of b is fastest on this TensorFlow.
+
+    oneDNN multiplies fastest by a transposed operand (flag) stored as such: 64 x 1,024 by
+    1,024 x 4,096 takes 5.5 ms that way against 7.7 ms plain. TensorFlow's own kernels are the
+    other way round: with the flag they run at a third of the plain speed
+    (benchmarks/optimisations.md).
+    """
+    if onednn_enabled():
+        return tf.matmul(a, b_transposed, transpose_b=True)
+    return tf.matmul(a, b)
 
 
 def transposed(kernel):
@@ -47,16 +57,44 @@ def onednn_enabled() -> bool:
 
 
 def times(kernel):
-    """x -> x @ kernel, with the gradient that is fastest on this TensorFlow; made once per loop.
-
-    oneDNN's transposed-operand matmul is as fast as its plain one, so TensorFlow's own gradient
-    is kept; without oneDNN, the gradient multiplies by a copy of the kernel transposed once.
-    """
+    """x -> x @ kernel, in the layouts fastest on this TensorFlow; made once per loop."""
     kernel = tf.convert_to_tensor(kernel)
-    if onednn_enabled():
-        return lambda x: tf.matmul(x, kernel)
     kernel_t = transposed(kernel)
     return lambda x: matmul(x, kernel, kernel_t)
+
+
+class StepProducts:
+    """x -> x @ kernel for each step of an unrolled loop, the kernel's gradient one product.
+
+    Autodiff would multiply each step's input by its gradient, thin products (64 x units by
+    64 x gates) that TensorFlow keeps until it sums them, 1.6 GB for an LSTM of 1,024 units.
+    Instead each step's gradient keeps its upstream, and the first step's, which autodiff reaches
+    last, multiplies all the steps' inputs by all their upstreams at once.
+    """
+
+    def __init__(self, kernel):
+        self.kernel = tf.convert_to_tensor(kernel)
+        self.kernel_t = transposed(self.kernel)
+        self.inputs, self.upstreams = [], {}
+
+    def __call__(self, x):
+        step = len(self.inputs)
+        self.inputs.append(x)
+
+        @tf.custom_gradient
+        def product(x, kernel):
+            def gradient(upstream):
+                self.upstreams[step] = upstream
+                return multiply(upstream, self.kernel_t, kernel), self.kernel_gradient() if step == 0 else None
+
+            return multiply(x, kernel, self.kernel_t), gradient
+
+        return product(x, self.kernel)
+
+    def kernel_gradient(self):
+        steps = sorted(self.upstreams)  # those the loss depends on
+        return tf.matmul(tf.concat([self.inputs[t] for t in steps], 0),
+                         tf.concat([self.upstreams[t] for t in steps], 0), transpose_a=True)
 
 
 def project(layer, inputs):
@@ -92,8 +130,7 @@ def rows_of(table, tokens, embeddings, kernel):
 
     def gradient(upstream):
         flat = tf.reshape(upstream, [-1, kernel.shape[1]])
-        per_position = (tf.matmul(flat, kernel, transpose_b=True) if onednn_enabled()
-                        else tf.matmul(flat, transposed(kernel)))  # as `times` chooses
+        per_position = multiply(flat, transposed(kernel), kernel)
         return (tf.IndexedSlices(flat, flat_tokens, tf.shape(table)), None,
                 tf.IndexedSlices(per_position, flat_tokens, tf.shape(embeddings)), None)
 
@@ -163,7 +200,7 @@ class ProjectedRecurrence:
         two copies of the largest tensors of the step and two more in the gradient; here the
         caller unstacks the inputs in one op and the outputs are stacked batch-major.
         """
-        product, outputs = times(self.cell.recurrent_kernel), []
+        product, outputs = StepProducts(self.cell.recurrent_kernel), []
         for projected in steps:
             output, states = recurrent_step(self, projected, states, product)
             outputs.append(output)

@@ -98,7 +98,7 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
     projected.set_weights([w + 0.1 * np.random.default_rng(0).standard_normal(w.shape)
                            for w in plain.get_weights()])
     plain.set_weights(projected.get_weights())  # a non-zero bias, so both biases are exercised
-    results = []
+    results, kernel_products = [], []
     for layer in (plain, projected):
         @tf.function  # in a graph, as training runs it: a real while loop when not unrolled
         def outputs_and_gradients(inputs):
@@ -109,8 +109,13 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
             return [*outputs, *tape.gradient(loss, [inputs, *layer.trainable_weights])]
 
         results.append(outputs_and_gradients(inputs))
+        graph = outputs_and_gradients.get_concrete_function(inputs).graph
+        kernel_products.append(sum(op.type == "MatMul" and op.outputs[0].shape == (6, 18 if cell == "gru" else 24)
+                                   for op in graph.get_operations()))
     for expected, got in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    if unroll:  # Keras: one recurrent-kernel gradient product per step; ours: one for all steps
+        assert kernel_products == [5, 1]
 
 
 @pytest.mark.parametrize("cell, layers", [("gru", 1), ("lstm", 2)])
