@@ -85,7 +85,8 @@ class StepProducts:
         def product(x, kernel):
             def gradient(upstream):
                 self.upstreams[step] = upstream
-                return multiply(upstream, self.kernel_t, kernel), self.kernel_gradient() if step == 0 else None
+                kernel_gradient = self.kernel_gradient() if step == 0 else None
+                return multiply(upstream, self.kernel_t, kernel), kernel_gradient
 
             return multiply(x, kernel, self.kernel_t), gradient
 

@@ -110,7 +110,8 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
 
         results.append(outputs_and_gradients(inputs))
         graph = outputs_and_gradients.get_concrete_function(inputs).graph
-        kernel_products.append(sum(op.type == "MatMul" and op.outputs[0].shape == (6, 18 if cell == "gru" else 24)
+        kernel_shape = tuple(layer.cell.recurrent_kernel.shape)
+        kernel_products.append(sum(op.type == "MatMul" and op.outputs[0].shape == kernel_shape
                                    for op in graph.get_operations()))
     for expected, got in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
