@@ -28,7 +28,7 @@ def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
     """The project's training step: its model, its tf.data pipeline, its compile, Keras fit."""
     from mlproject.train import use_onednn
 
-    use_onednn()  # as the train stage does, before TensorFlow starts
+    use_onednn(training=True)  # as the train stage does, before TensorFlow starts
     from mlproject.config import TrainConfig
     from mlproject.model import build_model, set_seed
     from mlproject.train import compile_model, training_dataset
@@ -90,6 +90,9 @@ def language_model(units: int):
 
 def generate(units: int, batch: int, length: int) -> dict:
     """The project's generator: batched, stateful, compiled."""
+    from mlproject.train import use_onednn
+
+    use_onednn(training=False)  # as the generate stage does, before TensorFlow starts
     model = language_model(units)
     prompts = ["El "] * batch
     model.generate(prompts, max_length=8, seed=1)  # warm-up: traces the sampling graph
@@ -101,7 +104,8 @@ def generate(units: int, batch: int, length: int) -> dict:
 
 def generate_notebook(units: int, length: int) -> dict:
     """The classic notebook loop (the TensorFlow tutorial's OneStep): the model called eagerly
-    once per character at batch 1, its state carried, sampling in NumPy."""
+    once per character at batch 1, its state carried, sampling in NumPy. TensorFlow's own oneDNN
+    choice, as in a notebook (on AVX-512 CPUs it is on, and this loop faster with it)."""
     import tensorflow as tf
 
     model = language_model(units)
@@ -126,6 +130,9 @@ def generate_notebook(units: int, length: int) -> dict:
 
 def evaluate(units: int, chars: int) -> dict:
     """The stateful scorer of the evaluate stage over `chars` characters of text."""
+    from mlproject.train import use_onednn
+
+    use_onednn(training=False)  # as the evaluate stage does, before TensorFlow starts
     model = language_model(units)
     rng = np.random.default_rng(2)
     text = "".join(rng.choice(list(model.vocabulary.tokens[1:]), chars))
@@ -195,7 +202,7 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
 
     from mlproject.train import use_onednn
 
-    use_onednn()  # as the train stage does, before TensorFlow starts
+    use_onednn(training=True)  # as the train stage does, before TensorFlow starts
     from mlproject.config import load_params
     from mlproject.language_model import LanguageModel
     from mlproject.model import build_model, set_seed

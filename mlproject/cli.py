@@ -264,10 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     args = parser().parse_args(argv)
-    if args.command == "train":
-        from mlproject.train import use_onednn
+    from mlproject.train import use_onednn
 
-        use_onednn()  # before anything imports TensorFlow
+    use_onednn(training=args.command == "train")  # before anything imports TensorFlow
     from mlproject.scrape import ScrapeFailed
     from mlproject.validate import CorpusRejected
 

@@ -25,15 +25,32 @@ from mlproject.tokens import Vocabulary
 CHECKPOINT, STATE, HISTORY = "last.keras", "state.json", "history.jsonl"
 
 
-def use_onednn() -> None:
-    """Train on TensorFlow's oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS says otherwise.
+def use_onednn(training: bool, cpu_flags: set[str] | None = None) -> None:
+    """TensorFlow's oneDNN kernels on only to train on a CPU without AVX-512, unless
+    TF_ENABLE_ONEDNN_OPTS says otherwise.
 
-    TensorFlow turns oneDNN on by default only on CPUs with AVX-512 and its like; on the AMD EPYC
-    runners measured here it was off, and turning it on made the training step 1.2 to 1.4 times
-    as fast (benchmarks/optimisations.md). Only training asks for it: the sampler's per-token
-    products ran a third slower with it. Read once, when TensorFlow starts: call this first.
+    TensorFlow decides by the CPU, the other way round: off without AVX-512 (the AMD EPYC Milan
+    runners measured here), on with it (the EPYC Genoa ones). Measured (benchmarks/optimisations.md):
+    on Milan, training ran 1.2 to 1.4 times as fast with them; on Genoa, 0.6 to 0.9 times; the
+    sampler's and scorer's thin per-token products ran slower with them on both (generation at
+    batch 256: 0.62 of the speed on Milan, 0.73 on Genoa; scoring 0.42 on Genoa). Read once, when
+    TensorFlow starts: call this first.
     """
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    flags = cpu_flags if cpu_flags is not None else cpu_flags_here()
+    helps = training and "avx" in flags and "avx512f" not in flags
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if helps else "0")
+
+
+def cpu_flags_here() -> set[str]:
+    """The CPU's feature flags as Linux lists them; empty elsewhere (oneDNN then stays off)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def window_starts(n_tokens: int, config: TrainConfig) -> np.ndarray:

@@ -1,13 +1,15 @@
 """Training checkpoints every epoch and resumes where it stopped, with the same result."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from mlproject.config import ConfigError, TrainConfig
 from mlproject.fileio import read_json
-from mlproject.train import batch_order, window_starts
+from mlproject.cli import main
+from mlproject.train import batch_order, use_onednn, window_starts
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -59,3 +61,24 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):
     write_params(tmp_path, params)
     result = run(["mlproject", "train"], tmp_path)
     assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout
+
+
+MILAN, GENOA = {"sse4_2", "avx", "avx2", "fma"}, {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"}
+
+
+@pytest.mark.parametrize("training, flags, expected",
+                         [(True, MILAN, "1"), (True, GENOA, "0"), (False, MILAN, "0"), (False, GENOA, "0")])
+def test_onednn_is_on_only_to_train_without_avx512_unless_the_user_says(training, flags, expected, monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    use_onednn(training, flags)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1" if expected == "0" else "0")
+    use_onednn(training, flags)
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] != expected
+
+
+def test_stages_other_than_train_turn_onednn_off(monkeypatch, capsys):
+    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    monkeypatch.setattr(os, "environ", environment)  # what main sets stays in this test
+    assert main(["preset"]) == 0
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
