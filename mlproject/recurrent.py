@@ -12,6 +12,8 @@ into the input projection, so each position looks a row up instead of being mult
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -28,14 +30,14 @@ def matmul(a, b, b_transposed):
 
 
 def multiply(a, b, b_transposed):
-    """a @ b from whichever layout of b is fastest on this TensorFlow.
+    """a @ b from whichever layout of b is fastest on this TensorFlow and CPU.
 
-    oneDNN multiplies fastest by a transposed operand (flag) stored as such: 64 x 1,024 by
-    1,024 x 4,096 takes 5.5 ms that way against 7.7 ms plain. TensorFlow's own kernels are the
-    other way round: with the flag they run at a third of the plain speed
-    (benchmarks/optimisations.md).
+    oneDNN without AVX-512 (EPYC Milan) multiplies fastest by a transposed operand (flag) stored
+    as such: 64 x 1,024 by 1,024 x 4,096 takes 5.5 ms that way against 7.7 ms plain. TensorFlow's
+    own kernels, and oneDNN's AVX-512 ones (EPYC Genoa), are the other way round: with the flag,
+    training ran at 0.5 to 0.85 of the plain layout's speed (benchmarks/optimisations.md).
     """
-    if onednn_enabled():
+    if transposed_layout_fastest():
         return tf.matmul(a, b_transposed, transpose_b=True)
     return tf.matmul(a, b)
 
@@ -54,6 +56,18 @@ def onednn_enabled() -> bool:
         return bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):  # a TensorFlow without the probe: keep our gradient
         return False
+
+
+def transposed_layout_fastest() -> bool:
+    """Whether `multiply` reads the transposed kernel: under oneDNN on a CPU without AVX-512."""
+    return onednn_enabled() and "avx512f" not in cpu_flags()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    from mlproject.train import cpu_flags_here
+
+    return frozenset(cpu_flags_here())
 
 
 def times(kernel):

@@ -26,18 +26,17 @@ CHECKPOINT, STATE, HISTORY = "last.keras", "state.json", "history.jsonl"
 
 
 def use_onednn(training: bool, cpu_flags: set[str] | None = None) -> None:
-    """TensorFlow's oneDNN kernels on only to train on a CPU without AVX-512, unless
-    TF_ENABLE_ONEDNN_OPTS says otherwise.
+    """TensorFlow's oneDNN kernels on where they are faster, unless TF_ENABLE_ONEDNN_OPTS says
+    otherwise: on a CPU with AVX-512 always (TensorFlow's own choice), without it only to train.
 
-    TensorFlow decides by the CPU, the other way round: off without AVX-512 (the AMD EPYC Milan
-    runners measured here), on with it (the EPYC Genoa ones). Measured (benchmarks/optimisations.md):
-    on Milan, training ran 1.2 to 1.4 times as fast with them; on Genoa, 0.6 to 0.9 times; the
-    sampler's and scorer's thin per-token products ran slower with them on both (generation at
-    batch 256: 0.62 of the speed on Milan, 0.73 on Genoa; scoring 0.42 on Genoa). Read once, when
-    TensorFlow starts: call this first.
+    TensorFlow leaves them off without AVX-512 (the AMD EPYC Milan runners measured here). There,
+    training ran 1.2 to 1.4 times as fast with them, and generation at batch 256 0.62 times. On
+    the EPYC Genoa ones (AVX-512), training ran 1.2 to 1.35 times as fast with them, scoring 1.4,
+    generation the same (benchmarks/optimisations.md); `recurrent.multiply` picks the kernel
+    layout each is fastest with. Read once, when TensorFlow starts: call this first.
     """
     flags = cpu_flags if cpu_flags is not None else cpu_flags_here()
-    helps = training and "avx" in flags and "avx512f" not in flags
+    helps = "avx512f" in flags or (training and "avx" in flags)
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if helps else "0")
 
 

@@ -74,19 +74,19 @@ def test_saved_model_loads_and_generates_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("unroll, backwards, sequences, onednn",
+@pytest.mark.parametrize("unroll, backwards, sequences, transposed",
                          [(True, False, True, False), (False, True, False, False), (True, False, True, True)])
-def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwards, sequences, onednn,
+def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwards, sequences, transposed,
                                                             monkeypatch):
     """The faster CPU path: same outputs, states and gradients as Keras's own layer, same weights,
-    with either gradient of the recurrent product (TensorFlow's own under oneDNN, else ours)."""
+    with the kernel in either layout `recurrent.multiply` reads."""
     import keras
     import tensorflow as tf
 
     from mlproject import recurrent
     from mlproject.recurrent import ProjectedGRU, ProjectedLSTM
 
-    monkeypatch.setattr(recurrent, "onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(recurrent, "transposed_layout_fastest", lambda: transposed)
     set_seed(3)
     plain_class, projected_class = {"gru": (keras.layers.GRU, ProjectedGRU),
                                     "lstm": (keras.layers.LSTM, ProjectedLSTM)}[cell]
@@ -132,9 +132,9 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
     assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
 
 
-@pytest.mark.parametrize("cell, layers, target, onednn",
+@pytest.mark.parametrize("cell, layers, target, transposed",
                          [("gru", 1, "all", False), ("lstm", 2, "last", True)])
-def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target, onednn,
+def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target, transposed,
                                                                        monkeypatch):
     """The training model's first layer reads token ids: same logits and gradients as the layers
     called one after the other, the embedding's gradient in the same per-position rows (what
@@ -144,7 +144,7 @@ def test_training_model_folds_the_embedding_into_the_first_projection(cell, laye
 
     from mlproject import recurrent
 
-    monkeypatch.setattr(recurrent, "onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(recurrent, "transposed_layout_fastest", lambda: transposed)
     model = tiny_model(cell=cell, layers=layers, target=target, unroll=True).model
     layer_by_layer = keras.Model(model.inputs, model.outputs)  # Keras's own functional call
     tokens = tf.constant(np.random.default_rng(0).integers(1, 20, (8, 12)), tf.int32)  # 96 positions
@@ -167,3 +167,14 @@ def test_training_model_folds_the_embedding_into_the_first_projection(cell, laye
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     every_position = [96, 8]  # (batch x time) x embedding: the product the fold saves
     assert every_position in products[0] and every_position not in products[1]
+
+
+@pytest.mark.parametrize("onednn, flags, transposed", [(True, {"avx", "avx2"}, True),
+                                                       (True, {"avx", "avx2", "avx512f"}, False),
+                                                       (False, {"avx", "avx2"}, False)])
+def test_the_transposed_kernel_is_read_only_under_onednn_without_avx512(onednn, flags, transposed, monkeypatch):
+    from mlproject import recurrent
+
+    monkeypatch.setattr(recurrent, "onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(recurrent, "cpu_flags", lambda: frozenset(flags))
+    assert recurrent.transposed_layout_fastest() is transposed

@@ -67,8 +67,8 @@ MILAN, GENOA = {"sse4_2", "avx", "avx2", "fma"}, {"sse4_2", "avx", "avx2", "fma"
 
 
 @pytest.mark.parametrize("training, flags, expected",
-                         [(True, MILAN, "1"), (True, GENOA, "0"), (False, MILAN, "0"), (False, GENOA, "0")])
-def test_onednn_is_on_only_to_train_without_avx512_unless_the_user_says(training, flags, expected, monkeypatch):
+                         [(True, MILAN, "1"), (True, GENOA, "1"), (False, MILAN, "0"), (False, GENOA, "1")])
+def test_onednn_is_on_with_avx512_and_to_train_without_unless_the_user_says(training, flags, expected, monkeypatch):
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     use_onednn(training, flags)
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected
@@ -77,8 +77,11 @@ def test_onednn_is_on_only_to_train_without_avx512_unless_the_user_says(training
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] != expected
 
 
-def test_stages_other_than_train_turn_onednn_off(monkeypatch, capsys):
+def test_stages_other_than_train_turn_onednn_off_without_avx512(monkeypatch, capsys):
+    from mlproject import train
+
     environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     monkeypatch.setattr(os, "environ", environment)  # what main sets stays in this test
+    monkeypatch.setattr(train, "cpu_flags_here", lambda: MILAN)
     assert main(["preset"]) == 0
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
