@@ -31,7 +31,7 @@ def use_onednn(training: bool, cpu_flags: set[str] | None = None) -> None:
 
     TensorFlow leaves them off without AVX-512 (the AMD EPYC Milan runners measured here). There,
     training ran 1.2 to 1.4 times as fast with them, and generation at batch 256 0.62 times. On
-    the EPYC Genoa ones (AVX-512), training ran 1.2 to 1.35 times as fast with them, scoring 1.4,
+    the EPYC Genoa ones (AVX-512), training ran 1.2 to 1.4 times as fast with them, scoring 1.5,
     generation the same (benchmarks/optimisations.md); `recurrent.multiply` picks the kernel
     layout each is fastest with. Read once, when TensorFlow starts: call this first.
     """
