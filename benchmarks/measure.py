@@ -26,7 +26,7 @@ def peak_mb() -> float:
 
 def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int = 100) -> dict:
     """The project's training step: its model, its tf.data pipeline, its compile, Keras fit."""
-    from mlproject.train import use_onednn
+    from mlproject.cpu import use_onednn
 
     use_onednn(training=True)  # as the train stage does, before TensorFlow starts
     from mlproject.config import TrainConfig
@@ -90,7 +90,7 @@ def language_model(units: int):
 
 def generate(units: int, batch: int, length: int) -> dict:
     """The project's generator: batched, stateful, compiled."""
-    from mlproject.train import use_onednn
+    from mlproject.cpu import use_onednn
 
     use_onednn(training=False)  # as the generate stage does, before TensorFlow starts
     model = language_model(units)
@@ -130,7 +130,7 @@ def generate_notebook(units: int, length: int) -> dict:
 
 def evaluate(units: int, chars: int) -> dict:
     """The stateful scorer of the evaluate stage over `chars` characters of text."""
-    from mlproject.train import use_onednn
+    from mlproject.cpu import use_onednn
 
     use_onednn(training=False)  # as the evaluate stage does, before TensorFlow starts
     model = language_model(units)
@@ -200,7 +200,7 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
     """Validation bits per character of the default preset after each wall-time budget of training."""
     import dataclasses
 
-    from mlproject.train import use_onednn
+    from mlproject.cpu import use_onednn
 
     use_onednn(training=True)  # as the train stage does, before TensorFlow starts
     from mlproject.config import load_params

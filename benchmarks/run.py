@@ -95,9 +95,9 @@ def machine() -> dict:
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
     versions = {p: installed[p] for p in ("tensorflow-cpu", "keras", "torch", "dvc", "prefect", "mlflow")
                 if p in installed}
-    from mlproject.train import cpu_flags_here
+    from mlproject.cpu import cpu_flags
 
-    if "avx512f" in cpu_flags_here():  # the train stage's oneDNN choice turns on it
+    if "avx512f" in cpu_flags():  # the stages' oneDNN choice turns on it
         cpu += " with AVX-512"
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu or "none", "python": platform.python_version(),
             "versions": versions, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
@@ -119,7 +119,7 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
         "## 1. Training throughput (characters per second)", "",
         "Embedding 256, one recurrent layer, batch 64, sequences of 100, Adam. Keras: the project's own "
         "model, tf.data pipeline and compile (`mlproject.train`), `Model.fit`, with TensorFlow's oneDNN "
-        "kernels on or off as the train stage chooses for this CPU (`mlproject.train.use_onednn`). PyTorch: a plain "
+        "kernels on or off as the train stage chooses for this CPU (`mlproject.cpu.use_onednn`). PyTorch: a plain "
         "`nn.Embedding` + `nn.GRU`/`nn.LSTM` + `nn.Linear` loop. Target: ratio at least 1.0.", "",
         "| model | Keras chars/s | PyTorch chars/s | Keras / PyTorch | peak MB Keras | peak MB PyTorch |",
         "|---|---|---|---|---|---|",

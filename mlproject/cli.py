@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     args = parser().parse_args(argv)
-    from mlproject.train import use_onednn
+    from mlproject.cpu import use_onednn
 
     use_onednn(training=args.command == "train")  # before anything imports TensorFlow
     from mlproject.scrape import ScrapeFailed

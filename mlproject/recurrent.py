@@ -12,11 +12,11 @@ into the input projection, so each position looks a row up instead of being mult
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import tensorflow as tf
 from keras import ops
+
+from mlproject.cpu import cpu_flags
 
 
 @tf.custom_gradient
@@ -49,7 +49,7 @@ def transposed(kernel):
 
 
 def onednn_enabled() -> bool:
-    """Whether TensorFlow runs on oneDNN here (it decides when it starts: `train.use_onednn`)."""
+    """Whether TensorFlow runs on oneDNN here (it decides when it starts: `cpu.use_onednn`)."""
     try:
         from tensorflow.python.util import _pywrap_util_port
 
@@ -61,13 +61,6 @@ def onednn_enabled() -> bool:
 def transposed_layout_fastest() -> bool:
     """Whether `multiply` reads the transposed kernel: under oneDNN on a CPU without AVX-512."""
     return onednn_enabled() and "avx512f" not in cpu_flags()
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    from mlproject.train import cpu_flags_here
-
-    return frozenset(cpu_flags_here())
 
 
 def times(kernel):

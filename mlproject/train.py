@@ -10,7 +10,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,33 +22,6 @@ from mlproject.language_model import LanguageModel
 from mlproject.tokens import Vocabulary
 
 CHECKPOINT, STATE, HISTORY = "last.keras", "state.json", "history.jsonl"
-
-
-def use_onednn(training: bool, cpu_flags: set[str] | None = None) -> None:
-    """TensorFlow's oneDNN kernels on where they are faster, unless TF_ENABLE_ONEDNN_OPTS says
-    otherwise: on a CPU with AVX-512 always (TensorFlow's own choice), without it only to train.
-
-    TensorFlow leaves them off without AVX-512 (the AMD EPYC Milan runners measured here). There,
-    training ran 1.2 to 1.4 times as fast with them, and generation at batch 256 0.62 times. On
-    the EPYC Genoa ones (AVX-512), training ran 1.2 to 1.4 times as fast with them, scoring 1.5,
-    generation the same (benchmarks/optimisations.md); `recurrent.multiply` picks the kernel
-    layout each is fastest with. Read once, when TensorFlow starts: call this first.
-    """
-    flags = cpu_flags if cpu_flags is not None else cpu_flags_here()
-    helps = "avx512f" in flags or (training and "avx" in flags)
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if helps else "0")
-
-
-def cpu_flags_here() -> set[str]:
-    """The CPU's feature flags as Linux lists them; empty elsewhere (oneDNN then stays off)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def window_starts(n_tokens: int, config: TrainConfig) -> np.ndarray:

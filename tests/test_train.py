@@ -1,15 +1,13 @@
 """Training checkpoints every epoch and resumes where it stopped, with the same result."""
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from mlproject.config import ConfigError, TrainConfig
 from mlproject.fileio import read_json
-from mlproject.cli import main
-from mlproject.train import batch_order, use_onednn, window_starts
+from mlproject.train import batch_order, window_starts
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -62,26 +60,3 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):
     result = run(["mlproject", "train"], tmp_path)
     assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout
 
-
-MILAN, GENOA = {"sse4_2", "avx", "avx2", "fma"}, {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"}
-
-
-@pytest.mark.parametrize("training, flags, expected",
-                         [(True, MILAN, "1"), (True, GENOA, "1"), (False, MILAN, "0"), (False, GENOA, "1")])
-def test_onednn_is_on_with_avx512_and_to_train_without_unless_the_user_says(training, flags, expected, monkeypatch):
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    use_onednn(training, flags)
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1" if expected == "0" else "0")
-    use_onednn(training, flags)
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] != expected
-
-
-def test_stages_other_than_train_turn_onednn_off_without_avx512(monkeypatch, capsys):
-    from mlproject import train
-
-    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    monkeypatch.setattr(os, "environ", environment)  # what main sets stays in this test
-    monkeypatch.setattr(train, "cpu_flags_here", lambda: MILAN)
-    assert main(["preset"]) == 0
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
