@@ -26,18 +26,18 @@ def peak_mb() -> float:
 
 def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int = 100) -> dict:
     """The project's training step: its model, its tf.data pipeline, its compile, Keras fit."""
-    from mlproject.cpu import use_onednn
+    from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
     use_onednn(training=True)  # as the train stage does, before TensorFlow starts
     from mlproject.config import TrainConfig
-    from mlproject.model import build_model, set_seed
-    from mlproject.train import compile_model, training_dataset
+    from mlproject.models.keras_rnn.network import build_network, set_seed
+    from mlproject.models.keras_rnn.training import compile_model, training_dataset
 
     set_seed(0)
     config = TrainConfig(cell=cell, units=units, embedding_dim=256, sequence_length=length,
                          batch_size=batch, epochs=2, max_steps_per_epoch=steps)
     ids = np.random.default_rng(0).integers(1, VOCAB, batch * (length + 1) * (steps + 2)).astype(np.int32)
-    model = compile_model(build_model(config, VOCAB), config)
+    model = compile_model(build_network(config, VOCAB), config)
     dataset, per_epoch = training_dataset(ids, config, 0, 0)
     model.fit(dataset.take(3), epochs=1, steps_per_epoch=3, verbose=0)  # warm-up: tracing, allocations
     start = time.perf_counter()
@@ -77,27 +77,43 @@ def torch_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
 
 def language_model(units: int):
     from mlproject.config import TrainConfig
-    from mlproject.language_model import LanguageModel
-    from mlproject.model import build_model, set_seed
-    from mlproject.tokens import UNKNOWN, Vocabulary
+    from mlproject.data.tokens import UNKNOWN, Vocabulary
+    from mlproject.models.keras_rnn.causal import RecurrentModel
+    from mlproject.models.keras_rnn.network import build_network, set_seed
 
     set_seed(0)
     config = TrainConfig(cell="gru", units=units, embedding_dim=256)
     letters = "abcdefghijklmnopqrstuvwxyzáéíóúñ ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?¿¡\n-'\"0123456789()"
     vocabulary = Vocabulary("char", (UNKNOWN, *sorted(set(letters))[: VOCAB - 1]))
-    return LanguageModel(build_model(config, len(vocabulary)), vocabulary, config)
+    return RecurrentModel(build_network(config, len(vocabulary)), vocabulary, config)
+
+
+def notebook_stepper(model):
+    """The tutorial's stateful model: Keras's own GRU returning its state, the same weights."""
+    import keras
+
+    config = model.config
+    tokens = keras.Input(shape=(None,), dtype="int32")
+    state_in = keras.Input(shape=(config.units,))
+    x = keras.layers.Embedding(len(model.vocabulary), config.embedding_dim)(tokens)
+    x, state = keras.layers.GRU(config.units, return_sequences=True, return_state=True)(x, initial_state=[state_in])
+    stepper = keras.Model([tokens, state_in], [keras.layers.Dense(len(model.vocabulary))(x), state])
+    stepper.set_weights(model.network.get_weights())
+    return stepper
 
 
 def generate(units: int, batch: int, length: int) -> dict:
     """The project's generator: batched, stateful, compiled."""
-    from mlproject.cpu import use_onednn
+    from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
     use_onednn(training=False)  # as the generate stage does, before TensorFlow starts
+    from mlproject.models.interface import Sampling
+
     model = language_model(units)
     prompts = ["El "] * batch
-    model.generate(prompts, max_length=8, seed=1)  # warm-up: traces the sampling graph
+    model.generate(prompts, Sampling(max_length=8, seed=1))  # warm-up: traces the sampling graph
     start = time.perf_counter()
-    model.generate(prompts, max_length=length, seed=1)
+    model.generate(prompts, Sampling(max_length=length, seed=1))
     seconds = time.perf_counter() - start
     return {"chars_per_s": batch * length / seconds, "seconds": seconds}
 
@@ -109,10 +125,10 @@ def generate_notebook(units: int, length: int) -> dict:
     import tensorflow as tf
 
     model = language_model(units)
-    stepper = model.stepper()
+    stepper = notebook_stepper(model)
     rng = np.random.default_rng(1)
     token = np.array([[int(model.vocabulary.encode("E")[0])]], dtype=np.int32)
-    states = [tf.zeros((1, size)) for size in model.state_sizes()]
+    states = [tf.zeros((1, units))]
 
     def one_step(token, states):
         logits, *states = stepper([tf.constant(token), *states], training=False)
@@ -130,15 +146,17 @@ def generate_notebook(units: int, length: int) -> dict:
 
 def evaluate(units: int, chars: int) -> dict:
     """The stateful scorer of the evaluate stage over `chars` characters of text."""
-    from mlproject.cpu import use_onednn
+    from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
     use_onednn(training=False)  # as the evaluate stage does, before TensorFlow starts
+    from mlproject.config import EvaluateConfig
+
     model = language_model(units)
     rng = np.random.default_rng(2)
     text = "".join(rng.choice(list(model.vocabulary.tokens[1:]), chars))
-    model.score(text[:2000])  # warm-up
+    model.score(text[:2000], EvaluateConfig())  # warm-up
     start = time.perf_counter()
-    totals = model.score(text)
+    totals = model.score(text, EvaluateConfig())
     seconds = time.perf_counter() - start
     return {"chars_per_s": totals.characters / seconds, "seconds": seconds}
 
@@ -196,56 +214,67 @@ def flow_beyond_stages(project: Path, env: dict, prefect_home: str) -> tuple[flo
     return total, stages
 
 
+class BudgetsSpent(Exception):
+    """Raised from the epoch callback once the last budget is measured: training ends there."""
+
+
 def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
-    """Validation bits per character of the default preset after each wall-time budget of training."""
+    """Validation bits per character of the default preset after each wall-time budget of training:
+    the train stage's own training (early stopping included), its best weights so far scored."""
     import dataclasses
 
-    from mlproject.cpu import use_onednn
-
-    use_onednn(training=True)  # as the train stage does, before TensorFlow starts
     from mlproject.config import load_params
-    from mlproject.language_model import LanguageModel
-    from mlproject.model import build_model, set_seed
-    from mlproject.scrape import scrape
-    from mlproject.tokens import Vocabulary, tokenize
-    from mlproject.train import compile_model, training_dataset
+    from mlproject.data.scrape import scrape
+    from mlproject.data.tokens import Vocabulary, tokenize
+    from mlproject.models.keras_rnn.causal import RecurrentModel
 
     root = Path(__file__).resolve().parents[1]
     params = load_params(root / "params.yaml")
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        scrape(params.scrape, tmp / "raw.jsonl", tmp / "scrape.json", tmp / "cache")
+        paths = params.paths.under(tmp)
+        paths = dataclasses.replace(paths, accepted_documents=paths.raw_documents)  # no validation here
+        scrape(params.scrape, paths)
         if corpus_chars:  # the tiny size cuts the corpus
-            lines = (tmp / "raw.jsonl").read_text().splitlines()
+            lines = Path(paths.raw_documents).read_text().splitlines()
             kept, total = [], 0
             for line in lines:
                 kept.append(line)
                 total += len(line)
                 if total > corpus_chars:
                     break
-            (tmp / "raw.jsonl").write_text("\n".join(kept) + "\n")
-        tokenize(params.tokenize, tmp / "raw.jsonl", tmp / "tokens")
-        vocabulary = Vocabulary.load(tmp / "tokens" / "vocab.json")
-        ids = np.load(tmp / "tokens" / "train.npy")
-        validation = (tmp / "tokens" / "validation.txt").read_text()
+            Path(paths.raw_documents).write_text("\n".join(kept) + "\n")
+        tokenize(params.tokenize, paths)
+        validation = (Path(paths.tokens) / "validation.txt").read_text()
         config = dataclasses.replace(params.train, epochs=100000)
-        set_seed(params.seed)
-        model = compile_model(build_model(config, len(vocabulary)), config)
-        dataset, steps = training_dataset(ids, dataclasses.replace(config, epochs=200), params.seed, 0)
-        results, trained, batches = {}, 0.0, 0
-        iterator = iter(dataset.repeat())
-        for budget in budgets:
-            while trained < budget:  # only training steps count against the budget, not scoring
+        results, pending, scoring = {}, list(budgets), [0.0]
+        start = time.perf_counter()
+
+        def measure_best(trained: float, epochs: int) -> None:
+            from mlproject.models.keras_rnn.network import load_network
+            from mlproject.models.keras_rnn.training import read_separator
+
+            best = load_network(paths.checkpoints / "best.keras", compile=False)
+            model = RecurrentModel(best, Vocabulary.load(Path(paths.tokens) / "vocab.json"), config, read_separator(Path(paths.tokens)))
+            totals = model.score(validation, params.evaluate)
+            results[f"{pending.pop(0):g}"] = {"bits_per_character": totals.figures()["bits_per_character"],
+                                              "train_seconds": trained, "epochs": epochs}
+
+        def on_epoch(record: dict) -> None:
+            trained = time.perf_counter() - start - scoring[0]  # scoring does not count as training
+            while pending and trained >= pending[0]:
                 begin = time.perf_counter()
-                for _ in range(10):
-                    model.train_on_batch(*next(iterator))
-                batches += 10
-                trained += time.perf_counter() - begin
-            totals = LanguageModel(model, vocabulary, config).score(validation)
-            results[f"{budget:g}"] = {"bits_per_character": totals.figures()["bits_per_character"],
-                                      "train_seconds": trained,
-                                      "epochs": batches / steps}
-    return {"budgets": results, "validation_characters": len(validation)}
+                measure_best(trained, record["epoch"])
+                scoring[0] += time.perf_counter() - begin
+            if not pending:
+                raise BudgetsSpent
+
+        try:
+            result = RecurrentModel.train(config, params.seed, paths, on_epoch=on_epoch)
+            while pending:  # stopped early: more time would have changed nothing
+                measure_best(time.perf_counter() - start - scoring[0], len(result.history))
+        except BudgetsSpent:
+            pass
+    return {"budgets": results, "validation_characters": len(validation), "patience": params.train.patience}
 
 
 ITEMS = {"keras_train": keras_train, "torch_train": torch_train, "generate": generate,

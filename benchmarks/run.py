@@ -95,7 +95,7 @@ def machine() -> dict:
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
     versions = {p: installed[p] for p in ("tensorflow-cpu", "keras", "torch", "dvc", "prefect", "mlflow")
                 if p in installed}
-    from mlproject.cpu import cpu_flags
+    from mlproject.models.keras_rnn.fast_cpu.onednn import cpu_flags
 
     if "avx512f" in cpu_flags():  # the stages' oneDNN choice turns on it
         cpu += " with AVX-512"
@@ -104,7 +104,7 @@ def machine() -> dict:
 
 
 def duration(seconds: float) -> str:
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"
 
 
 def render(size_name: str, size: dict, facts: dict, training, notebook, generation, evaluation,
@@ -118,8 +118,8 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
         "compare figures of this same run, the two sides alternating.", "",
         "## 1. Training throughput (characters per second)", "",
         "Embedding 256, one recurrent layer, batch 64, sequences of 100, Adam. Keras: the project's own "
-        "model, tf.data pipeline and compile (`mlproject.train`), `Model.fit`, with TensorFlow's oneDNN "
-        "kernels on or off as the train stage chooses for this CPU (`mlproject.cpu.use_onednn`). PyTorch: a plain "
+        "model, tf.data pipeline and compile (`mlproject/models/keras_rnn/training.py`), `Model.fit`, with TensorFlow's oneDNN "
+        "kernels on or off as the train stage chooses for this CPU (`mlproject/models/keras_rnn/fast_cpu/onednn.py`). PyTorch: a plain "
         "`nn.Embedding` + `nn.GRU`/`nn.LSTM` + `nn.Linear` loop. Target: ratio at least 1.0.", "",
         "| model | Keras chars/s | PyTorch chars/s | Keras / PyTorch | peak MB Keras | peak MB PyTorch |",
         "|---|---|---|---|---|---|",
@@ -154,10 +154,13 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
         "## 5. Quality for time", "",
         "The default preset (GRU 256, embedding 64, sequences of 100, batch 64, Adam 0.003) trained on the "
         f"default corpus{' (cut to ' + format(size['corpus_chars'], ',') + ' characters for the tiny size)' if size['corpus_chars'] else ''}"
-        " for a wall-time budget of training steps, then scored on the validation text "
+        " by the train stage's own training for a wall-time budget (checkpoints, per-epoch validation "
+        f"loss and early stopping with patience {quality.get('patience', '?')} included; scoring not counted), "
+        "then its best epoch's weights scored on the validation text "
         f"({quality['validation_characters']:,} characters).", "",
-        "| training time | epochs | validation bits per character |", "|---|---|---|",
-        *[f"| {duration(float(b))} | {q['epochs']:.1f} | {q['bits_per_character']:.4f} |"
+        "| training budget | measured at (training time) | epochs | validation bits per character |",
+        "|---|---|---|---|",
+        *[f"| {duration(float(b))} | {duration(q['train_seconds'])} | {q['epochs']} | {q['bits_per_character']:.4f} |"
           for b, q in quality["budgets"].items()], "",
         f"Peak memory of that training process: {quality['peak_mb']:,.0f} MB.", "",
         "The transformers (SmolLM2) rows wait for the transformers path, which does not exist yet.", "",

@@ -1,5 +1,6 @@
 """A reproducible text-generation pipeline.
 
-One module per stage (scrape, validate, tokens, train, evaluate, registry, generate), each a set of
-plain functions over paths and typed config; the command line in `cli.py` is the only entry point.
+`cli.py` is the `mlproject` command; `stages/` holds one thin module per pipeline stage; `data/`
+the corpus side (scrape, validate, tokenize); `models/` the language-model interface and one
+package per model kind; `tracking/` MLflow registration, promotion and the pyfunc.
 """

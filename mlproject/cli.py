@@ -7,126 +7,16 @@ Bad input ends with a one-line error naming the key or file, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from mlproject import config as cfg
-from mlproject.fileio import read_json, write_json
+from mlproject.fileio import read_json
 
 STAGES = ["scrape", "validate", "tokenize", "train", "evaluate", "register", "promote", "generate"]
-
-
-def cmd_scrape(params: cfg.Params, args) -> None:
-    from mlproject.scrape import scrape
-
-    p = params.paths
-    report = scrape(params.scrape, p.raw_documents, p.scrape_report, p.http_cache)
-    urls = ", ".join(f"{n} {outcome}" for outcome, n in report["urls"].items())
-    print(f"scrape: {report['documents']} documents, {report['characters']} characters from "
-          f"{len(report['sources'])} source(s){f' (URLs: {urls})' if urls else ''}, "
-          f"{len(report['duplicates'])} duplicates dropped -> {p.raw_documents}; report {p.scrape_report}")
-
-
-def cmd_validate(params: cfg.Params, args) -> None:
-    from mlproject.validate import validate
-
-    p = params.paths
-    report = validate(params.validate, p.raw_documents, p.accepted_documents, p.rejected_documents,
-                      p.validation_report, p.data_docs)
-    print(f"validate: {report['accepted']} accepted, {report['rejected']} rejected "
-          f"{report['rejected_by_reason'] or ''} -> {p.accepted_documents}; Data Docs: "
-          f"{Path(p.data_docs) / 'index.html'}")
-
-
-def cmd_tokenize(params: cfg.Params, args) -> None:
-    from mlproject.tokens import tokenize
-
-    summary = tokenize(params.tokenize, params.paths.accepted_documents, params.paths.tokens)
-    print(f"tokenize: {summary['level']} vocabulary of {summary['vocabulary']}, "
-          f"{summary['training_tokens']} training tokens, {summary['validation_characters']} "
-          f"validation characters ({summary['validation_documents']} documents) -> {params.paths.tokens}")
-
-
-def cmd_train(params: cfg.Params, args) -> None:
-    import mlflow
-
-    from mlproject.registry import connect
-    from mlproject.train import resumable_run_id, train
-
-    p = params.paths
-    connect(params.mlflow)
-    previous = resumable_run_id(params.train, params.seed, p.tokens, p.model_dir)
-    with mlflow.start_run(run_id=previous) as run:
-        if previous is None:
-            mlflow.log_params({"seed": params.seed, "tokenize.level": params.tokenize.level,
-                               **{f"train.{k}": v for k, v in dataclasses.asdict(params.train).items()}})
-
-        def log_epoch(record: dict) -> None:
-            mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
-
-        result = train(params.train, params.seed, p.tokens, p.model_dir, p.training_plot,
-                       on_epoch=log_epoch, run_id=run.info.run_id, stop_after=args.stop_after_epoch)
-        mlflow.log_metric("parameters", result["parameters"])
-    write_json(Path(p.model_dir) / "run.json", {"run_id": run.info.run_id})
-    last = result["history"][-1]
-    print(f"train: {result['parameters']} parameters, {last['epoch']} epochs, loss {last['loss']:.4f}, "
-          f"val_loss {last.get('val_loss', float('nan')):.4f} -> {Path(p.model_dir) / 'model'}")
-
-
-def cmd_evaluate(params: cfg.Params, args) -> None:
-    from mlproject.evaluate import evaluate
-
-    p = params.paths
-    metrics, samples = evaluate(params.evaluate, params.seed, p.model_dir, p.tokens, p.metrics, p.samples)
-    print(f"evaluate: {metrics['bits_per_character']:.4f} bits per character, "
-          f"{metrics['bits_per_byte']:.4f} bits per byte, perplexity {metrics['perplexity']:.3f} "
-          f"per {metrics['level']} over {metrics['characters']} characters -> {p.metrics}")
-    for sample in samples:
-        print(f"  T={sample['temperature']}: {(sample['prompt'] + sample['text'])[:100]!r}")
-
-
-def cmd_register(params: cfg.Params, args) -> None:
-    import yaml
-
-    from mlproject.registry import connect, register
-
-    p = params.paths
-    connect(params.mlflow)
-    run_id = read_json(Path(p.model_dir) / "run.json")["run_id"]
-    raw = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
-    record = register(params.mlflow, run_id, p.model_dir, p.tokens, p.metrics, p.samples, raw,
-                      p.registered)
-    print(f"register: {record['model_uri']} (run {run_id}, commit {record['git_commit'][:10]})")
-
-
-def cmd_promote(params: cfg.Params, args) -> None:
-    from mlproject.registry import connect, promote
-
-    p = params.paths
-    connect(params.mlflow)
-    report = promote(params.promote, params.mlflow, params.evaluate, p.registered, p.metrics,
-                     p.tokens, p.promotion)
-    champion = report["champion_bits_per_byte"]
-    print(f"promote: version {report['candidate_version']} -> {report['decision']} "
-          f"({report['candidate_bits_per_byte']:.4f} bits per byte vs champion "
-          f"{'none' if champion is None else f'{champion:.4f}'}): {report['reason']}")
-
-
-def cmd_generate(params: cfg.Params, args) -> None:
-    from mlproject.generate import generate, read_prompts
-    from mlproject.registry import connect
-
-    prompts = read_prompts(params.generate.prompts_file)  # bad prompts fail before any work
-    connect(params.mlflow)
-    rows = generate(prompts, params.generate, params.mlflow.model_name, params.seed,
-                    params.paths.generations)
-    print(f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "
-          f"(version {rows[0]['model_version']}) -> {params.paths.generations}")
-    for row in rows[:3]:
-        print(f"  {(row['prompt'] + row['text'])[:120]!r}")
 
 
 def cmd_summary(params: cfg.Params, args) -> None:
@@ -210,33 +100,54 @@ SUMMARIES = {
     "scrape": "collect documents from the sources in params into a JSONL with provenance",
     "validate": "run the Great Expectations suite: accepted and rejected documents, report, Data Docs",
     "tokenize": "build the vocabulary and split training and validation text by document hash",
-    "train": "train the Keras recurrent model; resumes from the last epoch's checkpoint",
+    "train": "train the model kind train.kind names; resumes from its last checkpoint",
     "evaluate": "perplexity, bits per character and per byte on the validation text; samples",
     "register": "log the model to MLflow as a pyfunc with lineage; register a new version",
     "promote": "move alias champion to the new version only if it beats the champion",
     "generate": "batch generation from models:/<name>@champion for the prompts file",
 }
-COMMANDS = {**{s: globals()[f"cmd_{s}"] for s in STAGES}, "summary": cmd_summary}
 
 
-def section_help(stage: str) -> str:
+def run_stage(stage: str, params: cfg.Params, args) -> None:
+    """Only this stage's module is imported: its code is what dvc.yaml lists as its deps."""
+    importlib.import_module(f"mlproject.stages.{stage}").run(params, args)
+
+
+def raw_params(path: str) -> dict:
+    """params.yaml as written, for --help; empty where it is missing or does not parse."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def section_help(stage: str, raw: dict, source: str) -> str:
+    """The params a stage reads, with the values `source` holds (else the built-in defaults)."""
     classes = SECTION_OF[stage]
     name = {cfg.MlflowConfig: "mlflow"}.get(classes[0], stage)
-    text = f"params.yaml section '{name}' (also reads 'seed' and 'paths'):\n{cfg.describe(classes[0])}"
+    values = raw.get(name) if isinstance(raw.get(name), dict) else {}
+    text = (f"params.yaml section '{name}', with the values in {source} (also reads 'seed' and "
+            f"'paths'):\n{cfg.describe(classes[0], values, source)}")
     if len(classes) > 1:
         text += f"\n\neach entry of scrape.sources:\n{cfg.describe(classes[1])}"
-        text += f"\n\nscrape.http:\n{cfg.describe(classes[2])}"
+        http = values.get("http") if isinstance(values.get("http"), dict) else {}
+        text += f"\n\nscrape.http:\n{cfg.describe(classes[2], http, source)}"
     return text
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="mlproject", description="A text-generation pipeline. Each stage reads params.yaml; "
         "`dvc repro` runs them in order; `python -m flows.training` runs them as a Prefect flow.")
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    raw = raw_params(params_path)
     for stage in STAGES:
         sub = subs.add_parser(stage, help=SUMMARIES[stage], description=SUMMARIES[stage],
-                              epilog=section_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter)
+                              epilog=section_help(stage, raw, params_path),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         if stage == "train":
             sub.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
@@ -260,23 +171,27 @@ QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_DISABLE_TELEMETRY": "t
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
 
 
+def params_file(argv: list[str] | None) -> str:
+    """The --params a command line names, read before the parser is built: its --help shows it."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--params", default="params.yaml")
+    return early.parse_known_args(argv)[0].params
+
+
 def main(argv: list[str] | None = None) -> int:
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    args = parser().parse_args(argv)
-    from mlproject.cpu import use_onednn
-
-    use_onednn(training=args.command == "train")  # before anything imports TensorFlow
-    from mlproject.scrape import ScrapeFailed
-    from mlproject.validate import CorpusRejected
-
+    args = parser(params_file(argv)).parse_args(argv)
     try:
         if args.command == "preset":
             cmd_preset(args)
             return 0
         params = cfg.load_params(args.params)
-        COMMANDS[args.command](params, args)
-    except (cfg.ConfigError, CorpusRejected, ScrapeFailed) as error:
+        if args.command == "summary":
+            cmd_summary(params, args)
+        else:
+            run_stage(args.command, params, args)
+    except (cfg.ConfigError, cfg.StageFailed) as error:
         print(f"mlproject {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:

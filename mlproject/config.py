@@ -14,9 +14,16 @@ from pathlib import Path
 
 import yaml
 
+from mlproject.models import KINDS
+
 
 class ConfigError(ValueError):
     """A param that is unknown, missing or out of range; the message names the key."""
+
+
+class StageFailed(RuntimeError):
+    """A stage that cannot go on for a reason its one-line message explains (a rejected corpus,
+    too many failed URLs); the command line prints it and exits 2."""
 
 
 def param(default, help: str, choices: tuple | None = None, minimum: float | None = None,
@@ -44,6 +51,24 @@ class Paths:
     registered: str = param("reports/registered.json", "the registered model version")
     promotion: str = param("reports/promotion.json", "the promotion decision and both figures")
     generations: str = param("outputs/generations.jsonl", "batch generations from the champion")
+
+    def under(self, root: str | Path) -> "Paths":
+        """The same layout below `root` (tests and benchmarks work in a temporary folder)."""
+        return Paths(**{f.name: str(Path(root) / getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    @property
+    def model(self) -> Path:
+        """The trained model's folder, in the form every kind saves and loads."""
+        return Path(self.model_dir) / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.model_dir) / "checkpoints"
+
+    @property
+    def training_run(self) -> Path:
+        """The MLflow run the model was trained in, for register to log into."""
+        return Path(self.model_dir) / "run.json"
 
 
 @dataclass(frozen=True)
@@ -136,26 +161,34 @@ class TokenizeConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    kind: str = param("rnn", "model kind, one package each under mlproject/models: rnn: a Keras GRU "
+                      "or LSTM reading the text left to right; window_rnn: bidirectional Keras layers "
+                      "over a window of preceding tokens (the lyrics model), predicting the token after it",
+                      tuple(KINDS))
     cell: str = param("gru", "recurrent cell", ("gru", "lstm"))
     layers: int = param(1, "stacked recurrent layers", minimum=1, maximum=8)
     units: int = param(256, "units per recurrent layer", minimum=1)
     embedding_dim: int = param(64, "embedding size", minimum=1)
     dropout: float = param(0.0, "dropout between layers", minimum=0.0, maximum=0.95)
-    bidirectional: bool = param(False, "bidirectional layers over a window (the lyrics model); "
-                                "needs target: last")
     sequence_length: int = param(100, "tokens per training window", minimum=2)
     step: int = param(0, "tokens between window starts; 0 means sequence_length (no overlap)",
                       minimum=0)
     target: str = param("all", "all: predict every next token in the window (TF tutorial); "
                         "last: only the token after the window (Chollet, lyrics)", ("all", "last"))
     batch_size: int = param(64, "windows per batch", minimum=1)
-    epochs: int = param(3, "passes over the training text", minimum=1)
+    epochs: int = param(6, "passes over the training text (at most: see patience)", minimum=1)
+    patience: int = param(2, "stop when the validation loss has not improved for this many "
+                          "epochs; the best epoch's weights are kept either way; 0: never stop early",
+                          minimum=0)
     max_steps_per_epoch: int = param(0, "cap on batches per epoch; 0 means the whole text",
                                      minimum=0)
-    learning_rate: float = param(0.002, "optimizer learning rate", minimum=0.0)
+    learning_rate: float = param(0.003, "optimizer learning rate", minimum=0.0)
     optimizer: str = param("adam", "optimizer", ("adam", "rmsprop", "sgd"))
-    unroll: bool = param(True, "unroll the recurrence over the training window: 9-16% faster "
-                         "training on CPU (benchmarks/RESULTS.md), more memory for long windows")
+    unroll: bool = param(True, "unroll the recurrence over the training window: faster training "
+                         "on CPU (benchmarks/RESULTS.md), more memory for long windows")
+    fast_layers: bool = param(True, "train with the project's CPU layers (input projection out of "
+                              "the loop; they rely on Keras internals, keras_rnn/fast_layers.py); "
+                              "false: Keras's own GRU/LSTM layers, slower, same weights")
 
 
 @dataclass(frozen=True)
@@ -270,8 +303,8 @@ def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
 
 
 def _check_consistency(params: Params) -> None:
-    if params.train.bidirectional and params.train.target != "last":
-        raise ConfigError("train.bidirectional = true: expected train.target = last (a "
+    if params.train.kind == "window_rnn" and params.train.target != "last":
+        raise ConfigError("train.kind = window_rnn: expected train.target = last (a "
                           "bidirectional layer sees the future, so it can only predict past a window)")
     if params.validate.min_chars > params.validate.max_chars:
         raise ConfigError(f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
@@ -310,13 +343,21 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw)
 
 
-def describe(cls) -> str:
-    """One line per param: name, default and help, for `--help`."""
+def describe(cls, values: dict | None = None, source: str = "params.yaml") -> str:
+    """One entry per param for `--help`: the value `source` holds (else the built-in default,
+    said so), the allowed choices and the help text."""
+    values = values if isinstance(values, dict) else {}
     lines = []
     for spec in dataclasses.fields(cls):
-        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
-        if dataclasses.is_dataclass(default):
-            default = "{...}"
+        if spec.name in values:
+            value, note = values[spec.name], ""
+        else:
+            value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+            note = f"   (built-in default; not set in {source})"
+        if dataclasses.is_dataclass(value) or isinstance(value, dict) and value:
+            value = "{...}"
+        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            value = f"[{len(value)} entries]"
         choices = f" [{'|'.join(spec.metadata['choices'])}]" if spec.metadata.get("choices") else ""
-        lines.append(f"  {spec.name} = {default!r}{choices}\n      {spec.metadata.get('help', '')}")
+        lines.append(f"  {spec.name} = {value!r}{choices}{note}\n      {spec.metadata.get('help', '')}")
     return "\n".join(lines)

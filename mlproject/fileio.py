@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -65,3 +66,14 @@ def md5_of(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def copy_paths(names: Iterable[str], source: Path, target: Path) -> None:
+    """Copy each file or folder named (relative to `source`) to the same place below `target`."""
+    for name in names:
+        origin, copy = source / name, target / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(origin, copy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ import pytest
 import yaml
 
 from mlproject.cli import QUIET_ENVIRONMENT
+from mlproject.config import Paths
+from mlproject.fileio import copy_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = ROOT / "tests" / "data" / "refranes-sample.fortunes"
@@ -19,6 +20,11 @@ BIN = Path(sys.executable).parent
 
 for key, value in QUIET_ENVIRONMENT.items():
     os.environ.setdefault(key, value)
+
+
+def paths_in(root: Path, **names: str | Path) -> Paths:
+    """The default layout of outputs below `root`, with some renamed (relative to `root`)."""
+    return Paths(**{**Paths().under(root).__dict__, **{k: str(root / v) for k, v in names.items()}})
 
 
 def tiny_params(workdir: Path) -> dict:
@@ -48,13 +54,7 @@ def git(workdir: Path, *args: str) -> None:
 
 def make_tiny_project(workdir: Path) -> Path:
     """A fresh git repository in `workdir` holding the pipeline definition and tiny params."""
-    for name in ("dvc.yaml", "prompts", "mlproject", ".dvc/config", ".gitignore"):
-        source, target = ROOT / name, workdir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target)
+    copy_paths(["dvc.yaml", "prompts", "mlproject", ".dvc/config", ".gitignore"], ROOT, workdir)
     write_params(workdir, tiny_params(workdir))
     git(workdir, "init", "-q")
     git(workdir, "add", "-A")

@@ -12,10 +12,21 @@ def test_help_lists_every_stage(tmp_path):
         assert stage in result.stdout
 
 
-def test_stage_help_explains_its_params(tmp_path):
+def test_stage_help_shows_the_values_params_yaml_holds(tmp_path):
+    params = tiny_params(tmp_path)
+    params["train"].update(cell="lstm", learning_rate=0.05)
+    del params["train"]["patience"]
+    params["scrape"]["http"]["delay_seconds"] = 0.25
+    write_params(tmp_path, params)
     result = run(["mlproject", "train", "--help"], tmp_path)
-    assert "cell = 'gru' [gru|lstm]" in result.stdout and "sequence_length" in result.stdout
-    assert "location" in run(["mlproject", "scrape", "--help"], tmp_path).stdout
+    assert "cell = 'lstm' [gru|lstm]\n" in result.stdout and "learning_rate = 0.05\n" in result.stdout
+    assert "units = 32\n" in result.stdout  # tiny_params, not the built-in 256
+    assert "patience = 2   (built-in default; not set in params.yaml)" in result.stdout
+    scrape = run(["mlproject", "scrape", "--help"], tmp_path).stdout
+    assert "location" in scrape and "delay_seconds = 0.25\n" in scrape
+    other = tmp_path / "other.yaml"
+    other.write_text("train: {units: 7}\n")
+    assert "units = 7\n" in run(["mlproject", "train", "--params", str(other), "--help"], tmp_path).stdout
 
 
 def error_of(tmp_path, stage, params):

@@ -19,6 +19,8 @@ def test_shipped_params_are_valid():
 @pytest.mark.parametrize("section, key, value, message", [
     ("train", "epochs", -1, "train.epochs = -1: expected a value >= 1"),
     ("train", "cell", "transformer", "train.cell = 'transformer': expected one of gru, lstm"),
+    ("train", "kind", "gpt", "train.kind = 'gpt': expected one of rnn, window_rnn"),
+    ("train", "patience", -1, "train.patience = -1: expected a value >= 0"),
     ("train", "epochs", "ten", "train.epochs = 'ten': expected int"),
     ("train", "learning_rat", 0.1, "train.learning_rat: unknown param"),
     ("tokenize", "level", "byte", "tokenize.level = 'byte': expected one of char, word"),
@@ -38,10 +40,10 @@ def test_unknown_section_is_named():
         params_from_dict({**default_params(), "trian": {}})
 
 
-def test_bidirectional_needs_target_last():
+def test_window_kind_needs_target_last():
     raw = default_params()
-    raw["train"]["bidirectional"] = True
-    with pytest.raises(ConfigError, match="train.bidirectional = true: expected train.target = last"):
+    raw["train"]["kind"] = "window_rnn"
+    with pytest.raises(ConfigError, match="train.kind = window_rnn: expected train.target = last"):
         params_from_dict(raw)
 
 

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from mlproject.cli import main
-from mlproject.cpu import use_onednn
+from mlproject.config import TrainConfig
+from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
+from tests.conftest import paths_in
 
 MILAN, GENOA = (frozenset({"sse4_2", "avx", "avx2", "fma"}),
                 frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"}))
@@ -22,11 +23,18 @@ def test_onednn_is_on_with_avx512_and_to_train_without_unless_the_user_says(trai
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] != expected
 
 
-def test_stages_other_than_train_turn_onednn_off_without_avx512(monkeypatch, capsys):
-    from mlproject import cpu
+def test_loading_a_model_turns_onednn_off_without_avx512_and_training_on(monkeypatch, tmp_path):
+    """What every stage but train does (evaluate, promote, generate load a saved model)."""
+    from mlproject.models.keras_rnn import causal
+    from mlproject.models.keras_rnn.fast_cpu import onednn
 
-    environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    monkeypatch.setattr(os, "environ", environment)  # what main sets stays in this test
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: MILAN)
-    assert main(["preset"]) == 0
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    monkeypatch.setattr(onednn, "cpu_flags", lambda: MILAN)
+    for load, expected in [(True, "0"), (False, "1")]:
+        environment = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        monkeypatch.setattr(os, "environ", environment)  # what is set stays in this test
+        with pytest.raises(FileNotFoundError):  # set before anything is read
+            if load:
+                causal.RecurrentModel.load(tmp_path)
+            else:
+                causal.RecurrentModel.train(TrainConfig(), 0, paths_in(tmp_path))
+        assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected

@@ -1,39 +1,45 @@
-"""The stateful scorer and the compiled batched sampler agree with the trained network."""
+"""The Keras RNN kinds: one forward path scores and samples what the trained network computes,
+and the fast CPU layers compute what Keras's own layers compute."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from mlproject.config import TrainConfig
-from mlproject.language_model import LanguageModel
-from mlproject.model import build_model, set_seed
-from mlproject.tokens import build_vocabulary
+from mlproject import models
+from mlproject.config import EvaluateConfig, TrainConfig
+from mlproject.data.tokens import build_vocabulary
+from mlproject.models.interface import Sampling
+from mlproject.models.keras_rnn.network import build_network, set_seed
 
 TEXT = "Más vale pájaro en mano que ciento volando.\n\nA buen entendedor, pocas palabras.\n\n" * 3
 
 
-def tiny_model(**changes) -> LanguageModel:
+def tiny_model(**changes):
     set_seed(7)
     config = dataclasses.replace(TrainConfig(units=16, embedding_dim=8, sequence_length=12), **changes)
     vocabulary = build_vocabulary(TEXT, "char", 100, 1)
-    return LanguageModel(build_model(config, len(vocabulary)), vocabulary, config)
+    return models.kind_class(config.kind)(build_network(config, len(vocabulary)), vocabulary, config)
+
+
+def greedy(length: int) -> Sampling:
+    return Sampling(max_length=length, top_k=1)
 
 
 @pytest.mark.parametrize("cell, layers", [("gru", 1), ("lstm", 2)])
 def test_stateful_score_equals_full_sequence_loss(cell, layers):
     model = tiny_model(cell=cell, layers=layers)
     ids = model.vocabulary.encode(TEXT)
-    logits = model.model(ids[None, :-1]).numpy()[0].astype(np.float64)
+    logits = model.network(ids[None, :-1]).numpy()[0].astype(np.float64)
     log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     expected = -log_probs[np.arange(len(ids) - 1), ids[1:]].sum()
-    totals = model.score(TEXT, streams=1, chunk_length=7)  # state carried across 7-token chunks
+    totals = model.score(TEXT, EvaluateConfig(streams=1, chunk_length=7))  # state carried across 7-token chunks
     assert totals.tokens == len(ids) - 1
     assert totals.nll_nats == pytest.approx(expected, rel=1e-4)
 
 
 def test_figures_derive_from_totals():
-    totals = tiny_model().score(TEXT, streams=4)
+    totals = tiny_model().score(TEXT, EvaluateConfig(streams=4))
     figures = totals.figures()
     assert figures["bits_per_character"] == pytest.approx(totals.nll_nats / totals.characters / np.log(2))
     assert totals.bytes > totals.characters  # á and ñ take two bytes
@@ -43,34 +49,40 @@ def test_figures_derive_from_totals():
 def test_sampling_is_seeded_and_batched_rows_match_single_rows():
     model = tiny_model()
     prompts = ["Más", "A buen entendedor", ""]
-    batch = model.generate(prompts, max_length=25, temperature=1.0, seed=3)
-    assert batch == model.generate(prompts, max_length=25, temperature=1.0, seed=3)
-    assert batch != model.generate(prompts, max_length=25, temperature=1.0, seed=4)
+    batch = model.generate(prompts, Sampling(max_length=25, seed=3))
+    assert batch == model.generate(prompts, Sampling(max_length=25, seed=3))
+    assert batch != model.generate(prompts, Sampling(max_length=25, seed=4))
     assert all(len(text) == 25 for text in batch)
     # Prompts of different lengths share one batch: each row must read only its own prompt.
-    greedy = model.generate(prompts, max_length=25, top_k=1)
-    assert greedy == [model.generate([p], max_length=25, top_k=1)[0] for p in prompts]
+    together = model.generate(prompts, greedy(25))
+    assert together == [model.generate([p], greedy(25))[0] for p in prompts]
 
 
 def test_top_k_one_is_greedy_whatever_the_temperature():
     model = tiny_model()
-    assert model.generate(["El "], 20, temperature=5.0, top_k=1, seed=1) == \
-        model.generate(["El "], 20, temperature=0.5, top_k=1, seed=2)
+    assert model.generate(["El "], Sampling(20, temperature=5.0, top_k=1, seed=1)) == \
+        model.generate(["El "], Sampling(20, temperature=0.5, top_k=1, seed=2))
 
 
 def test_window_model_scores_and_generates():
-    model = tiny_model(bidirectional=True, target="last", cell="lstm")
-    totals = model.score(TEXT)
+    model = tiny_model(kind="window_rnn", target="last", cell="lstm")
+    assert model.kind == "window_rnn"
+    totals = model.score(TEXT, EvaluateConfig())
     assert totals.tokens == len(TEXT) - model.config.sequence_length
-    texts = model.generate(["Más vale", "A"], max_length=10, seed=1)
+    ids = model.vocabulary.encode(TEXT)
+    logits = model.network(ids[None, :12]).numpy()[0].astype(np.float64)  # the first scored token
+    first = -(logits - np.logaddexp.reduce(logits))[ids[12]]
+    assert model.score(TEXT[:13], EvaluateConfig()).nll_nats == pytest.approx(first, rel=1e-4)
+    texts = model.generate(["Más vale", "A"], Sampling(max_length=10, seed=1))
     assert [len(t) for t in texts] == [10, 10]
 
 
 def test_saved_model_loads_and_generates_the_same(tmp_path):
     model = tiny_model()
-    model.save(tmp_path / "bundle")
-    loaded = LanguageModel.load(tmp_path / "bundle")
-    assert loaded.generate(["El "], 30, seed=5) == model.generate(["El "], 30, seed=5)
+    models.save(model, tmp_path / "bundle")
+    loaded = models.load(tmp_path / "bundle")
+    assert type(loaded) is type(model)
+    assert loaded.generate(["El "], Sampling(30, seed=5)) == model.generate(["El "], Sampling(30, seed=5))
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -83,10 +95,10 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
     import keras
     import tensorflow as tf
 
-    from mlproject import recurrent
-    from mlproject.recurrent import ProjectedGRU, ProjectedLSTM
+    from mlproject.models.keras_rnn.fast_cpu import kernels
+    from mlproject.models.keras_rnn.fast_cpu.keras_internals import ProjectedGRU, ProjectedLSTM
 
-    monkeypatch.setattr(recurrent, "transposed_layout_fastest", lambda: transposed)
+    monkeypatch.setattr(kernels, "transposed_layout_fastest", lambda: transposed)
     set_seed(3)
     plain_class, projected_class = {"gru": (keras.layers.GRU, ProjectedGRU),
                                     "lstm": (keras.layers.LSTM, ProjectedLSTM)}[cell]
@@ -121,15 +133,15 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
 
 @pytest.mark.parametrize("cell, layers", [("gru", 1), ("lstm", 2)])
 def test_greedy_sampling_follows_the_trained_network(cell, layers):
-    """The sampler's own step (layers called directly, embedding folded into the first input
-    projection) picks what the Keras model, re-reading the whole text, ranks first."""
+    """The sampler's own step (the forward path scoring also runs) picks what the Keras model,
+    re-reading the whole text, ranks first."""
     model = tiny_model(cell=cell, layers=layers)
     ids = list(model.vocabulary.encode(model.separator + "Más"))
     for _ in range(15):
-        logits = model.model(np.array([ids]), training=False).numpy()[0, -1]
+        logits = model.network(np.array([ids]), training=False).numpy()[0, -1]
         ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> (id 0) is never sampled
     expected = model.vocabulary.decode(ids[-15:])
-    assert model.generate(["Más"], max_length=15, top_k=1) == [expected]
+    assert model.generate(["Más"], greedy(15)) == [expected]
 
 
 @pytest.mark.parametrize("cell, layers, target, transposed",
@@ -142,10 +154,10 @@ def test_training_model_folds_the_embedding_into_the_first_projection(cell, laye
     import keras
     import tensorflow as tf
 
-    from mlproject import recurrent
+    from mlproject.models.keras_rnn.fast_cpu import kernels
 
-    monkeypatch.setattr(recurrent, "transposed_layout_fastest", lambda: transposed)
-    model = tiny_model(cell=cell, layers=layers, target=target, unroll=True).model
+    monkeypatch.setattr(kernels, "transposed_layout_fastest", lambda: transposed)
+    model = tiny_model(cell=cell, layers=layers, target=target, unroll=True).network
     layer_by_layer = keras.Model(model.inputs, model.outputs)  # Keras's own functional call
     tokens = tf.constant(np.random.default_rng(0).integers(1, 20, (8, 12)), tf.int32)  # 96 positions
     results, products = [], []
@@ -173,8 +185,60 @@ def test_training_model_folds_the_embedding_into_the_first_projection(cell, laye
                                                        (True, {"avx", "avx2", "avx512f"}, False),
                                                        (False, {"avx", "avx2"}, False)])
 def test_the_transposed_kernel_is_read_only_under_onednn_without_avx512(onednn, flags, transposed, monkeypatch):
-    from mlproject import recurrent
+    from mlproject.models.keras_rnn.fast_cpu import kernels
 
-    monkeypatch.setattr(recurrent, "onednn_enabled", lambda: onednn)
-    monkeypatch.setattr(recurrent, "cpu_flags", lambda: frozenset(flags))
-    assert recurrent.transposed_layout_fastest() is transposed
+    monkeypatch.setattr(kernels, "onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: frozenset(flags))
+    assert kernels.transposed_layout_fastest() is transposed
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_keras_own_layers_compute_what_the_fast_layers_compute(cell):
+    """train.fast_layers: false, the fallback for a Keras that moved its internals: the same
+    network, names and weights, so scoring and sampling run on it unchanged."""
+    fast, plain = tiny_model(cell=cell, layers=2), tiny_model(cell=cell, layers=2, fast_layers=False)
+    assert not any(type(layer).__module__.startswith("mlproject")
+                   for layer in [plain.network, *plain.network.layers])
+    plain.network.set_weights(fast.network.get_weights())
+    ids = fast.vocabulary.encode(TEXT)[None, :30]
+    np.testing.assert_allclose(plain.network(ids).numpy(), fast.network(ids).numpy(), rtol=1e-5, atol=1e-6)
+    assert plain.score(TEXT, EvaluateConfig()).nll_nats == pytest.approx(fast.score(TEXT, EvaluateConfig()).nll_nats)
+    assert plain.generate(["Más"], greedy(20)) == fast.generate(["Más"], greedy(20))
+
+
+def test_keras_internals_check_passes_here_and_names_the_fallback_when_keras_moves_them(monkeypatch):
+    import keras
+
+    from mlproject.models.keras_rnn.fast_cpu.keras_internals import check_keras_internals
+
+    check_keras_internals()  # this Keras: what the fast layers override and call is there
+    monkeypatch.setattr(keras.layers.RNN, "inner_loop", lambda self, sequences, state: None)
+    with pytest.raises(RuntimeError, match=r"changed what the fast CPU layers rely on.*RNN.inner_loop.*"
+                                           r"set train.fast_layers: false"):
+        check_keras_internals()
+
+
+def test_a_kind_is_imported_only_when_used_and_loading_a_keras_model_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    models.save(tiny_model(), tmp_path / "bundle")
+    script = f"""
+import sys
+import mlproject.config
+from mlproject import models
+assert "tensorflow" not in sys.modules and "mlproject.models.keras_rnn" not in sys.modules
+from mlproject.models.interface import Sampling
+model = models.load({str(tmp_path / "bundle")!r})
+assert model.kind == "rnn" and len(model.generate(["El "], Sampling(5))[0]) == 5
+assert "tensorflow" in sys.modules and "torch" not in sys.modules, sorted(sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones():
+    from mlproject.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model kind 'gpt': unknown; known: rnn, window_rnn"):
+        models.kind_class("gpt")

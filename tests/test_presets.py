@@ -3,16 +3,17 @@
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from mlproject.cli import apply_preset
 from mlproject.config import load_params
-from mlproject.evaluate import evaluate
-from mlproject.scrape import scrape
-from mlproject.tokens import tokenize
-from mlproject.train import train
-from tests.conftest import ROOT, tiny_params, write_params
+from mlproject import models
+from mlproject.data.scrape import scrape
+from mlproject.data.tokens import tokenize
+from mlproject.stages.evaluate import evaluate
+from tests.conftest import ROOT, paths_in, tiny_params, write_params
 
 PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
 
@@ -31,16 +32,16 @@ def test_preset_applies_and_trains(tmp_path, name):
         assert changed
 
     sample = load_params(write_params(tmp_path, tiny_params(tmp_path)))
-    scrape(sample.scrape, tmp_path / "raw.jsonl", tmp_path / "scrape.json", tmp_path / "cache")
-    tokenize(params.tokenize, tmp_path / "raw.jsonl", tmp_path / "tokens")
+    layout = paths_in(tmp_path, accepted_documents=params.paths.raw_documents)
+    scrape(sample.scrape, layout)
+    tokenize(params.tokenize, layout)
     quick = dataclasses.replace(params.train, epochs=1, max_steps_per_epoch=2, batch_size=8)
-    train(quick, 1, tmp_path / "tokens", tmp_path / "models", tmp_path / "plot.csv")
+    models.kind_class(quick.kind).train(quick, 1, layout)
     short = dataclasses.replace(params.evaluate, sample_length=5, streams=4)
-    metrics, samples = evaluate(short, 1, tmp_path / "models", tmp_path / "tokens",
-                                tmp_path / "metrics.json", tmp_path / "samples.jsonl")
+    metrics, samples = evaluate(short, 1, layout)
     assert 0 < metrics["bits_per_byte"] < 30 and metrics["level"] == params.tokenize.level
     assert len(samples) == len(short.sample_prompts) * len(short.temperatures)
-    assert json.loads((tmp_path / "metrics.json").read_text())["tokens"] > 0
+    assert json.loads(Path(layout.metrics).read_text())["tokens"] > 0
 
 
 def test_corpus_preset_merges_nested_params_and_stays_readable_yaml(tmp_path):

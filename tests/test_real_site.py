@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from mlproject.config import HttpConfig, ScrapeConfig, Source
-from mlproject.scrape import scrape
-from mlproject.text import BOILERPLATE, MARKUP
+from mlproject.data.scrape import scrape
+from mlproject.data.text import BOILERPLATE, MARKUP
+from tests.conftest import paths_in
 
 SITE = Path("/usr/share/debian-reference")
 PAGES = sorted(p.name for p in SITE.glob("*.es.html"))
@@ -45,7 +46,8 @@ def test_crawl_of_a_real_site_is_complete_clean_and_incremental(served, tmp_path
     config = ScrapeConfig(sources=[source], http=HttpConfig(delay_seconds=0.0))
     paths = (tmp_path / "docs.jsonl", tmp_path / "report.json", tmp_path / "cache")
 
-    report = scrape(config, *paths)
+    layout = paths_in(tmp_path, raw_documents=paths[0], scrape_report=paths[1], http_cache=paths[2])
+    report = scrape(config, layout)
     documents = [json.loads(line) for line in paths[0].read_text().splitlines()]
     assert len(PAGES) == 15
     assert sorted(d["url"].rsplit("/", 1)[1] for d in documents) == PAGES
@@ -63,7 +65,7 @@ def test_crawl_of_a_real_site_is_complete_clean_and_incremental(served, tmp_path
     assert len(chapters) == 12 and min(len(d["text"]) for d in chapters) > 5000
 
     before = len(requests)
-    second = scrape(config, *paths)
+    second = scrape(config, layout)
     assert second["urls"] == {"not_modified": 15} and second["documents"] == 15
     page_requests = [h for p, h in requests[before:] if p.endswith(".es.html")]
     assert len(page_requests) == 15 and all("If-Modified-Since" in h for h in page_requests)

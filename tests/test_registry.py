@@ -6,17 +6,18 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig, TokenizeConfig, TrainConfig
-from mlproject.evaluate import evaluate
+from mlproject import models
+from mlproject.config import (EvaluateConfig, MlflowConfig, PromoteConfig, ScrapeConfig, Source,
+                              TokenizeConfig, TrainConfig)
+from mlproject.data.scrape import scrape
+from mlproject.data.tokens import Vocabulary, tokenize
 from mlproject.fileio import read_json
-from mlproject.language_model import LanguageModel
-from mlproject.model import build_model, set_seed
-from mlproject.registry import connect, decide, promote, register
-from mlproject.scrape import scrape
-from mlproject.config import ScrapeConfig, Source
-from mlproject.tokens import Vocabulary, tokenize
-from mlproject.train import train
-from tests.conftest import SAMPLE_CORPUS
+from mlproject.models.keras_rnn.causal import RecurrentModel
+from mlproject.models.keras_rnn.network import build_network, set_seed
+from mlproject.stages.evaluate import evaluate
+from mlproject.tracking.promotion import decide, promote
+from mlproject.tracking.registry import connect, register
+from tests.conftest import SAMPLE_CORPUS, paths_in
 
 TINY = TrainConfig(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2,
                    max_steps_per_epoch=25)
@@ -28,13 +29,15 @@ NAME = MlflowConfig().model_name
 def bundles(tmp_path_factory):
     """Token files and two saved models: a trained one and an untrained (worse) one."""
     root = tmp_path_factory.mktemp("models")
-    scrape(ScrapeConfig(sources=[Source(name="s", location=str(SAMPLE_CORPUS))]), root / "raw.jsonl",
-           root / "scrape.json", root / "cache")
-    tokenize(TokenizeConfig(), root / "raw.jsonl", root / "tokens")
-    train(TINY, 1, root / "tokens", root / "trained", root / "plot.csv")
+    layout = paths_in(root, raw_documents="raw.jsonl", accepted_documents="raw.jsonl", tokens="tokens",
+                      model_dir="trained")
+    scrape(ScrapeConfig(sources=[Source(name="s", location=str(SAMPLE_CORPUS))]), layout)
+    tokenize(TokenizeConfig(), layout)
+    RecurrentModel.train(TINY, 1, layout)
     set_seed(1)
     vocabulary = Vocabulary.load(root / "tokens" / "vocab.json")
-    LanguageModel(build_model(TINY, len(vocabulary)), vocabulary, TINY).save(root / "untrained" / "model")
+    models.save(RecurrentModel(build_network(TINY, len(vocabulary)), vocabulary, TINY),
+                root / "untrained" / "model")
     return root
 
 
@@ -43,20 +46,17 @@ def workdir(tmp_path, monkeypatch, bundles):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     connect(MlflowConfig())
-    shutil.copytree(bundles / "tokens", tmp_path / "tokens")
+    shutil.copytree(bundles / "tokens", tmp_path / "data" / "tokens")
     return tmp_path
 
 
 def register_and_promote(workdir, bundles, which: str, margin: float = 0.0) -> dict:
-    model_dir = bundles / which
-    evaluate(EVALUATE, 1, model_dir, workdir / "tokens", workdir / "metrics.json", workdir / "samples.jsonl")
+    paths = paths_in(workdir, model_dir=bundles / which)
+    evaluate(EVALUATE, 1, paths)
     with mlflow.start_run() as run:
         pass
-    register(MlflowConfig(), run.info.run_id, model_dir, workdir / "tokens", workdir / "metrics.json",
-             workdir / "samples.jsonl", {"seed": 1}, workdir / "registered.json")
-    return promote(PromoteConfig(min_improvement_bpb=margin), MlflowConfig(), EVALUATE,
-                   workdir / "registered.json", workdir / "metrics.json", workdir / "tokens",
-                   workdir / "promotion.json")
+    register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
+    return promote(PromoteConfig(min_improvement_bpb=margin), MlflowConfig(), EVALUATE, paths)
 
 
 def champion() -> str:
@@ -69,7 +69,8 @@ def test_first_model_becomes_champion_and_carries_lineage(workdir, bundles):
     tags = MlflowClient().get_model_version(NAME, "1").tags
     assert tags["git_commit"] and tags["validation_md5"] == report["validation_md5"]
     assert any(key.startswith("data_md5:") for key in tags)
-    assert read_json(workdir / "promotion.json")["decision"] == "promoted"
+    assert tags["model_kind"] == "rnn"
+    assert read_json(workdir / "reports" / "promotion.json")["decision"] == "promoted"
 
 
 def test_better_model_is_promoted_and_worse_is_not(workdir, bundles):
@@ -92,7 +93,7 @@ def test_margin_keeps_a_barely_better_model_out(workdir, bundles):
 def test_champion_is_rescored_when_validation_text_changed(workdir, bundles):
     register_and_promote(workdir, bundles, "trained")
     recorded = float(MlflowClient().get_model_version(NAME, "1").tags["bits_per_byte"])
-    validation = workdir / "tokens" / "validation.txt"
+    validation = workdir / "data" / "tokens" / "validation.txt"
     validation.write_text(validation.read_text()[: len(validation.read_text()) // 2])
     report = register_and_promote(workdir, bundles, "untrained")
     assert report["champion_figure"].startswith("re-scored")

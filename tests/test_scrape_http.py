@@ -9,10 +9,10 @@ import time
 import pytest
 
 from mlproject.config import HttpConfig, ScrapeConfig, Source
-from mlproject.extract import main_text, strip_gutenberg
-from mlproject.fetch import decode_body
-from mlproject.scrape import ScrapeFailed, scrape
-from tests.conftest import BIN, tiny_params, write_params
+from mlproject.data.extract import main_text, strip_gutenberg
+from mlproject.data.fetch import decode_body
+from mlproject.data.scrape import ScrapeFailed, scrape
+from tests.conftest import BIN, paths_in, tiny_params, write_params
 from tests.website import Reply, Site, html
 
 NAV = ('<nav><a href="/">Inicio</a> | <a href="/a">Refranes</a> | <a href="/b">Dichos</a></nav>'
@@ -85,7 +85,7 @@ def crawl_config(site: Site, **http) -> ScrapeConfig:
 
 
 def run_scrape(tmp_path, config):
-    report = scrape(config, tmp_path / "docs.jsonl", tmp_path / "report.json", tmp_path / "cache")
+    report = scrape(config, paths_in(tmp_path, raw_documents="docs.jsonl", scrape_report="report.json", http_cache="cache"))
     documents = [json.loads(line) for line in (tmp_path / "docs.jsonl").read_text().splitlines()]
     return report, documents
 

@@ -4,7 +4,8 @@ import numpy as np
 
 from mlproject.config import TokenizeConfig
 from mlproject.fileio import write_jsonl
-from mlproject.tokens import Vocabulary, build_vocabulary, split_by_document, tokenize
+from mlproject.data.tokens import Vocabulary, build_vocabulary, split_by_document, tokenize
+from tests.conftest import paths_in
 
 
 def documents(n):
@@ -36,7 +37,7 @@ def test_unknown_characters_map_to_unk():
 
 def test_tokenize_writes_vocabulary_ids_and_validation_text(tmp_path):
     write_jsonl(tmp_path / "docs.jsonl", documents(100))
-    summary = tokenize(TokenizeConfig(validation_fraction=0.2), tmp_path / "docs.jsonl", tmp_path / "tok")
+    summary = tokenize(TokenizeConfig(validation_fraction=0.2), paths_in(tmp_path, accepted_documents="docs.jsonl", tokens="tok"))
     vocabulary = Vocabulary.load(tmp_path / "tok" / "vocab.json")
     ids = np.load(tmp_path / "tok" / "train.npy")
     assert summary["training_documents"] + summary["validation_documents"] == 100

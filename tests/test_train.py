@@ -7,7 +7,7 @@ import pytest
 
 from mlproject.config import ConfigError, TrainConfig
 from mlproject.fileio import read_json
-from mlproject.train import batch_order, window_starts
+from mlproject.models.keras_rnn.training import batch_order, window_starts
 from tests.conftest import run, tiny_params, write_params
 
 
@@ -26,6 +26,7 @@ def test_window_longer_than_text_names_the_param():
 def prepared(tmp_path):
     params = tiny_params(tmp_path)
     params["train"]["epochs"] = 3
+    params["train"]["patience"] = 0  # all three epochs, whatever the validation loss does
     write_params(tmp_path, params)
     for stage in ("scrape", "validate", "tokenize"):
         run(["mlproject", stage], tmp_path)
@@ -60,3 +61,33 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):
     result = run(["mlproject", "train"], tmp_path)
     assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout
 
+
+
+def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_path):
+    """A learning rate high enough that the validation loss goes up and down: training stops after
+    `patience` epochs without improvement and saves the best epoch's weights, across an interruption."""
+    params = prepared(tmp_path)
+    params["train"].update(epochs=8, patience=1, learning_rate=0.1, optimizer="rmsprop")
+    write_params(tmp_path, params)
+    first = run(["mlproject", "train", "--stop-after-epoch", "2"], tmp_path, check=False)
+    assert first.returncode == 3
+    second = run(["mlproject", "train"], tmp_path)
+    history = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    losses = [r["val_loss"] for r in history]
+    best = int(np.argmin(losses)) + 1
+    assert len(history) == best + 1 < 8, losses  # stopped one epoch after the best
+    state = read_json(tmp_path / "models" / "checkpoints" / "state.json")
+    assert state["stopped_early"] and state["best_epoch"] == best
+    assert f"kept epoch {best}" in second.stdout and "stopped early" in second.stdout
+
+    # The saved model is the best epoch's: it scores the validation windows as that epoch did.
+    from mlproject import models
+    from mlproject.models.keras_rnn.training import validation_arrays
+
+    model = models.load(tmp_path / "models" / "model")
+    inputs, targets = validation_arrays(model.vocabulary.encode(
+        (tmp_path / "data/tokens/validation.txt").read_text()), model.config)
+    import keras
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(targets, model.network(inputs))
+    assert float(loss) == pytest.approx(losses[best - 1], rel=1e-3)

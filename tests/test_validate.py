@@ -6,7 +6,8 @@ import pytest
 
 from mlproject.config import ValidateConfig
 from mlproject.fileio import write_jsonl
-from mlproject.validate import CorpusRejected, validate
+from tests.conftest import paths_in
+from mlproject.data.validate import CorpusRejected, validate
 
 
 def doc(i, text, **extra):
@@ -16,7 +17,9 @@ def doc(i, text, **extra):
 def run_validate(tmp_path, documents, config):
     write_jsonl(tmp_path / "raw.jsonl", documents)
     paths = [tmp_path / n for n in ("accepted.jsonl", "rejected.jsonl", "report.json", "docs")]
-    return validate(config, tmp_path / "raw.jsonl", *paths), paths
+    layout = paths_in(tmp_path, raw_documents="raw.jsonl", accepted_documents=paths[0], rejected_documents=paths[1],
+                      validation_report=paths[2], data_docs=paths[3])
+    return validate(config, layout), paths
 
 
 def test_rejected_documents_are_kept_with_reasons(tmp_path):

@@ -6,25 +6,35 @@ and the generated text, so a batch consumer never needs to know which kind of mo
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlflow.pyfunc
 import pandas as pd
 
 MODEL_ARTIFACT = "language_model"
-DEFAULT_PARAMS = {"max_length": 200, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+
+
+def default_params() -> dict:
+    from mlproject.models.interface import Sampling
+
+    return dataclasses.asdict(Sampling())
 
 
 class TextGenerator(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from mlproject.language_model import LanguageModel
+        from mlproject import models
 
-        self.model = LanguageModel.load(context.artifacts[MODEL_ARTIFACT])
+        self.model = models.load(context.artifacts[MODEL_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        settings = {**DEFAULT_PARAMS, **(params or {})}
+        from mlproject.models.interface import Sampling
+
+        settings = {**default_params(), **(params or {})}
+        sampling = Sampling(max_length=int(settings["max_length"]), temperature=float(settings["temperature"]),
+                            top_k=int(settings["top_k"]), top_p=float(settings["top_p"]),
+                            seed=int(settings["seed"]))
         prompts = [str(p) for p in model_input["prompt"]]
-        texts = self.model.generate(prompts, int(settings["max_length"]), float(settings["temperature"]),
-                                    int(settings["top_k"]), float(settings["top_p"]), int(settings["seed"]))
-        return pd.DataFrame({"prompt": prompts, "text": texts})
+        return pd.DataFrame({"prompt": prompts, "text": self.model.generate(prompts, sampling)})
 
 
 def signature():
@@ -32,4 +42,4 @@ def signature():
 
     example = pd.DataFrame({"prompt": ["El "]})
     return infer_signature(example, pd.DataFrame({"prompt": ["El "], "text": ["mundo"]}),
-                           params=DEFAULT_PARAMS)
+                           params=default_params())

@@ -19,18 +19,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
 
-from mlproject.config import ConfigError, ScrapeConfig, Source
-from mlproject.extract import gutenberg_title, links, main_text, strip_gutenberg, title_of
-from mlproject.fetch import Page, PageCache, PoliteFetcher
+from mlproject.config import StageFailed, ConfigError, Paths, ScrapeConfig, Source
+from mlproject.data.extract import gutenberg_title, links, main_text, strip_gutenberg, title_of
+from mlproject.data.fetch import Page, PageCache, PoliteFetcher
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
-from mlproject.text import normalise
+from mlproject.data.text import normalise
 
 GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 SETTLED = ("fetched", "not_modified", "skipped_robots")
 
 
-class ScrapeFailed(RuntimeError):
+class ScrapeFailed(StageFailed):
     """Too many URLs failed; the message names them."""
 
 
@@ -270,9 +270,10 @@ def check_failures(records: list[dict], max_share: float, report_path: str) -> N
                            f"scrape.http.max_failed_share ({max_share}): {named}{more}; see {report_path}")
 
 
-def scrape(config: ScrapeConfig, documents_path: str, report_path: str, cache_dir: str) -> dict:
+def scrape(config: ScrapeConfig, paths: Paths) -> dict:
     """Read every source, write the documents and a report of every source and URL; return it."""
-    harvest = Harvest(config, Path(cache_dir), datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    documents_path, report_path = paths.raw_documents, paths.scrape_report
+    harvest = Harvest(config, Path(paths.http_cache), datetime.now(timezone.utc).isoformat(timespec="seconds"))
     collected, per_source = [], {}
     for source in config.sources:
         found = list(READERS[source.kind](source, harvest))

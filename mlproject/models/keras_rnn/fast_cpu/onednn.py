@@ -1,7 +1,6 @@
 """Which of TensorFlow's CPU kernels run fastest here, chosen from the CPU's feature flags.
 
-Measured on the two kinds of AMD EPYC runner this project runs on (benchmarks/optimisations.md):
-Milan, without AVX-512, and Genoa, with it.
+The choice was measured on CPUs with and without AVX-512 (benchmarks/optimisations.md).
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ def use_onednn(training: bool, flags: frozenset[str] | None = None) -> None:
     """TensorFlow's oneDNN kernels on where they are faster, unless TF_ENABLE_ONEDNN_OPTS says
     otherwise: on a CPU with AVX-512 always (TensorFlow's own choice), without it only to train.
 
-    TensorFlow leaves them off without AVX-512 (Milan). There, training ran 1.2 to 1.4 times as
-    fast with them, and generation at batch 256 0.62 times. On Genoa (AVX-512), training ran 1.2
-    to 1.4 times as fast with them, scoring 1.5, generation the same; `recurrent.multiply` picks
-    the kernel layout each is fastest with. Read once, when TensorFlow starts: call this first.
+    TensorFlow leaves them off without AVX-512, where they speed training up and slow generation
+    down; with AVX-512 they speed up training and scoring (benchmarks/optimisations.md).
+    `kernels.multiply` picks the kernel layout each is fastest with. TensorFlow reads the setting
+    once, when it starts: call this before it is imported.
     """
     flags = cpu_flags() if flags is None else flags
     helps = "avx512f" in flags or (training and "avx" in flags)

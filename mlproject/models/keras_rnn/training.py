@@ -1,7 +1,8 @@
-"""Train stage: fit the Keras recurrent model, checkpointing each epoch and resuming after a stop.
+"""Training of the Keras RNN kinds: checkpoints every epoch, resume after a stop, early stopping.
 
 The batch order of every epoch is drawn from (seed, epoch), so a run resumed at epoch k sees the
-same batches as one that never stopped, and both end with the same weights.
+same batches as one that never stopped, and both end with the same weights. The best epoch's
+weights (lowest validation loss) are kept beside the last ones and are what the model is saved with.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.config import ConfigError, TrainConfig
+import mlproject
+from mlproject.config import ConfigError, Paths, TrainConfig
+from mlproject.data.tokens import Vocabulary
 from mlproject.fileio import atomic_path, read_json, write_json
-from mlproject.language_model import LanguageModel
-from mlproject.tokens import Vocabulary
+from mlproject.models.interface import TrainingResult
 
-CHECKPOINT, STATE, HISTORY = "last.keras", "state.json", "history.jsonl"
+CHECKPOINT, BEST, STATE, HISTORY = "last.keras", "best.keras", "state.json", "history.jsonl"
 
 
 def window_starts(n_tokens: int, config: TrainConfig) -> np.ndarray:
@@ -103,24 +105,33 @@ def compile_model(model, config: TrainConfig):
     return model
 
 
+def code_files() -> list[Path]:
+    """The code whose change makes a checkpoint stale: every model kind and what they import.
+
+    The train stage's `deps` in dvc.yaml name the same files and folders (tests/test_dvc_deps.py).
+    """
+    package = Path(mlproject.__file__).parent
+    shared = [package / "__init__.py", package / "config.py", package / "fileio.py",
+              package / "data" / "__init__.py", package / "data" / "tokens.py"]
+    return shared + sorted((package / "models").rglob("*.py"))
+
+
 def fingerprint(config: TrainConfig, seed: int, tokens_dir: Path) -> str:
     """What a checkpoint was trained from (params, data and the training code itself); a
     checkpoint with another fingerprint is not resumed."""
-    from mlproject import model
-
     digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), seed]).encode())
-    for path in (tokens_dir / "train.npy", tokens_dir / "vocab.json", Path(__file__), Path(model.__file__)):
+    for path in [tokens_dir / "train.npy", tokens_dir / "vocab.json", *code_files()]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def resumable_run_id(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str) -> str | None:
+def resumable_run_id(config: TrainConfig, seed: int, paths: Paths) -> str | None:
     """The MLflow run of an interrupted training that `train` would resume, if there is one."""
-    state_file = Path(model_dir) / "checkpoints" / STATE
+    state_file = paths.checkpoints / STATE
     if not state_file.is_file():
         return None
     state = read_json(state_file)
-    return state.get("run_id") if state.get("fingerprint") == fingerprint(config, seed, Path(tokens_dir)) else None
+    return state.get("run_id") if state.get("fingerprint") == fingerprint(config, seed, Path(paths.tokens)) else None
 
 
 def resume_point(checkpoints: Path, expected: str) -> dict | None:
@@ -134,73 +145,80 @@ def resume_point(checkpoints: Path, expected: str) -> dict | None:
     return None
 
 
-def epoch_callback(checkpoints: Path, state: dict, on_epoch=None, stop_after: int | None = None):
-    """After each epoch: save the model with its optimizer, then the state pointing at it."""
+def save_keras(model, path: Path) -> None:
+    partial = path.with_name(f".partial.{path.name}")
+    model.save(partial)  # Keras wants a .keras name, so rename by hand
+    partial.replace(path)
+
+
+def epoch_callback(checkpoints: Path, state: dict, config: TrainConfig, on_epoch=None,
+                   stop_after: int | None = None):
+    """After each epoch: keep the best weights, save the last ones with the optimizer, then the
+    state pointing at them; stop after `config.patience` epochs without a better validation loss."""
     import keras
 
     class Checkpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            partial = checkpoints / f".partial.{CHECKPOINT}"
-            self.model.save(partial)  # Keras wants a .keras name, so rename by hand
-            partial.replace(checkpoints / CHECKPOINT)
+            if record["val_loss"] < state.get("best_val_loss", float("inf")):
+                save_keras(self.model, checkpoints / BEST)
+                state.update(best_val_loss=record["val_loss"], best_epoch=epoch + 1)
+            save_keras(self.model, checkpoints / CHECKPOINT)
             with open(checkpoints / HISTORY, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
-            write_json(checkpoints / STATE, {**state, "epoch": epoch + 1})
+            stale = epoch + 1 - state["best_epoch"]
+            state.update(epoch=epoch + 1, stopped_early=bool(config.patience) and stale >= config.patience)
+            write_json(checkpoints / STATE, state)
             if on_epoch:
                 on_epoch(record)
-            if stop_after is not None and epoch + 1 >= stop_after:
+            if state["stopped_early"]:
+                print(f"train: validation loss has not improved for {stale} epochs (patience "
+                      f"{config.patience}); stopping, keeping epoch {state['best_epoch']}", flush=True)
+            if state["stopped_early"] or (stop_after is not None and epoch + 1 >= stop_after):
                 self.model.stop_training = True
 
     return Checkpoint()
 
 
-def train(config: TrainConfig, seed: int, tokens_dir: str, model_dir: str, plot_path: str,
-          on_epoch=None, run_id: str | None = None, stop_after: int | None = None) -> dict:
-    """Fit (or resume) the model; save it as a LanguageModel bundle in `model_dir`/model."""
-    import keras
-
-    from mlproject.model import build_model, set_seed
+def train(kind, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id: str | None = None,
+          stop_after: int | None = None) -> TrainingResult:
+    """Fit (or resume) a model of `kind`; save the best epoch's weights to `paths.model`."""
+    from mlproject import models
+    from mlproject.models.keras_rnn.network import build_network, load_network, set_seed
 
     set_seed(seed)
-    tokens = Path(tokens_dir)
+    tokens, checkpoints = Path(paths.tokens), paths.checkpoints
     vocabulary = Vocabulary.load(tokens / "vocab.json")
     ids = np.load(tokens / "train.npy")
     validation_ids = vocabulary.encode((tokens / "validation.txt").read_text(encoding="utf-8"))
-    checkpoints = Path(model_dir) / "checkpoints"
     expected = fingerprint(config, seed, tokens)
     state = resume_point(checkpoints, expected)
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:
-        import mlproject.recurrent  # noqa: F401  registers the layer classes the checkpoint names
-
-        model = keras.models.load_model(checkpoints / CHECKPOINT)
+        model = load_network(checkpoints / CHECKPOINT)
         first_epoch = state["epoch"]
         run_id = state.get("run_id") or run_id
         print(f"train: resuming from the checkpoint of epoch {first_epoch} in {checkpoints}", flush=True)
     else:
-        model = compile_model(build_model(config, len(vocabulary)), config)
+        model = compile_model(build_network(config, len(vocabulary)), config)
         first_epoch = 0
-        state = {"fingerprint": expected, "run_id": run_id, "epoch": 0}
-    if first_epoch < config.epochs:
+        state = {"fingerprint": expected, "run_id": run_id, "epoch": 0, "best_epoch": 0}
+    if first_epoch < config.epochs and not state.get("stopped_early"):
         dataset, steps = training_dataset(ids, config, seed, first_epoch)
         model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   validation_data=validation_arrays(validation_ids, config),
                   validation_batch_size=config.batch_size, shuffle=False,  # order is ours, by (seed, epoch)
                   verbose=1 if sys.stdout.isatty() else 2,
-                  callbacks=[epoch_callback(checkpoints, state, on_epoch, stop_after)])
+                  callbacks=[epoch_callback(checkpoints, state, config, on_epoch, stop_after)])
     history = [json.loads(line) for line in (checkpoints / HISTORY).read_text().splitlines()]
-    if history[-1]["epoch"] < config.epochs:
-        raise InterruptedError(f"train: stopped after epoch {history[-1]['epoch']} of {config.epochs}")
-    write_plot(plot_path, history)
-    bundle = Path(model_dir) / "model"
-    staging = bundle.with_name(".model.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    LanguageModel(model, vocabulary, config, read_separator(tokens)).save(staging)
-    shutil.rmtree(bundle, ignore_errors=True)
-    staging.replace(bundle)
-    return {"epochs": config.epochs, "resumed_from_epoch": first_epoch, "history": history,
-            "parameters": int(model.count_params()), "run_id": run_id}
+    if history[-1]["epoch"] < config.epochs and not state.get("stopped_early"):
+        raise InterruptedError(f"stopped after epoch {history[-1]['epoch']} of {config.epochs}")
+    write_plot(paths.training_plot, history)
+    best = load_network(checkpoints / BEST, compile=False)
+    models.save(kind(best, vocabulary, config, read_separator(tokens)), paths.model)
+    return TrainingResult(history=history, parameters=int(model.count_params()),
+                          best_epoch=state["best_epoch"], stopped_early=bool(state.get("stopped_early")),
+                          resumed_from_epoch=first_epoch, run_id=run_id)
 
 
 def read_separator(tokens: Path) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.config import ConfigError, TokenizeConfig
+from mlproject.config import ConfigError, Paths, TokenizeConfig
 from mlproject.fileio import atomic_path, read_jsonl, write_json, write_text
 
 UNKNOWN = "<unk>"
@@ -69,9 +69,9 @@ def split_by_document(documents: list[dict], fraction: float) -> tuple[list[dict
     return training, validation
 
 
-def tokenize(config: TokenizeConfig, documents_path: str, out_dir: str) -> dict:
-    """Write vocab.json, train.npy and validation.txt into `out_dir`; return a summary."""
-    documents = read_jsonl(documents_path)
+def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
+    """Write vocab.json, train.npy and validation.txt into `paths.tokens`; return a summary."""
+    documents = read_jsonl(paths.accepted_documents)
     training, validation = split_by_document(documents, config.validation_fraction)
     if not training or not validation:
         raise ConfigError(
@@ -81,7 +81,7 @@ def tokenize(config: TokenizeConfig, documents_path: str, out_dir: str) -> dict:
     validation_text = config.document_separator.join(d["text"] for d in validation)
     vocabulary = build_vocabulary(train_text, config.level, config.max_vocab, config.min_count)
     train_ids = vocabulary.encode(train_text)
-    out = Path(out_dir)
+    out = Path(paths.tokens)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "vocab.json", vocabulary.to_json())
     with atomic_path(out / "train.npy") as tmp, open(tmp, "wb") as handle:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlproject.config import ValidateConfig
+from mlproject.config import StageFailed, Paths, ValidateConfig
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
-from mlproject.text import BOILERPLATE, MARKUP, foreign_share, normalise
+from mlproject.data.text import BOILERPLATE, MARKUP, foreign_share, normalise
 
 
-class CorpusRejected(RuntimeError):
+class CorpusRejected(StageFailed):
     """What was accepted cannot train a model; the message says why in one line."""
 
 
@@ -118,9 +118,9 @@ def open_context(workdir: Path):
     return context
 
 
-def validate(config: ValidateConfig, documents_path: str, accepted_path: str, rejected_path: str,
-             report_path: str, data_docs_path: str) -> dict:
+def validate(config: ValidateConfig, paths: Paths) -> dict:
     """Split documents into accepted and rejected files; raise CorpusRejected if too little is left."""
+    documents_path, rejected_path = paths.raw_documents, paths.rejected_documents
     documents = read_jsonl(documents_path)
     frame = document_frame(documents, config.language)
     with tempfile.TemporaryDirectory(prefix="gx-") as workdir:
@@ -131,7 +131,7 @@ def validate(config: ValidateConfig, documents_path: str, accepted_path: str, re
         corpus = pd.DataFrame({"accepted": is_accepted, "accepted_chars": frame["text"].str.len() * is_accepted,
                                "duplicate": frame["duplicate_of"].notna().astype(int)})
         corpus_results = run_suite(context, "corpus", corpus_expectations(config), corpus)
-        publish_data_docs(Path(workdir), Path(data_docs_path))
+        publish_data_docs(Path(workdir), Path(paths.data_docs))
     accepted = [documents[i] for i in accepted_rows]
     rejected = [{**documents[i], "reasons": reasons[i]} for i in sorted(reasons)]
     corpus_failures = [r.expectation_config.meta["reason"] for r in corpus_results if not r.success]
@@ -146,13 +146,13 @@ def validate(config: ValidateConfig, documents_path: str, accepted_path: str, re
     # The rejected file and the report explain a failure, so they are written either way; the
     # accepted file is only replaced when it can train a model.
     write_jsonl(rejected_path, rejected)
-    write_json(report_path, report)
+    write_json(paths.validation_report, report)
     if corpus_failures:
         raise CorpusRejected(
             f"{documents_path}: {len(accepted)} of {len(documents)} documents accepted, which "
             f"cannot train a model: {corpus_failures[0]}; rejected documents and reasons are in "
             f"{rejected_path}")
-    write_jsonl(accepted_path, accepted)
+    write_jsonl(paths.accepted_documents, accepted)
     return report
 
 

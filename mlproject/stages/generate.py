@@ -1,4 +1,4 @@
-"""Generate stage: batch generation from the champion through the one pyfunc interface.
+"""`mlproject generate`: batch generation from the champion through the one pyfunc interface.
 
 The consumer only knows `models:/<name>@champion`; which kind of model answers is the registry's
 business.
@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
-import pandas as pd
-from mlflow import MlflowClient
-
-from mlproject.config import ConfigError, GenerateConfig
+from mlproject.config import ConfigError, GenerateConfig, Params
 from mlproject.fileio import write_jsonl
+
 
 
 def read_prompts(path: str) -> list[str]:
@@ -32,6 +29,10 @@ def read_prompts(path: str) -> list[str]:
 
 def generate(prompts: list[str], config: GenerateConfig, model_name: str, seed: int,
              out_path: str) -> list[dict]:
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
     version = str(MlflowClient().get_model_version_by_alias(model_name, "champion").version)
     model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
     sampling = {"max_length": config.max_length, "temperature": config.temperature,
@@ -41,3 +42,16 @@ def generate(prompts: list[str], config: GenerateConfig, model_name: str, seed: 
             for p, t in zip(frame["prompt"], frame["text"])]
     write_jsonl(out_path, rows)
     return rows
+
+
+def run(params: Params, args) -> None:
+    from mlproject.tracking.registry import connect
+
+    prompts = read_prompts(params.generate.prompts_file)  # bad prompts fail before any work
+    connect(params.mlflow)
+    rows = generate(prompts, params.generate, params.mlflow.model_name, params.seed,
+                    params.paths.generations)
+    print(f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "
+          f"(version {rows[0]['model_version']}) -> {params.paths.generations}")
+    for row in rows[:3]:
+        print(f"  {(row['prompt'] + row['text'])[:120]!r}")

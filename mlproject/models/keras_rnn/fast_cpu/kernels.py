@@ -1,13 +1,9 @@
-"""The char-RNN's recurrent layers: Keras GRU and LSTM, with the input projection taken out of the loop.
+"""The recurrent arithmetic of the Keras RNN kinds on a CPU, in public TensorFlow only.
 
-Keras's CPU loop multiplies each step's input by the input kernel inside the recurrence: one small
-matmul per character. PyTorch and cuDNN project the whole sequence in one large matmul and keep only
-the recurrent matmul in the loop; `ProjectedGRU` and `ProjectedLSTM` do the same on CPU. Their
-weights, config and GPU (cuDNN) path are Keras's own, so they load the weights of, and compute the
-same function as, a plain `keras.layers.GRU` / `LSTM` (tests/test_model.py checks it).
-
-`CharRNN`, the training model, goes one step further for its first layer: the embedding is folded
-into the input projection, so each position looks a row up instead of being multiplied.
+A GRU or LSTM step from an input projected beforehand (`project`, one matmul for every position),
+the recurrent product in the kernel layout the CPU's kernels are fastest with (`multiply`), and the
+gradients TensorFlow would otherwise keep per step (`StepProducts`, `rows_of`). Training reaches
+them through `keras_internals`; scoring and sampling (`inference.py`) call them directly.
 """
 
 from __future__ import annotations
@@ -16,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mlproject.cpu import cpu_flags
+from mlproject.models.keras_rnn.fast_cpu.onednn import cpu_flags
 
 
 @tf.custom_gradient
@@ -32,10 +28,9 @@ def matmul(a, b, b_transposed):
 def multiply(a, b, b_transposed):
     """a @ b from whichever layout of b is fastest on this TensorFlow and CPU.
 
-    oneDNN without AVX-512 (EPYC Milan) multiplies fastest by a transposed operand (flag) stored
-    as such: 64 x 1,024 by 1,024 x 4,096 takes 5.5 ms that way against 7.7 ms plain. TensorFlow's
-    own kernels, and oneDNN's AVX-512 ones (EPYC Genoa), are the other way round: with the flag,
-    training ran at 0.5 to 0.85 of the plain layout's speed (benchmarks/optimisations.md).
+    oneDNN without AVX-512 multiplies fastest by a transposed operand (flag) stored as such;
+    TensorFlow's own kernels, and oneDNN's AVX-512 ones, are the other way round
+    (benchmarks/optimisations.md has the figures).
     """
     if transposed_layout_fastest():
         return tf.matmul(a, b_transposed, transpose_b=True)
@@ -74,7 +69,7 @@ class StepProducts:
     """x -> x @ kernel for each step of an unrolled loop, the kernel's gradient one product.
 
     Autodiff would multiply each step's input by its gradient, thin products (64 x units by
-    64 x gates) that TensorFlow keeps until it sums them, 1.6 GB for an LSTM of 1,024 units.
+    64 x gates) that TensorFlow keeps until it sums them (benchmarks/optimisations.md).
     Instead each step's gradient keeps its upstream, and the first step's, which autodiff reaches
     last, multiplies all the steps' inputs by all their upstreams at once.
     """
@@ -172,90 +167,3 @@ def recurrent_step(layer, projected, states, product):
 
 def gpu_available() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
-
-
-class ProjectedRecurrence:
-    """Mixin: on CPU, project all inputs at once, then loop over the recurrent part only."""
-
-    def keeps_keras_loop(self, mask, training) -> bool:
-        """Masks, dropout inside the cell, reset_before GRUs and cuDNN stay Keras's."""
-        return bool(mask is not None or self.recurrent_dropout or (training and self.dropout)
-                    or getattr(self.cell, "reset_after", True) is False or gpu_available())
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if self.keeps_keras_loop(mask, training):
-            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        return self.projected_loop(project(self, sequences), initial_state)
-
-    def projected_loop(self, projected, initial_state):
-        """(last output, outputs, states) of the recurrence over already projected inputs."""
-        from keras.src import backend  # the loop Keras's own RNN layer runs, with its semantics
-
-        if not isinstance(initial_state, (list, tuple)):
-            initial_state = [initial_state]
-        if self.unroll and not self.go_backwards:
-            # One op each way; a slice per step would pad each slice's gradient to the whole tensor.
-            return self.unrolled_loop(tf.unstack(projected, axis=1), list(initial_state))
-        product = times(self.cell.recurrent_kernel)
-        return backend.rnn(lambda x, states: recurrent_step(self, x, states, product), projected,
-                           list(initial_state), go_backwards=self.go_backwards, unroll=self.unroll,
-                           input_length=projected.shape[1], return_all_outputs=self.return_sequences)
-
-    def unrolled_loop(self, steps, states):
-        """(last output, outputs, states) of the recurrence unrolled over the projected `steps`.
-
-        Keras's unrolled loop transposes the projected inputs to time-major and its outputs back,
-        two copies of the largest tensors of the step and two more in the gradient; here the
-        caller unstacks the inputs in one op and the outputs are stacked batch-major.
-        """
-        product, outputs = StepProducts(self.cell.recurrent_kernel), []
-        for projected in steps:
-            output, states = recurrent_step(self, projected, states, product)
-            outputs.append(output)
-        return output, tf.stack(outputs if self.return_sequences else outputs[-1:], axis=1), states
-
-    def call_on_tokens(self, tokens, embedding, training=False):
-        """This layer applied to `embedding(tokens)`, with the embedding folded into its input projection.
-
-        A lookup in (embedding table x input kernel), a vocabulary x gates product, replaces the
-        (batch x time) x gates product and the kernel's gradient product whenever the vocabulary is
-        smaller than the batch's positions, as for characters (65 to 100 symbols against 6,400).
-        """
-        batch, time = tokens.shape
-        folds = (batch is not None and time is not None and embedding.input_dim < batch * time
-                 and not (self.keeps_keras_loop(None, training) or self.stateful or self.return_state))
-        if not folds:
-            return self(embedding(tokens), training=training)
-        last, outputs, _ = self.projected_loop(project_tokens(self, tokens, embedding.embeddings),
-                                               self.get_initial_state(batch_size=batch))
-        return outputs if self.return_sequences else last
-
-
-@keras.saving.register_keras_serializable(package="mlproject")
-class ProjectedGRU(ProjectedRecurrence, keras.layers.GRU):
-    pass
-
-
-@keras.saving.register_keras_serializable(package="mlproject")
-class ProjectedLSTM(ProjectedRecurrence, keras.layers.LSTM):
-    pass
-
-
-@keras.saving.register_keras_serializable(package="mlproject")
-class CharRNN(keras.Model):
-    """The functional chain `build_model` makes: embedding, recurrent layers (dropout between), logits.
-
-    Its forward pass calls the same layers in the same order, except that the first recurrent
-    layer reads the token ids and the embedding table itself (`call_on_tokens`). Saved, it is the
-    plain functional model, with the same layers, names and weights.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        embedding, first, *rest = [layer for layer in self.layers
-                                   if not isinstance(layer, keras.layers.InputLayer)]
-        if mask is not None or not isinstance(first, ProjectedRecurrence):
-            return super().call(inputs, training=training, mask=mask)
-        x = first.call_on_tokens(inputs, embedding, training=training)
-        for layer in rest:
-            x = layer(x, training=training)
-        return x

@@ -1,0 +1,101 @@
+"""The language-model interface every model kind implements, and the figures it reports.
+
+Evaluate, register (the MLflow pyfunc), promote (re-scoring a champion) and generate speak only to
+this interface, so they never know which kind of model, or which framework, answers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from mlproject.config import EvaluateConfig, Paths, TrainConfig
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over the scored text; every derived figure comes from these, never from averages."""
+    nll_nats: float
+    tokens: int
+    characters: int
+    bytes: int
+
+    def figures(self) -> dict:
+        ln2 = float(np.log(2.0))
+        return {
+            "nll_nats": self.nll_nats, "tokens": self.tokens, "characters": self.characters,
+            "bytes": self.bytes,
+            "perplexity": float(np.exp(self.nll_nats / self.tokens)),
+            "bits_per_token": self.nll_nats / self.tokens / ln2,
+            "bits_per_character": self.nll_nats / self.characters / ln2,
+            "bits_per_byte": self.nll_nats / self.bytes / ln2,
+        }
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to continue a prompt: the same settings and seed give the same text."""
+    max_length: int = 200  # new tokens per prompt
+    temperature: float = 1.0
+    top_k: int = 0  # 0: every token
+    top_p: float = 1.0  # 1.0: no nucleus cut
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    history: list[dict]  # one record per epoch (or evaluation): epoch, loss, val_loss
+    parameters: int
+    best_epoch: int  # whose weights were saved
+    stopped_early: bool
+    resumed_from_epoch: int
+    run_id: str | None = None  # the MLflow run the checkpoints belong to
+    extra: dict = field(default_factory=dict)
+
+
+OnEpoch = Callable[[dict], None]
+
+
+class LanguageModel(ABC):
+    """A trained model with its tokenizer, saved as one folder that records its kind."""
+
+    kind: ClassVar[str]  # the name in params (`train.kind`) and in models.KINDS
+
+    @property
+    @abstractmethod
+    def token_level(self) -> str:
+        """What one token is (char, word, subword): perplexity per token is per this."""
+
+    @classmethod
+    @abstractmethod
+    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch: OnEpoch | None = None,
+              run_id: str | None = None, stop_after: int | None = None) -> TrainingResult:
+        """Fit on `paths.tokens`, checkpointing into `paths.checkpoints` and resuming from them;
+        save the best weights to `paths.model`. Raise InterruptedError when stopped on request."""
+
+    @classmethod
+    @abstractmethod
+    def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
+        """The MLflow run of an interrupted training that `train` would resume, if any."""
+
+    @abstractmethod
+    def score(self, text: str, config: EvaluateConfig) -> Totals:
+        """Summed negative log-likelihood of `text` and what it was summed over."""
+
+    @abstractmethod
+    def generate(self, prompts: list[str], sampling: Sampling) -> list[str]:
+        """A continuation of each prompt; a prompt's text does not depend on the batch it is in."""
+
+    @abstractmethod
+    def save(self, folder: Path) -> None:
+        """Everything `load` needs, into an existing empty folder (`models.save` names the kind)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path) -> "LanguageModel":
+        """The model `save` wrote."""

@@ -1,0 +1,27 @@
+"""`mlproject evaluate`: the trained model's figures on the validation text, and sample generations."""
+
+from mlproject.config import EvaluateConfig, Paths, Params
+from mlproject.fileio import write_json, write_jsonl
+
+
+
+def evaluate(config: EvaluateConfig, seed: int, paths: Paths) -> tuple[dict, list[dict]]:
+    from mlproject import models
+    from mlproject.models.evaluation import sample_rows, score_validation
+
+    model = models.load(paths.model)
+    metrics = score_validation(model, paths.tokens, config)
+    samples = sample_rows(model, config, seed)
+    write_json(paths.metrics, metrics)
+    write_jsonl(paths.samples, samples)
+    return metrics, samples
+
+
+def run(params: Params, args) -> None:
+    p = params.paths
+    metrics, samples = evaluate(params.evaluate, params.seed, p)
+    print(f"evaluate: {metrics['bits_per_character']:.4f} bits per character, "
+          f"{metrics['bits_per_byte']:.4f} bits per byte, perplexity {metrics['perplexity']:.3f} "
+          f"per {metrics['level']} over {metrics['characters']} characters -> {p.metrics}")
+    for sample in samples:
+        print(f"  T={sample['temperature']}: {(sample['prompt'] + sample['text'])[:100]!r}")

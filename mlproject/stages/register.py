@@ -1,0 +1,20 @@
+"""`mlproject register`: log the model to MLflow behind the pyfunc interface; a new version."""
+
+from pathlib import Path
+
+from mlproject.config import Params
+from mlproject.fileio import read_json
+
+
+
+def run(params: Params, args) -> None:
+    import yaml
+
+    from mlproject.tracking.registry import connect, register
+
+    p = params.paths
+    connect(params.mlflow)
+    run_id = read_json(p.training_run)["run_id"]
+    raw = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
+    record = register(params.mlflow, run_id, p, raw)
+    print(f"register: {record['model_uri']} (run {run_id}, commit {record['git_commit'][:10]})")

@@ -1,0 +1,92 @@
+"""Register stage: the trained model logged behind the pyfunc interface as a new model version,
+with its lineage (commit, params, data hashes) and its validation figures as tags.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import yaml
+from mlflow import MlflowClient
+
+import mlproject
+from mlproject.config import MlflowConfig, Paths
+from mlproject.fileio import copy_paths, md5_of, read_json, read_jsonl, write_json
+
+
+def connect(config: MlflowConfig) -> str:
+    """Point MLflow at the store (MLFLOW_TRACKING_URI wins over params) and the experiment."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(config.experiment)
+    return uri
+
+
+def git_commit(repo: str = ".") -> tuple[str, bool]:
+    """The commit checked out and whether tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit, bool(git("status", "--porcelain", "--untracked-files=no"))
+
+
+def data_lineage(tokens_dir: str, lock_path: str = "dvc.lock") -> dict[str, str]:
+    """MD5 of every data file the train stage read, as dvc.lock records them (or computed)."""
+    lock = Path(lock_path)
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        deps = {d["path"]: d.get("md5", "") for d in stages.get("train", {}).get("deps", [])}
+        data = {path: md5 for path, md5 in deps.items() if not path.endswith(".py")}
+        if data:
+            return data
+    return {str(p): md5_of(p) for p in sorted(Path(tokens_dir).iterdir()) if p.is_file()}
+
+
+# What a registered version needs to load and generate, copied beside it (MLflow puts it first on
+# the import path when it loads the version), so each version runs with the code it was trained by.
+PYFUNC_CODE = ["__init__.py", "config.py", "fileio.py", "data/__init__.py", "data/tokens.py", "models",
+               "tracking/__init__.py", "tracking/pyfunc.py"]
+
+
+def pyfunc_code(staging: Path) -> Path:
+    """A copy of the package holding only PYFUNC_CODE; the register stage's deps name the same."""
+    copy_paths(PYFUNC_CODE, Path(mlproject.__file__).parent, staging / "mlproject")
+    return staging / "mlproject"
+
+
+def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> dict:
+    """Log the model behind the pyfunc interface to the training run; register a new version."""
+    from mlproject.tracking.pyfunc import MODEL_ARTIFACT, TextGenerator, signature
+
+    metrics = read_json(paths.metrics)
+    commit, dirty = git_commit()
+    lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(),
+               **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
+    scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
+    kind = read_json(paths.model / "kind.json")["kind"]
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
+        mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
+        mlflow.log_table(pd.DataFrame(read_jsonl(paths.samples)), artifact_file="samples.json")
+        mlflow.log_artifact(paths.metrics)
+        mlflow.log_dict(params, "params.yaml")
+        mlflow.set_tags({**lineage, "model_kind": kind})
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=TextGenerator(), artifacts={MODEL_ARTIFACT: str(paths.model)},
+            code_paths=[str(pyfunc_code(Path(staging)))], signature=signature(),
+            registered_model_name=config.model_name)
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in {**lineage, "model_kind": kind, "validation_md5": metrics["validation_md5"],
+                       **{k: str(v) for k, v in scores.items()}}.items():
+        client.set_model_version_tag(config.model_name, version, key, value)
+    record = {"model_name": config.model_name, "version": version, "run_id": run_id,
+              "model_uri": f"models:/{config.model_name}/{version}", "git_commit": commit}
+    write_json(paths.registered, record)
+    return record
