@@ -1,6 +1,6 @@
 """The training flow: every pipeline stage as a Prefect task, run through DVC in order.
 
-Run it with `mlproject flow` or `python -m flows.training`; watch it in the Prefect UI.
+Run it with `make flow` or `python -m flows.training`; watch it in the Prefect UI.
 """
 
 from __future__ import annotations

@@ -187,7 +187,7 @@ class TrainConfig:
     unroll: bool = param(True, "unroll the recurrence over the training window: faster training "
                          "on CPU (benchmarks/RESULTS.md), more memory for long windows")
     fast_layers: bool = param(True, "train with the project's CPU layers (input projection out of "
-                              "the loop; they rely on Keras internals, keras_rnn/fast_layers.py); "
+                              "the loop; they rely on Keras internals: fast_cpu/keras_internals.py); "
                               "false: Keras's own GRU/LSTM layers, slower, same weights")
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mlproject import models
+from mlproject.models import kinds
 from mlproject.config import EvaluateConfig, TrainConfig
 from mlproject.data.tokens import build_vocabulary
 from mlproject.models.interface import Sampling
@@ -19,7 +19,7 @@ def tiny_model(**changes):
     set_seed(7)
     config = dataclasses.replace(TrainConfig(units=16, embedding_dim=8, sequence_length=12), **changes)
     vocabulary = build_vocabulary(TEXT, "char", 100, 1)
-    return models.kind_class(config.kind)(build_network(config, len(vocabulary)), vocabulary, config)
+    return kinds.kind_class(config.kind)(build_network(config, len(vocabulary)), vocabulary, config)
 
 
 def greedy(length: int) -> Sampling:
@@ -79,8 +79,8 @@ def test_window_model_scores_and_generates():
 
 def test_saved_model_loads_and_generates_the_same(tmp_path):
     model = tiny_model()
-    models.save(model, tmp_path / "bundle")
-    loaded = models.load(tmp_path / "bundle")
+    kinds.save(model, tmp_path / "bundle")
+    loaded = kinds.load(tmp_path / "bundle")
     assert type(loaded) is type(model)
     assert loaded.generate(["El "], Sampling(30, seed=5)) == model.generate(["El "], Sampling(30, seed=5))
 
@@ -222,14 +222,14 @@ def test_a_kind_is_imported_only_when_used_and_loading_a_keras_model_never_impor
     import subprocess
     import sys
 
-    models.save(tiny_model(), tmp_path / "bundle")
+    kinds.save(tiny_model(), tmp_path / "bundle")
     script = f"""
 import sys
 import mlproject.config
-from mlproject import models
+from mlproject.models import kinds
 assert "tensorflow" not in sys.modules and "mlproject.models.keras_rnn" not in sys.modules
 from mlproject.models.interface import Sampling
-model = models.load({str(tmp_path / "bundle")!r})
+model = kinds.load({str(tmp_path / "bundle")!r})
 assert model.kind == "rnn" and len(model.generate(["El "], Sampling(5))[0]) == 5
 assert "tensorflow" in sys.modules and "torch" not in sys.modules, sorted(sys.modules)
 """
@@ -241,4 +241,4 @@ def test_an_unknown_kind_is_named_with_the_known_ones():
     from mlproject.config import ConfigError
 
     with pytest.raises(ConfigError, match="model kind 'gpt': unknown; known: rnn, window_rnn"):
-        models.kind_class("gpt")
+        kinds.kind_class("gpt")

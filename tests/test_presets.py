@@ -9,7 +9,7 @@ import pytest
 
 from mlproject.cli import apply_preset
 from mlproject.config import load_params
-from mlproject import models
+from mlproject.models import kinds
 from mlproject.data.scrape import scrape
 from mlproject.data.tokens import tokenize
 from mlproject.stages.evaluate import evaluate
@@ -36,7 +36,7 @@ def test_preset_applies_and_trains(tmp_path, name):
     scrape(sample.scrape, layout)
     tokenize(params.tokenize, layout)
     quick = dataclasses.replace(params.train, epochs=1, max_steps_per_epoch=2, batch_size=8)
-    models.kind_class(quick.kind).train(quick, 1, layout)
+    kinds.kind_class(quick.kind).train(quick, 1, layout)
     short = dataclasses.replace(params.evaluate, sample_length=5, streams=4)
     metrics, samples = evaluate(short, 1, layout)
     assert 0 < metrics["bits_per_byte"] < 30 and metrics["level"] == params.tokenize.level

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from mlproject import models
+from mlproject.models import kinds
 from mlproject.config import (EvaluateConfig, MlflowConfig, PromoteConfig, ScrapeConfig, Source,
                               TokenizeConfig, TrainConfig)
 from mlproject.data.scrape import scrape
@@ -36,7 +36,7 @@ def bundles(tmp_path_factory):
     RecurrentModel.train(TINY, 1, layout)
     set_seed(1)
     vocabulary = Vocabulary.load(root / "tokens" / "vocab.json")
-    models.save(RecurrentModel(build_network(TINY, len(vocabulary)), vocabulary, TINY),
+    kinds.save(RecurrentModel(build_network(TINY, len(vocabulary)), vocabulary, TINY),
                 root / "untrained" / "model")
     return root
 

@@ -81,13 +81,50 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_p
     assert f"kept epoch {best}" in second.stdout and "stopped early" in second.stdout
 
     # The saved model is the best epoch's: it scores the validation windows as that epoch did.
-    from mlproject import models
+    from mlproject.models import kinds
     from mlproject.models.keras_rnn.training import validation_arrays
 
-    model = models.load(tmp_path / "models" / "model")
+    model = kinds.load(tmp_path / "models" / "model")
     inputs, targets = validation_arrays(model.vocabulary.encode(
         (tmp_path / "data/tokens/validation.txt").read_text()), model.config)
     import keras
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(targets, model.network(inputs))
     assert float(loss) == pytest.approx(losses[best - 1], rel=1e-3)
+
+
+class SavedNetwork:
+    """What the epoch callback asks of a Keras model: save, and a flag to stop training."""
+    stop_training = False
+
+    def save(self, path):
+        path.write_text("weights")
+
+
+@pytest.mark.parametrize("losses, patience, epochs, best, stopped_at", [
+    ([3.0, 2.5, 2.6, 2.4, 2.45, 2.5, 2.3], 2, 10, 4, 6),  # two epochs without a better loss
+    ([3.0, 2.5, 2.6, 2.7, 2.8], 0, 5, 2, None),            # patience 0: every epoch runs
+    ([3.0, 2.5, 2.6, 2.7], 2, 4, 2, None),                 # the limit on the last epoch: not early
+])
+def test_early_stopping_rule(tmp_path, losses, patience, epochs, best, stopped_at):
+    from mlproject.models.keras_rnn.training import epoch_callback
+
+    state = {"epoch": 0, "best_epoch": 0}
+    callback = epoch_callback(tmp_path, state, TrainConfig(epochs=epochs, patience=patience))
+    callback.set_model(SavedNetwork())
+    for epoch, loss in enumerate(losses):
+        callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": loss})
+        if callback.model.stop_training:
+            break
+    assert state["best_epoch"] == best and state["best_val_loss"] == min(losses[:state["epoch"]])
+    assert state["stopped_early"] is (stopped_at is not None)
+    assert state["epoch"] == (stopped_at or len(losses))
+
+
+def test_a_validation_loss_that_is_not_finite_names_the_learning_rate(tmp_path):
+    from mlproject.models.keras_rnn.training import epoch_callback
+
+    callback = epoch_callback(tmp_path, {"epoch": 0, "best_epoch": 0}, TrainConfig(learning_rate=5.0))
+    callback.set_model(SavedNetwork())
+    with pytest.raises(ConfigError, match="train.learning_rate = 5.0: the validation loss of epoch 1 is nan"):
+        callback.on_epoch_end(0, {"loss": float("nan"), "val_loss": float("nan")})

@@ -1,50 +1,12 @@
 """Model kinds: each one package behind the LanguageModel interface (interface.py).
 
-`KINDS` maps a kind's name (`train.kind` in params) to its class; a kind is imported only when
-used, so loading a Keras model never imports torch and the reverse. A saved model folder records
-its kind, so `load` needs nothing else. Adding a kind: one package, one line here (`train.kind`
-takes its choices from KINDS).
+`KINDS` maps a kind's name (`train.kind` in params) to its class; `kinds.py` imports a kind only
+when it is used, so loading a Keras model never imports torch and the reverse. Adding a kind: one
+package, one line here (`train.kind` takes its choices from KINDS).
 """
 
-from __future__ import annotations
-
-import importlib
-import json
-import shutil
-from pathlib import Path
-
-# Read by config.py to validate `train.kind`, so this module imports nothing of the project's.
+# Read by config.py, so by every stage: this module holds nothing else.
 KINDS = {
     "rnn": "mlproject.models.keras_rnn.causal:RecurrentModel",
     "window_rnn": "mlproject.models.keras_rnn.window:WindowModel",
 }
-KIND_FILE = "kind.json"
-
-
-def kind_class(name: str):
-    """The LanguageModel class of kind `name`, imported now."""
-    if name not in KINDS:
-        from mlproject.config import ConfigError
-
-        raise ConfigError(f"model kind {name!r}: unknown; known: {', '.join(KINDS)}")
-    module, _, attribute = KINDS[name].partition(":")
-    return getattr(importlib.import_module(module), attribute)
-
-
-def save(model, folder: str | Path) -> None:
-    """Save `model` with its kind into `folder`, replacing what was there in one rename."""
-    folder = Path(folder)
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save(staging)
-    (staging / KIND_FILE).write_text(json.dumps({"kind": model.kind}) + "\n", encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.replace(folder)
-
-
-def load(folder: str | Path):
-    """The model saved in `folder`, whatever its kind."""
-    folder = Path(folder)
-    kind = json.loads((folder / KIND_FILE).read_text(encoding="utf-8"))["kind"]
-    return kind_class(kind).load(folder)

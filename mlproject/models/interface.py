@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -55,7 +55,6 @@ class TrainingResult:
     stopped_early: bool
     resumed_from_epoch: int
     run_id: str | None = None  # the MLflow run the checkpoints belong to
-    extra: dict = field(default_factory=dict)
 
 
 OnEpoch = Callable[[dict], None]
@@ -89,11 +88,11 @@ class LanguageModel(ABC):
 
     @abstractmethod
     def generate(self, prompts: list[str], sampling: Sampling) -> list[str]:
-        """A continuation of each prompt; a prompt's text does not depend on the batch it is in."""
+        """A continuation of each prompt; the same prompts, settings and seed give the same texts."""
 
     @abstractmethod
     def save(self, folder: Path) -> None:
-        """Everything `load` needs, into an existing empty folder (`models.save` names the kind)."""
+        """Everything `load` needs, into an existing empty folder (`kinds.save` records the kind)."""
 
     @classmethod
     @abstractmethod

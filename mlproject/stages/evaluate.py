@@ -4,12 +4,11 @@ from mlproject.config import EvaluateConfig, Paths, Params
 from mlproject.fileio import write_json, write_jsonl
 
 
-
 def evaluate(config: EvaluateConfig, seed: int, paths: Paths) -> tuple[dict, list[dict]]:
-    from mlproject import models
+    from mlproject.models import kinds
     from mlproject.models.evaluation import sample_rows, score_validation
 
-    model = models.load(paths.model)
+    model = kinds.load(paths.model)
     metrics = score_validation(model, paths.tokens, config)
     samples = sample_rows(model, config, seed)
     write_json(paths.metrics, metrics)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlproject.config import ConfigError, GenerateConfig, Params
+from mlproject.config import ConfigError, GenerateConfig, Params, Paths
 from mlproject.fileio import write_jsonl
-
 
 
 def read_prompts(path: str) -> list[str]:
@@ -28,7 +27,7 @@ def read_prompts(path: str) -> list[str]:
 
 
 def generate(prompts: list[str], config: GenerateConfig, model_name: str, seed: int,
-             out_path: str) -> list[dict]:
+             paths: Paths) -> list[dict]:
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient
@@ -40,7 +39,7 @@ def generate(prompts: list[str], config: GenerateConfig, model_name: str, seed: 
     frame = model.predict(pd.DataFrame({"prompt": prompts}), params=sampling)
     rows = [{"prompt": p, "text": t, "model": model_name, "model_version": version, **sampling}
             for p, t in zip(frame["prompt"], frame["text"])]
-    write_jsonl(out_path, rows)
+    write_jsonl(paths.generations, rows)
     return rows
 
 
@@ -49,8 +48,7 @@ def run(params: Params, args) -> None:
 
     prompts = read_prompts(params.generate.prompts_file)  # bad prompts fail before any work
     connect(params.mlflow)
-    rows = generate(prompts, params.generate, params.mlflow.model_name, params.seed,
-                    params.paths.generations)
+    rows = generate(prompts, params.generate, params.mlflow.model_name, params.seed, params.paths)
     print(f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "
           f"(version {rows[0]['model_version']}) -> {params.paths.generations}")
     for row in rows[:3]:

@@ -3,7 +3,6 @@
 from mlproject.config import Params
 
 
-
 def run(params: Params, args) -> None:
     from mlproject.tracking.promotion import promote
     from mlproject.tracking.registry import connect

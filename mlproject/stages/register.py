@@ -6,7 +6,6 @@ from mlproject.config import Params
 from mlproject.fileio import read_json
 
 
-
 def run(params: Params, args) -> None:
     import yaml
 

@@ -7,16 +7,15 @@ from mlproject.config import Params
 from mlproject.fileio import write_json
 
 
-
 def run(params: Params, args) -> None:
     import mlflow
 
-    from mlproject import models
+    from mlproject.models import kinds
     from mlproject.tracking.registry import connect
 
-    p, kind = params.paths, models.kind_class(params.train.kind)
+    p, model_class = params.paths, kinds.kind_class(params.train.kind)
     connect(params.mlflow)
-    previous = kind.resumable_run_id(params.train, params.seed, p)
+    previous = model_class.resumable_run_id(params.train, params.seed, p)
     with mlflow.start_run(run_id=previous) as run:
         if previous is None:
             mlflow.log_params({"seed": params.seed, "tokenize.level": params.tokenize.level,
@@ -25,11 +24,11 @@ def run(params: Params, args) -> None:
         def log_epoch(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
 
-        result = kind.train(params.train, params.seed, p, on_epoch=log_epoch, run_id=run.info.run_id,
+        result = model_class.train(params.train, params.seed, p, on_epoch=log_epoch, run_id=run.info.run_id,
                             stop_after=args.stop_after_epoch)
         mlflow.log_metrics({"parameters": result.parameters, "best_epoch": result.best_epoch})
     write_json(p.training_run, {"run_id": run.info.run_id})
-    last, best = result.history[-1], result.history[result.best_epoch - 1]
+    last, best = result.history[-1], next(r for r in result.history if r["epoch"] == result.best_epoch)
     stopped = f"stopped early after {last['epoch']}" if result.stopped_early else f"{last['epoch']}"
     print(f"train: {result.parameters} parameters, {stopped} epochs; kept epoch {result.best_epoch} "
           f"(loss {best['loss']:.4f}, val_loss {best['val_loss']:.4f}) -> {p.model}")

@@ -5,7 +5,6 @@ from pathlib import Path
 from mlproject.config import Params
 
 
-
 def run(params: Params, args) -> None:
     from mlproject.data.validate import validate
 

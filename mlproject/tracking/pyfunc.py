@@ -22,9 +22,9 @@ def default_params() -> dict:
 
 class TextGenerator(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from mlproject import models
+        from mlproject.models import kinds
 
-        self.model = models.load(context.artifacts[MODEL_ARTIFACT])
+        self.model = kinds.load(context.artifacts[MODEL_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from mlproject.models.interface import Sampling

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 import mlproject
 from mlproject.config import MlflowConfig, Paths
 from mlproject.fileio import copy_paths, md5_of, read_json, read_jsonl, write_json
+from mlproject.models.kinds import KIND_FILE
 
 
 def connect(config: MlflowConfig) -> str:
@@ -43,7 +44,7 @@ def data_lineage(tokens_dir: str, lock_path: str = "dvc.lock") -> dict[str, str]
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         deps = {d["path"]: d.get("md5", "") for d in stages.get("train", {}).get("deps", [])}
-        data = {path: md5 for path, md5 in deps.items() if not path.endswith(".py")}
+        data = {path: md5 for path, md5 in deps.items() if not path.startswith("mlproject")}  # not code
         if data:
             return data
     return {str(p): md5_of(p) for p in sorted(Path(tokens_dir).iterdir()) if p.is_file()}
@@ -70,7 +71,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(),
                **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
     scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
-    kind = read_json(paths.model / "kind.json")["kind"]
+    kind = read_json(paths.model / KIND_FILE)["kind"]
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
         mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
         mlflow.log_table(pd.DataFrame(read_jsonl(paths.samples)), artifact_file="samples.json")

@@ -103,7 +103,8 @@ def make_sampler(forward: Forward):
         prepared = forward.prepare()
         states = forward.zero_states(batch)
         logits = tf.zeros([batch, forward.vocab_size])
-        # Read the prompts one token at a time; a row whose prompt has ended keeps its state.
+        # One token at a time, so prompts of any length share the batch: a row whose prompt has
+        # ended keeps its state until every prompt is read.
         for t in tf.range(tf.shape(prime)[1]):
             step_logits, new_states = forward(prepared, prime[:, t][:, None], states)
             active = (t < lengths)[:, None]

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def training_dataset(ids, config: TrainConfig, seed: int, first_epoch: int):
     import tensorflow as tf
 
     starts = window_starts(len(ids), config)
-    order = np.concatenate([batch_order(starts, config, seed, e)
+    order = np.concatenate([batch_order(starts, config, seed, e)  # all epochs' order, made up front
                             for e in range(first_epoch, config.epochs)])
     ids_tensor = tf.constant(ids, dtype=tf.int32)
 
@@ -73,8 +74,8 @@ def training_dataset(ids, config: TrainConfig, seed: int, first_epoch: int):
         return inputs, tf.gather(ids_tensor, batch_starts[:, None] + offsets + 1)
 
     # A batch is one cheap gather, so one producer two batches ahead keeps the model fed. tf.data's
-    # autotuning is off: on these 2-core machines the training loop waited on it until its
-    # optimiser's next tick (at 10.2 s, 20.5 s, 41 s...), up to doubling an epoch's wall time.
+    # autotuning is off: on 2 cores the training loop stalled until its optimiser's next tick
+    # (benchmarks/optimisations.md).
     options = tf.data.Options()
     options.autotune.enabled = False
     dataset = tf.data.Dataset.from_tensor_slices(order).map(gather).prefetch(2).with_options(options)
@@ -160,6 +161,10 @@ def epoch_callback(checkpoints: Path, state: dict, config: TrainConfig, on_epoch
     class Checkpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            if not math.isfinite(record["val_loss"]):
+                raise ConfigError(f"train.learning_rate = {config.learning_rate}: the validation loss "
+                                  f"of epoch {epoch + 1} is {record['val_loss']}; expected a lower "
+                                  "learning rate (the last good checkpoint is kept)")
             if record["val_loss"] < state.get("best_val_loss", float("inf")):
                 save_keras(self.model, checkpoints / BEST)
                 state.update(best_val_loss=record["val_loss"], best_epoch=epoch + 1)
@@ -167,7 +172,8 @@ def epoch_callback(checkpoints: Path, state: dict, config: TrainConfig, on_epoch
             with open(checkpoints / HISTORY, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
             stale = epoch + 1 - state["best_epoch"]
-            state.update(epoch=epoch + 1, stopped_early=bool(config.patience) and stale >= config.patience)
+            state.update(epoch=epoch + 1, stopped_early=bool(config.patience) and stale >= config.patience
+                         and epoch + 1 < config.epochs)
             write_json(checkpoints / STATE, state)
             if on_epoch:
                 on_epoch(record)
@@ -180,12 +186,16 @@ def epoch_callback(checkpoints: Path, state: dict, config: TrainConfig, on_epoch
     return Checkpoint()
 
 
-def train(kind, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id: str | None = None,
-          stop_after: int | None = None) -> TrainingResult:
-    """Fit (or resume) a model of `kind`; save the best epoch's weights to `paths.model`."""
-    from mlproject import models
+def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=None,
+          run_id: str | None = None, stop_after: int | None = None) -> TrainingResult:
+    """Fit (or resume) a model of `model_class`; save the best epoch's weights to `paths.model`."""
+    from mlproject.models import kinds
     from mlproject.models.keras_rnn.network import build_network, load_network, set_seed
 
+    if config.fast_layers:
+        from mlproject.models.keras_rnn.fast_cpu.keras_internals import check_keras_internals
+
+        check_keras_internals()  # before a checkpoint that needs them is loaded
     set_seed(seed)
     tokens, checkpoints = Path(paths.tokens), paths.checkpoints
     vocabulary = Vocabulary.load(tokens / "vocab.json")
@@ -197,6 +207,7 @@ def train(kind, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run
     if state:
         model = load_network(checkpoints / CHECKPOINT)
         first_epoch = state["epoch"]
+        keep_history(checkpoints / HISTORY, first_epoch)
         run_id = state.get("run_id") or run_id
         print(f"train: resuming from the checkpoint of epoch {first_epoch} in {checkpoints}", flush=True)
     else:
@@ -215,10 +226,17 @@ def train(kind, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run
         raise InterruptedError(f"stopped after epoch {history[-1]['epoch']} of {config.epochs}")
     write_plot(paths.training_plot, history)
     best = load_network(checkpoints / BEST, compile=False)
-    models.save(kind(best, vocabulary, config, read_separator(tokens)), paths.model)
+    kinds.save(model_class(best, vocabulary, config, read_separator(tokens)), paths.model)
     return TrainingResult(history=history, parameters=int(model.count_params()),
                           best_epoch=state["best_epoch"], stopped_early=bool(state.get("stopped_early")),
                           resumed_from_epoch=first_epoch, run_id=run_id)
+
+
+def keep_history(path: Path, epochs: int) -> None:
+    """The history of the first `epochs` epochs only: a run killed after writing an epoch's record
+    but before its state resumes at that epoch and writes the record again."""
+    records = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
+    path.write_text("".join(f"{line}\n" for line in records))
 
 
 def read_separator(tokens: Path) -> str:

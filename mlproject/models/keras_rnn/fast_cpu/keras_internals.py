@@ -85,7 +85,7 @@ class ProjectedRecurrence:
 
         A lookup in (embedding table x input kernel), a vocabulary x gates product, replaces the
         (batch x time) x gates product and the kernel's gradient product whenever the vocabulary is
-        smaller than the batch's positions, as for characters (65 to 100 symbols against 6,400).
+        smaller than the batch's positions, as for characters.
         """
         batch, time = tokens.shape
         folds = (batch is not None and time is not None and embedding.input_dim < batch * time

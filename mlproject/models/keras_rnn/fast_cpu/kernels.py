@@ -1,4 +1,4 @@
-"""The recurrent arithmetic of the Keras RNN kinds on a CPU, in public TensorFlow only.
+"""The recurrent arithmetic of the Keras RNN kinds on a CPU, in TensorFlow's public API.
 
 A GRU or LSTM step from an input projected beforehand (`project`, one matmul for every position),
 the recurrent product in the kernel layout the CPU's kernels are fastest with (`multiply`), and the
@@ -44,7 +44,9 @@ def transposed(kernel):
 
 
 def onednn_enabled() -> bool:
-    """Whether TensorFlow runs on oneDNN here (it decides when it starts: `cpu.use_onednn`)."""
+    """Whether TensorFlow runs on oneDNN here (it decides when it starts: `onednn.use_onednn`).
+
+    TensorFlow has no public probe for it: this private one falls back to False if it moves."""
     try:
         from tensorflow.python.util import _pywrap_util_port
 
@@ -107,6 +109,8 @@ def project(layer, inputs):
     flat = tf.reshape(inputs, [-1, kernel.shape[0]])
     projected = tf.reshape(times(kernel)(flat),
                            tf.concat([tf.shape(inputs)[:-1], [kernel.shape[1]]], axis=0))
+    # The static shape survives, so a one-token step stays one step in the next layer too.
+    projected.set_shape(inputs.shape[:-1].concatenate([kernel.shape[1]]))
     if not cell.use_bias:
         return projected
     return projected + (cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias)
