@@ -7,6 +7,7 @@ command line prints, so `mlproject <stage> --help` and params.yaml can never dis
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ class StageFailed(RuntimeError):
 
 
 def param(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-          maximum: float | None = None):
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
+          maximum: float | None = None, above: float | None = None):
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -209,15 +210,51 @@ class PromoteConfig:
                                        minimum=0.0)
 
 
+def same_as(cls, name: str, default):
+    """A setting that follows the rule (help, bounds, choices) of the same setting in `cls`."""
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return field(default=default, metadata=spec.metadata)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a model continues a prompt; the command line, the pyfunc and any server built on it
+    check a request against these rules (`checked`). The same prompt, settings and seed give the
+    same text."""
+    max_length: int = param(200, "new tokens per prompt (characters, or words at word level)",
+                            minimum=1, maximum=100_000)
+    temperature: float = param(1.0, "softmax temperature; lower is more conservative; 0: greedy, "
+                               "always the likeliest token", minimum=0.0)
+    top_k: int = param(0, "sample among the k likeliest tokens; 0 means all", minimum=0)
+    top_p: float = param(1.0, "sample among the likeliest tokens whose mass reaches p; 1 means all",
+                         above=0.0, maximum=1.0)
+    seed: int = param(0, "seed of the sampling", minimum=0)
+
+    @classmethod
+    def checked(cls, values: dict, prefix: str = "params") -> "Sampling":
+        """Settings from a request's values (NumPy scalars accepted), naming the first bad one."""
+        plain = {key: value.item() if hasattr(value, "item") else value for key, value in values.items()}
+        return parse_section(cls, plain, prefix)
+
+
+def checked_prompts(prompts) -> list[str]:
+    """The prompts of a request; a missing or non-text prompt is refused, naming its row."""
+    checked = list(prompts)
+    for row, prompt in enumerate(checked):
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt {row} = {prompt!r}: expected text (an empty string is a prompt)")
+    if not checked:
+        raise ConfigError("prompt: expected at least one prompt")
+    return checked
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     prompts_file: str = param("prompts/default.txt", "one prompt per line")
-    max_length: int = param(200, "new tokens per prompt (characters, or words at word level)",
-                            minimum=1)
-    temperature: float = param(0.8, "softmax temperature; lower is more conservative", minimum=1e-3)
-    top_k: int = param(0, "sample among the k likeliest tokens; 0 means all", minimum=0)
-    top_p: float = param(1.0, "sample among the likeliest tokens whose mass reaches p",
-                         minimum=1e-3, maximum=1.0)
+    max_length: int = same_as(Sampling, "max_length", 200)
+    temperature: float = same_as(Sampling, "temperature", 0.8)
+    top_k: int = same_as(Sampling, "top_k", 0)
+    top_p: float = same_as(Sampling, "top_p", 1.0)
 
 
 SECTIONS = {
@@ -252,6 +289,8 @@ def _check_value(cls, name: str, value, key: str):
     elif expected is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{key} = {value!r}: expected a finite number")
     else:
         ok = isinstance(value, expected)
     if not ok:
@@ -262,6 +301,8 @@ def _check_value(cls, name: str, value, key: str):
         raise ConfigError(f"{key} = {value!r}: expected a value >= {meta['minimum']}")
     if meta.get("maximum") is not None and value > meta["maximum"]:
         raise ConfigError(f"{key} = {value!r}: expected a value <= {meta['maximum']}")
+    if meta.get("above") is not None and value <= meta["above"]:
+        raise ConfigError(f"{key} = {value!r}: expected a value > {meta['above']}")
     return value
 
 
@@ -309,10 +350,10 @@ def _check_consistency(params: Params) -> None:
     if params.validate.min_chars > params.validate.max_chars:
         raise ConfigError(f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
                           f"validate.max_chars ({params.validate.max_chars})")
-    if not params.evaluate.temperatures or any(
-            not isinstance(t, (int, float)) or t <= 0 for t in params.evaluate.temperatures):
-        raise ConfigError(f"evaluate.temperatures = {params.evaluate.temperatures!r}: expected a "
-                          "list of positive numbers")
+    if not params.evaluate.temperatures:
+        raise ConfigError("evaluate.temperatures = []: expected at least one temperature")
+    for index, temperature in enumerate(params.evaluate.temperatures):
+        _check_value(Sampling, "temperature", temperature, f"evaluate.temperatures[{index}]")
 
 
 def params_from_dict(raw) -> Params:
@@ -339,7 +380,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
     return params_from_dict(raw)
 
 

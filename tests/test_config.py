@@ -1,5 +1,7 @@
 """Params are validated once, with an error that names the key and what is expected."""
 
+import re
+
 import pytest
 import yaml
 
@@ -25,6 +27,11 @@ def test_shipped_params_are_valid():
     ("train", "learning_rat", 0.1, "train.learning_rat: unknown param"),
     ("tokenize", "level", "byte", "tokenize.level = 'byte': expected one of char, word"),
     ("generate", "top_p", 1.5, "generate.top_p = 1.5: expected a value <= 1.0"),
+    ("generate", "top_p", 0.0, "generate.top_p = 0.0: expected a value > 0.0"),
+    ("generate", "temperature", float("nan"), "generate.temperature = nan: expected a finite number"),
+    ("generate", "temperature", -0.5, "generate.temperature = -0.5: expected a value >= 0.0"),
+    ("train", "learning_rate", float("nan"), "train.learning_rate = nan: expected a finite number"),
+    ("evaluate", "temperatures", [0.5, float("inf")], "evaluate.temperatures[1] = inf: expected a finite number"),
 ])
 def test_invalid_param_names_key_and_expectation(section, key, value, message):
     raw = default_params()
@@ -50,3 +57,46 @@ def test_window_kind_needs_target_last():
 def test_missing_params_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_a_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\ntrain:\n  epochs: [3\n  units: 4\n")
+    with pytest.raises(ConfigError, match=r"params.yaml line \d+, column \d+: not valid YAML"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"temperature": -1}, "params.temperature = -1.0: expected a value >= 0.0"),
+    ({"temperature": float("nan")}, "params.temperature = nan: expected a finite number"),
+    ({"top_k": -3}, "params.top_k = -3: expected a value >= 0"),
+    ({"top_p": 1.5}, "params.top_p = 1.5: expected a value <= 1.0"),
+    ({"max_length": 0}, "params.max_length = 0: expected a value >= 1"),
+    ({"seed": 1.5}, "params.seed = 1.5: expected int"),
+    ({"temprature": 1.0}, "params.temprature: unknown param"),
+])
+def test_sampling_settings_are_refused_with_the_reason(values, message):
+    from mlproject.config import Sampling
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Sampling.checked(values)
+
+
+def test_sampling_settings_accept_numpy_scalars_and_greedy_temperature():
+    import numpy as np
+
+    from mlproject.config import Sampling
+
+    assert Sampling.checked({"max_length": np.int64(5), "temperature": np.float64(0.0)}) == \
+        Sampling(max_length=5, temperature=0.0)
+
+
+@pytest.mark.parametrize("prompts, message", [
+    (["El ", None], "prompt 1 = None: expected text"), ([float("nan")], "prompt 0 = nan: expected text"),
+    ([], "prompt: expected at least one prompt")])
+def test_prompts_must_be_text(prompts, message):
+    from mlproject.config import checked_prompts
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        checked_prompts(prompts)
+    assert checked_prompts(["", "Más"]) == ["", "Más"]

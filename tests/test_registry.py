@@ -116,3 +116,23 @@ def test_registered_model_generates_through_the_pyfunc(workdir, bundles):
     (2.1, 2.0, 0.0, False), (1.95, 2.0, 0.1, False)])
 def test_decide(candidate, champion_bpb, margin, expected):
     assert decide(candidate, champion_bpb, margin)[0] is expected
+
+
+def test_the_pyfunc_refuses_bad_settings_and_prompts_and_reads_temperature_zero_as_greedy(workdir, bundles):
+    import pandas as pd
+
+    from mlproject.config import ConfigError
+
+    register_and_promote(workdir, bundles, "trained")
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    frame = pd.DataFrame({"prompt": ["El "]})
+    for params, message in [({"temperature": -1.0}, "params.temperature = -1.0: expected a value >= 0.0"),
+                            ({"top_p": 1.5}, "params.top_p = 1.5: expected a value <= 1.0"),
+                            ({"top_k": -3}, "params.top_k = -3: expected a value >= 0")]:
+        with pytest.raises(ConfigError, match=message):
+            model.predict(frame, params=params)
+    with pytest.raises(ConfigError, match="prompt 1 = None: expected text"):
+        model.predict(pd.DataFrame({"prompt": ["El ", None]}), params={"max_length": 5})
+    greedy = [model.predict(frame, params={"max_length": 20, "temperature": 0.0, "seed": seed})["text"][0]
+              for seed in (1, 2)]
+    assert greedy[0] == greedy[1] == model.predict(frame, params={"max_length": 20, "top_k": 1})["text"][0]

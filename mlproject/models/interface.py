@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mlproject.config import EvaluateConfig, Paths, TrainConfig
+from mlproject.config import EvaluateConfig, Paths, Sampling, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,6 @@ class Totals:
             "bits_per_character": self.nll_nats / self.characters / ln2,
             "bits_per_byte": self.nll_nats / self.bytes / ln2,
         }
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How to continue a prompt: the same settings and seed give the same text."""
-    max_length: int = 200  # new tokens per prompt
-    temperature: float = 1.0
-    top_k: int = 0  # 0: every token
-    top_p: float = 1.0  # 1.0: no nucleus cut
-    seed: int = 0
 
 
 @dataclass(frozen=True)

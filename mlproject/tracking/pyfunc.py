@@ -15,7 +15,7 @@ MODEL_ARTIFACT = "language_model"
 
 
 def default_params() -> dict:
-    from mlproject.models.interface import Sampling
+    from mlproject.config import Sampling
 
     return dataclasses.asdict(Sampling())
 
@@ -27,13 +27,11 @@ class TextGenerator(mlflow.pyfunc.PythonModel):
         self.model = kinds.load(context.artifacts[MODEL_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from mlproject.models.interface import Sampling
+        """Refuses bad settings and prompts with a ConfigError naming the first one."""
+        from mlproject.config import Sampling, checked_prompts
 
-        settings = {**default_params(), **(params or {})}
-        sampling = Sampling(max_length=int(settings["max_length"]), temperature=float(settings["temperature"]),
-                            top_k=int(settings["top_k"]), top_p=float(settings["top_p"]),
-                            seed=int(settings["seed"]))
-        prompts = [str(p) for p in model_input["prompt"]]
+        sampling = Sampling.checked({**default_params(), **(params or {})}, "params")
+        prompts = checked_prompts(model_input["prompt"])
         return pd.DataFrame({"prompt": prompts, "text": self.model.generate(prompts, sampling)})
 
 

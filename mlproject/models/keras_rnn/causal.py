@@ -143,6 +143,8 @@ class RecurrentModel(LanguageModel):
     def sample(self, primes: list[np.ndarray], sampling: Sampling) -> np.ndarray:
         import tensorflow as tf
 
+        if sampling.temperature == 0:  # greedy: the likeliest token, which top-k 1 keeps alone
+            sampling = dataclasses.replace(sampling, temperature=1.0, top_k=1)
         prime = self.prime_grid(primes)
         lengths = np.array([min(len(p), prime.shape[1]) for p in primes], dtype=np.int32)
         ids = self.sampler()(tf.constant(prime), tf.constant(lengths), tf.constant(sampling.max_length),

@@ -1,11 +1,12 @@
-"""Scoring and sampling of the Keras RNN kinds: one forward function each, shared by both.
+"""Scoring and sampling of the Keras RNN kinds: one forward path over the trained weights.
 
-The causal kind's `Forward` reads token ids (batch, time) with the recurrent states and returns
-the logits of every position and the states after them: scoring feeds the validation text in
-chunks, sampling one token per row per step, all inside compiled graphs. It calls the trained
-layers' weights directly, with the embedding folded into the first layer's input projection (a
-vocabulary x gates table made once per call), so each position looks a row up. The window kind
-has no causal state: `window_logits` re-reads the window before each predicted token.
+The causal kind's `Forward` runs the trained layers' weights directly, with the embedding folded
+into the first layer's input projection (a vocabulary x gates table made once per compiled call),
+so each position looks a row up. Scoring reads the validation text in chunks (`__call__`: each
+layer projects a chunk's positions at once, then steps through them); sampling advances a batch
+one token per row (`step`). Both run the same table, projection, cell step and output layer, inside
+compiled graphs. The window kind has no causal state: `window_logits` re-reads the window before
+each predicted token, for scoring and sampling alike.
 """
 
 from __future__ import annotations
@@ -35,24 +36,34 @@ class Forward:
         return (project(self.layers[0], self.embedding.embeddings),
                 [times(layer.cell.recurrent_kernel) for layer in self.layers])
 
+    def layer_states(self, states, index):
+        return states[index * self.per_layer:(index + 1) * self.per_layer]
+
     def __call__(self, prepared, tokens, states):
+        """Tokens (batch, time) -> logits of every position, and the states after the last."""
         table, products = prepared
         x, new_states = tf.gather(table, tokens), []
         for index, layer in enumerate(self.layers):
             if index:
                 x = project(layer, x)
-            own = states[index * self.per_layer:(index + 1) * self.per_layer]
-            x, own = recur(layer, x, own, products[index])
+            x, own = steps_through(layer, x, self.layer_states(states, index), products[index])
+            new_states.extend(own)
+        return self.output(x), new_states
+
+    def step(self, prepared, tokens, states):
+        """Tokens (batch,) -> the next token's logits, and the states after it."""
+        table, products = prepared
+        x, new_states = tf.gather(table, tokens), []
+        for index, layer in enumerate(self.layers):
+            if index:
+                x = project(layer, x)
+            x, own = recurrent_step(layer, x, self.layer_states(states, index), products[index])
             new_states.extend(own)
         return self.output(x), new_states
 
 
-def recur(layer, projected, states, product):
+def steps_through(layer, projected, states, product):
     """The layer's outputs over projected inputs (batch, time, gates), and its last states."""
-    if projected.shape[1] == 1:  # a sampling step: no loop to build
-        output, states = recurrent_step(layer, projected[:, 0], states, product)
-        return output[:, None], states
-
     def step(carried, projected_t):
         output, new = recurrent_step(layer, projected_t, list(carried[1:]), product)
         return (output, *new)
@@ -73,20 +84,28 @@ def make_scorer(forward: Forward):
 
 
 def filter_logits(logits, temperature, top_k, top_p):
-    """Temperature, then top-k and top-p (nucleus) truncation; <unk> (id 0) is never sampled."""
+    """Temperature, then top-k and top-p (nucleus) truncation; <unk> (id 0) is never sampled.
+
+    Each truncation runs only when asked for: the sort top-p needs is a fifth of a step's time
+    at batch 256 (benchmarks/optimisations.md)."""
     very_negative = tf.constant(-1e9, logits.dtype)
-    vocab = tf.shape(logits)[-1]
     logits = logits / temperature
     logits = tf.concat([tf.fill([tf.shape(logits)[0], 1], very_negative), logits[:, 1:]], axis=-1)
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
-    kth = tf.math.top_k(logits, k=k).values[:, -1:]
-    logits = tf.where(logits < kth, very_negative, logits)
-    ordered = tf.sort(logits, direction="DESCENDING", axis=-1)
-    mass_before = tf.math.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)
-    # The smallest logit still inside the nucleus; everything below it is cut.
-    inside = tf.where(mass_before < top_p, ordered, tf.reduce_max(ordered, axis=-1, keepdims=True))
-    cutoff = tf.reduce_min(inside, axis=-1, keepdims=True)
-    return tf.where(logits < cutoff, very_negative, logits)
+
+    def keep_top_k():
+        kth = tf.math.top_k(logits, k=tf.minimum(top_k, tf.shape(logits)[-1])).values[:, -1:]
+        return tf.where(logits < kth, very_negative, logits)
+
+    logits = tf.cond(top_k > 0, keep_top_k, lambda: logits)
+
+    def keep_nucleus():
+        ordered = tf.sort(logits, direction="DESCENDING", axis=-1)
+        mass_before = tf.math.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)
+        # The smallest logit still inside the nucleus; everything below it is cut.
+        inside = tf.where(mass_before < top_p, ordered, tf.reduce_max(ordered, axis=-1, keepdims=True))
+        return tf.where(logits < tf.reduce_min(inside, axis=-1, keepdims=True), very_negative, logits)
+
+    return tf.cond(top_p < 1.0, keep_nucleus, lambda: logits)
 
 
 def draw(logits, temperature, top_k, top_p, seed, step):
@@ -106,16 +125,15 @@ def make_sampler(forward: Forward):
         # One token at a time, so prompts of any length share the batch: a row whose prompt has
         # ended keeps its state until every prompt is read.
         for t in tf.range(tf.shape(prime)[1]):
-            step_logits, new_states = forward(prepared, prime[:, t][:, None], states)
+            step_logits, new_states = forward.step(prepared, prime[:, t], states)
             active = (t < lengths)[:, None]
             states = [tf.where(active, new, old) for new, old in zip(new_states, states)]
-            logits = tf.where(active, step_logits[:, 0], logits)
+            logits = tf.where(active, step_logits, logits)
         out = tf.TensorArray(tf.int32, size=steps)
         for i in tf.range(steps):
             token = draw(logits, temperature, top_k, top_p, seed, i)
             out = out.write(i, token)
-            step_logits, states = forward(prepared, token[:, None], states)
-            logits = step_logits[:, 0]
+            logits, states = forward.step(prepared, token, states)
         return tf.transpose(out.stack())
 
     return sample

@@ -109,8 +109,6 @@ def project(layer, inputs):
     flat = tf.reshape(inputs, [-1, kernel.shape[0]])
     projected = tf.reshape(times(kernel)(flat),
                            tf.concat([tf.shape(inputs)[:-1], [kernel.shape[1]]], axis=0))
-    # The static shape survives, so a one-token step stays one step in the next layer too.
-    projected.set_shape(inputs.shape[:-1].concatenate([kernel.shape[1]]))
     if not cell.use_bias:
         return projected
     return projected + (cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias)
