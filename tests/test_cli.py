@@ -92,3 +92,24 @@ def test_prompts_file_without_prompts(tmp_path):
 
 def test_stage_before_its_inputs_exist(tmp_path):
     assert "file not found" in error_of(tmp_path, "tokenize", tiny_params(tmp_path))
+
+
+def test_an_unreachable_tracking_server_fails_in_one_line_within_seconds(tmp_path):
+    import os
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port on this machine that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_params(tmp_path, tiny_params(tmp_path))
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "default.txt").write_text("El \n")
+    os.environ["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    try:
+        start = time.monotonic()
+        line = error_of(tmp_path, "generate", tiny_params(tmp_path))
+        assert time.monotonic() - start < 60
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    assert f"mlflow.tracking_uri = http://127.0.0.1:{port}: the tracking store cannot be reached" in line

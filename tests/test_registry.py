@@ -131,8 +131,24 @@ def test_the_pyfunc_refuses_bad_settings_and_prompts_and_reads_temperature_zero_
                             ({"top_k": -3}, "params.top_k = -3: expected a value >= 0")]:
         with pytest.raises(ConfigError, match=message):
             model.predict(frame, params=params)
-    with pytest.raises(ConfigError, match="prompt 1 = None: expected text"):
+    with pytest.raises(ConfigError, match="prompt 1 = (None|nan): expected text"):  # MLflow reads None as NaN
         model.predict(pd.DataFrame({"prompt": ["El ", None]}), params={"max_length": 5})
     greedy = [model.predict(frame, params={"max_length": 20, "temperature": 0.0, "seed": seed})["text"][0]
               for seed in (1, 2)]
     assert greedy[0] == greedy[1] == model.predict(frame, params={"max_length": 20, "top_k": 1})["text"][0]
+
+
+def test_registering_the_same_model_again_makes_no_new_version(workdir, bundles):
+    paths = paths_in(workdir, model_dir=bundles / "trained")
+    evaluate(EVALUATE, 1, paths)
+    with mlflow.start_run() as run:
+        pass
+    first = register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
+    again = register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
+    assert again["version"] == first["version"] == "1" and again["registered_before"]
+    assert len(MlflowClient().search_model_versions(f"name = '{NAME}'")) == 1
+    assert read_json(paths.registered)["version"] == "1"
+    # Another training run of the same code and data is another model: a new version.
+    with mlflow.start_run() as other:
+        pass
+    assert register(MlflowConfig(), other.info.run_id, paths, {"seed": 1})["version"] == "2"

@@ -128,3 +128,16 @@ def test_a_validation_loss_that_is_not_finite_names_the_learning_rate(tmp_path):
     callback.set_model(SavedNetwork())
     with pytest.raises(ConfigError, match="train.learning_rate = 5.0: the validation loss of epoch 1 is nan"):
         callback.on_epoch_end(0, {"loss": float("nan"), "val_loss": float("nan")})
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path):
+    prepared(tmp_path)
+    run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
+    last = tmp_path / "models" / "checkpoints" / "last.keras"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk
+    result = run(["mlproject", "train"], tmp_path)
+    assert "last.keras cannot be read" in result.stdout and "starting over" in result.stdout
+    aside = list((tmp_path / "models").glob("checkpoints.unreadable-*"))
+    assert len(aside) == 1 and (aside[0] / "last.keras").stat().st_size == 1000
+    history = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3]

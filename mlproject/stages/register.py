@@ -16,4 +16,5 @@ def run(params: Params, args) -> None:
     run_id = read_json(p.training_run)["run_id"]
     raw = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
     record = register(params.mlflow, run_id, p, raw)
-    print(f"register: {record['model_uri']} (run {run_id}, commit {record['git_commit'][:10]})")
+    again = "; this model was registered before, so no new version" if record.get("registered_before") else ""
+    print(f"register: {record['model_uri']} (run {run_id}, commit {record['git_commit'][:10]}{again})")

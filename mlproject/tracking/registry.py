@@ -15,17 +15,31 @@ import yaml
 from mlflow import MlflowClient
 
 import mlproject
-from mlproject.config import MlflowConfig, Paths
+from mlproject.config import MlflowConfig, Paths, StageFailed
 from mlproject.fileio import copy_paths, md5_of, read_json, read_jsonl, write_json
 from mlproject.models.kinds import KIND_FILE
 
 
+# MLflow's own retry settings, bounded so that a tracking server that does not answer fails a
+# stage within about 30 s instead of MLflow's minutes (7 retries, 120 s timeouts); yours win.
+TRACKING_SERVER_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                            "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
+
+
 def connect(config: MlflowConfig) -> str:
-    """Point MLflow at the store (MLFLOW_TRACKING_URI wins over params) and the experiment."""
+    """Point MLflow at the store (MLFLOW_TRACKING_URI wins over params) and the experiment; a
+    store that cannot be reached fails here, in one line naming it."""
+    for key, value in TRACKING_SERVER_PATIENCE.items():
+        os.environ.setdefault(key, value)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(config.experiment)
+    try:
+        mlflow.set_experiment(config.experiment)
+    except mlflow.exceptions.MlflowException as error:
+        reason = str(error).splitlines()[0][:200]
+        raise StageFailed(f"mlflow.tracking_uri = {uri}: the tracking store cannot be reached ({reason}); "
+                          "start the server, or point MLFLOW_TRACKING_URI at one that answers") from None
     return uri
 
 
@@ -62,11 +76,31 @@ def pyfunc_code(staging: Path) -> Path:
     return staging / "mlproject"
 
 
+def version_of_same_model(client: MlflowClient, name: str, run_id: str, metrics: dict) -> str | None:
+    """The version already registered from this training run with these very validation figures
+    on this very text: the same model, registered again by a forced or repeated stage."""
+    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        if (version.tags.get("validation_md5") == metrics["validation_md5"]
+                and version.tags.get("bits_per_byte") == str(metrics["bits_per_byte"])):
+            return str(version.version)
+    return None
+
+
 def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> dict:
-    """Log the model behind the pyfunc interface to the training run; register a new version."""
+    """Log the model behind the pyfunc interface to the training run; register a new version,
+    unless this very model is registered already (then its version is the record)."""
     from mlproject.tracking.pyfunc import MODEL_ARTIFACT, TextGenerator, signature
 
     metrics = read_json(paths.metrics)
+    client = MlflowClient()
+    existing = version_of_same_model(client, config.model_name, run_id, metrics)
+    if existing is not None:
+        record = {"model_name": config.model_name, "version": existing, "run_id": run_id,
+                  "model_uri": f"models:/{config.model_name}/{existing}",
+                  "git_commit": client.get_model_version(config.model_name, existing).tags.get("git_commit", ""),
+                  "registered_before": True}
+        write_json(paths.registered, record)
+        return record
     commit, dirty = git_commit()
     lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(),
                **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
@@ -83,7 +117,6 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
             code_paths=[str(pyfunc_code(Path(staging)))], signature=signature(),
             registered_model_name=config.model_name)
     version = str(info.registered_model_version)
-    client = MlflowClient()
     for key, value in {**lineage, "model_kind": kind, "validation_md5": metrics["validation_md5"],
                        **{k: str(v) for k, v in scores.items()}}.items():
         client.set_model_version_tag(config.model_name, version, key, value)

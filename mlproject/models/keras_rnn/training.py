@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,22 @@ def resume_point(checkpoints: Path, expected: str) -> dict | None:
     return None
 
 
+def readable_checkpoint(checkpoints: Path):
+    """The last checkpoint's network; None when it cannot be read, after setting the checkpoints
+    aside (kept for inspection) so that training starts over."""
+    from mlproject.models.keras_rnn.network import load_network
+
+    try:
+        return load_network(checkpoints / CHECKPOINT)
+    except Exception as error:  # a damaged file surfaces as ValueError, OSError or a zip error
+        aside = checkpoints.with_name(f"{checkpoints.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        checkpoints.rename(aside)
+        reason = (str(error).splitlines() or [""])[0][:160]
+        print(f"train: {checkpoints / CHECKPOINT} cannot be read ({type(error).__name__}: {reason}); "
+              f"set aside in {aside}; starting over", flush=True)
+        return None
+
+
 def save_keras(model, path: Path) -> None:
     partial = path.with_name(f".partial.{path.name}")
     model.save(partial)  # Keras wants a .keras name, so rename by hand
@@ -203,9 +220,10 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     validation_ids = vocabulary.encode((tokens / "validation.txt").read_text(encoding="utf-8"))
     expected = fingerprint(config, seed, tokens)
     state = resume_point(checkpoints, expected)
+    model = readable_checkpoint(checkpoints) if state else None
+    state = state if model is not None else None
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:
-        model = load_network(checkpoints / CHECKPOINT)
         first_epoch = state["epoch"]
         keep_history(checkpoints / HISTORY, first_epoch)
         run_id = state.get("run_id") or run_id
