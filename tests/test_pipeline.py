@@ -58,3 +58,22 @@ def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(project)
     write_params(project, params)
     third = run(["dvc", "repro"], project)
     assert ran(third.stdout) == ["generate"]
+
+
+def test_a_lost_tracking_store_is_named_and_the_stated_commands_bring_a_champion_back(project):
+    run(["dvc", "repro"], project)
+    (project / "mlflow.db").unlink()
+    lost = run(["mlproject", "generate"], project, check=False)
+    errors = [line for line in lost.stderr.splitlines() if line.startswith("mlproject generate:")]
+    assert lost.returncode == 2 and len(errors) == 1, lost.stderr  # MLflow logs that it made a new store
+    assert "models:/text-generator@champion: not in the tracking store" in errors[0]
+    assert "dvc repro -f -s register" in errors[0]
+    registered = run(["dvc", "repro", "-f", "-s", "register"], project)
+    assert "is not in sqlite:" in registered.stdout and "registering under a new run" in registered.stdout
+    again = run(["dvc", "repro"], project)
+    assert ran(again.stdout)[0] == "promote"  # generate reruns only if the promotion record changed
+    assert "generate: 8 texts from text-generator@champion (version 1)" in run(["mlproject", "generate"], project).stdout
+    uri = yaml.safe_load((project / "params.yaml").read_text())["mlflow"]["tracking_uri"]
+    version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("text-generator", "champion")
+    assert version.version == 1 and version.tags["model_kind"] == "rnn"
+    assert MlflowClient(tracking_uri=uri).get_run(version.run_id).data.tags["stands_for_run"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlproject.config import ConfigError, GenerateConfig, Params, Paths
+from mlproject.config import ConfigError, GenerateConfig, Params, Paths, StageFailed
 from mlproject.fileio import write_jsonl
 
 
@@ -32,7 +32,12 @@ def generate(prompts: list[str], config: GenerateConfig, model_name: str, seed: 
     import pandas as pd
     from mlflow import MlflowClient
 
-    version = str(MlflowClient().get_model_version_by_alias(model_name, "champion").version)
+    try:
+        version = str(MlflowClient().get_model_version_by_alias(model_name, "champion").version)
+    except mlflow.exceptions.MlflowException:
+        raise StageFailed(f"models:/{model_name}@champion: not in the tracking store "
+                          f"{mlflow.get_tracking_uri()} (a new or lost store?); register the trained "
+                          "model again with `dvc repro -f -s register`, then `dvc repro`") from None
     model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
     sampling = {"max_length": config.max_length, "temperature": config.temperature,
                 "top_k": config.top_k, "top_p": config.top_p, "seed": seed}

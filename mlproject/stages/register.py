@@ -17,4 +17,4 @@ def run(params: Params, args) -> None:
     raw = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
     record = register(params.mlflow, run_id, p, raw)
     again = "; this model was registered before, so no new version" if record.get("registered_before") else ""
-    print(f"register: {record['model_uri']} (run {run_id}, commit {record['git_commit'][:10]}{again})")
+    print(f"register: {record['model_uri']} (run {record['run_id']}, commit {record['git_commit'][:10]}{again})")

@@ -76,6 +76,33 @@ def pyfunc_code(staging: Path) -> Path:
     return staging / "mlproject"
 
 
+def run_in_store(client: MlflowClient, run_id: str, params: dict) -> str:
+    """The training run, or, when the store no longer has it (deleted, or another store), a new
+    run carrying the same params that says which run it stands for."""
+    try:
+        client.get_run(run_id)
+        return run_id
+    except mlflow.exceptions.MlflowException:
+        pass
+    with mlflow.start_run() as run:
+        mlflow.log_params(flat_params(params))
+        mlflow.set_tags({"stands_for_run": run_id, "note": "the training run was not in this store"})
+    print(f"register: the training run {run_id} is not in {mlflow.get_tracking_uri()}; "
+          f"registering under a new run {run.info.run_id}", flush=True)
+    return run.info.run_id
+
+
+def flat_params(params: dict, prefix: str = "") -> dict:
+    """Nested params as MLflow params (`train.units`), lists and long values as text."""
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)[:500]
+    return flat
+
+
 def version_of_same_model(client: MlflowClient, name: str, run_id: str, metrics: dict) -> str | None:
     """The version already registered from this training run with these very validation figures
     on this very text: the same model, registered again by a forced or repeated stage."""
@@ -93,6 +120,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
 
     metrics = read_json(paths.metrics)
     client = MlflowClient()
+    run_id = run_in_store(client, run_id, params)
     existing = version_of_same_model(client, config.model_name, run_id, metrics)
     if existing is not None:
         record = {"model_name": config.model_name, "version": existing, "run_id": run_id,
