@@ -123,12 +123,8 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     run_id = run_in_store(client, run_id, params)
     existing = version_of_same_model(client, config.model_name, run_id, metrics)
     if existing is not None:
-        record = {"model_name": config.model_name, "version": existing, "run_id": run_id,
-                  "model_uri": f"models:/{config.model_name}/{existing}",
-                  "git_commit": client.get_model_version(config.model_name, existing).tags.get("git_commit", ""),
-                  "registered_before": True}
-        write_json(paths.registered, record)
-        return record
+        commit = client.get_model_version(config.model_name, existing).tags.get("git_commit", "")
+        return write_record(paths, config.model_name, existing, run_id, commit, registered_before=True)
     commit, dirty = git_commit()
     lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(),
                **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
@@ -148,7 +144,12 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     for key, value in {**lineage, "model_kind": kind, "validation_md5": metrics["validation_md5"],
                        **{k: str(v) for k, v in scores.items()}}.items():
         client.set_model_version_tag(config.model_name, version, key, value)
-    record = {"model_name": config.model_name, "version": version, "run_id": run_id,
-              "model_uri": f"models:/{config.model_name}/{version}", "git_commit": commit}
+    return write_record(paths, config.model_name, version, run_id, commit)
+
+
+def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str, **extra) -> dict:
+    """registered.json: the version this stage stands for, read by promote."""
+    record = {"model_name": name, "version": version, "run_id": run_id,
+              "model_uri": f"models:/{name}/{version}", "git_commit": commit, **extra}
     write_json(paths.registered, record)
     return record

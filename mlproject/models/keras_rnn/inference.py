@@ -41,23 +41,21 @@ class Forward:
 
     def __call__(self, prepared, tokens, states):
         """Tokens (batch, time) -> logits of every position, and the states after the last."""
-        table, products = prepared
-        x, new_states = tf.gather(table, tokens), []
-        for index, layer in enumerate(self.layers):
-            if index:
-                x = project(layer, x)
-            x, own = steps_through(layer, x, self.layer_states(states, index), products[index])
-            new_states.extend(own)
-        return self.output(x), new_states
+        return self.through_layers(prepared, tokens, states, steps_through)
 
     def step(self, prepared, tokens, states):
         """Tokens (batch,) -> the next token's logits, and the states after it."""
+        return self.through_layers(prepared, tokens, states, recurrent_step)
+
+    def through_layers(self, prepared, tokens, states, advance):
+        """The tokens through every layer; `advance(layer, projected, states, product)` runs one
+        layer over its projected input, a whole chunk or a single step."""
         table, products = prepared
         x, new_states = tf.gather(table, tokens), []
         for index, layer in enumerate(self.layers):
             if index:
                 x = project(layer, x)
-            x, own = recurrent_step(layer, x, self.layer_states(states, index), products[index])
+            x, own = advance(layer, x, self.layer_states(states, index), products[index])
             new_states.extend(own)
         return self.output(x), new_states
 
