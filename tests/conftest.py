@@ -75,3 +75,33 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """The sample corpus scraped and split, as the tokenize stage leaves it (in `corpus/tokens`)."""
+    from mlproject.config import ScrapeConfig, Source, TokenizeConfig
+    from mlproject.data.scrape import scrape
+    from mlproject.data.tokens import tokenize
+
+    root = tmp_path_factory.mktemp("corpus")
+    layout = paths_in(root, raw_documents="raw.jsonl", accepted_documents="raw.jsonl", tokens="tokens")
+    scrape(ScrapeConfig(sources=[Source(name="s", location=str(SAMPLE_CORPUS))]), layout)
+    tokenize(TokenizeConfig(), layout)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, corpus) -> Path:
+    """A small pretrained-like model in a local folder (safetensors and its tokenizer), as a
+    user's own base would be: a context of 512 tokens, random weights, no download."""
+    import dataclasses
+
+    from tests.test_transformers import TINY_GPT
+    from mlproject.models.transformers_lm.scratch import ScratchGPT
+
+    folder = tmp_path_factory.mktemp("base") / "tiny-base"
+    model = ScratchGPT.initial(dataclasses.replace(TINY_GPT, sequence_length=512), 1, corpus / "tokens")
+    model.network.save_pretrained(folder)
+    model.tokenizer.save_pretrained(folder)
+    return folder

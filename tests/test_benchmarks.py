@@ -14,10 +14,14 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     for heading in ("1. Training throughput", "2. Generation throughput", "3. Evaluation throughput",
-                    "4. Pipeline overhead", "5. Quality for time", "6. Peak memory"):
+                    "4. Pipeline overhead", "5. Quality for time", "6. Peak memory", "7. Transformers path"):
         assert heading in text
     figures = json.loads(out.with_suffix(".json").read_text())
     assert all(r["keras"] > 0 and r["torch"] > 0 for r in figures["training"])
     assert [r["batch"] for r in figures["generation"]] == [1, 4]
     assert figures["overhead"]["dvc_noop_s"] > 0 and figures["overhead"]["flow_stages_s"] > 0
     assert all(0 < q["bits_per_character"] < 10 for q in figures["quality"]["budgets"].values())
+    lm = figures["transformers"]
+    assert all(side["tokens_per_s"] > 0 for key, side in lm["training"].items() if key != "precision")
+    assert [r["batch"] for r in lm["generation"]] == [1, 4] and lm["pipeline"]["tokens_per_s"] > 0
+    assert lm["quality"]["zero_shot_bpb"] > 0 and lm["quality"]["tuned_bpb"] > 0

@@ -21,7 +21,7 @@ def test_shipped_params_are_valid():
 @pytest.mark.parametrize("section, key, value, message", [
     ("train", "epochs", -1, "train.epochs = -1: expected a value >= 1"),
     ("train", "cell", "transformer", "train.cell = 'transformer': expected one of gru, lstm"),
-    ("train", "kind", "gpt", "train.kind = 'gpt': expected one of rnn, window_rnn"),
+    ("train", "kind", "bert", "train.kind = 'bert': expected one of rnn, window_rnn, finetune, gpt"),
     ("train", "patience", -1, "train.patience = -1: expected a value >= 0"),
     ("train", "epochs", "ten", "train.epochs = 'ten': expected int"),
     ("train", "learning_rat", 0.1, "train.learning_rat: unknown param"),

@@ -240,5 +240,5 @@ assert "tensorflow" in sys.modules and "torch" not in sys.modules, sorted(sys.mo
 def test_an_unknown_kind_is_named_with_the_known_ones():
     from mlproject.config import ConfigError
 
-    with pytest.raises(ConfigError, match="model kind 'gpt': unknown; known: rnn, window_rnn"):
-        kinds.kind_class("gpt")
+    with pytest.raises(ConfigError, match="model kind 'bert': unknown; known: rnn, window_rnn, finetune, gpt"):
+        kinds.kind_class("bert")

@@ -70,7 +70,7 @@ def split_by_document(documents: list[dict], fraction: float) -> tuple[list[dict
 
 
 def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
-    """Write vocab.json, train.npy and validation.txt into `paths.tokens`; return a summary."""
+    """Write vocab.json, train.npy, train.txt and validation.txt into `paths.tokens`; return a summary."""
     documents = read_jsonl(paths.accepted_documents)
     training, validation = split_by_document(documents, config.validation_fraction)
     if not training or not validation:
@@ -86,6 +86,7 @@ def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
     write_text(out / "vocab.json", vocabulary.to_json())
     with atomic_path(out / "train.npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, train_ids)
+    write_text(out / "train.txt", train_text)  # the kinds with their own tokenizer read the text
     write_text(out / "validation.txt", validation_text)
     summary = {"level": config.level, "vocabulary": len(vocabulary), "separator": config.document_separator,
                "training_documents": len(training), "validation_documents": len(validation),

@@ -9,4 +9,6 @@ package, one line here (`train.kind` takes its choices from KINDS).
 KINDS = {
     "rnn": "mlproject.models.keras_rnn.causal:RecurrentModel",
     "window_rnn": "mlproject.models.keras_rnn.window:WindowModel",
+    "finetune": "mlproject.models.transformers_lm.pretrained:FineTunedLM",
+    "gpt": "mlproject.models.transformers_lm.scratch:ScratchGPT",
 }

@@ -39,21 +39,25 @@ class Totals:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    history: list[dict]  # one record per epoch (or evaluation): epoch, loss, val_loss
+    history: list[dict]  # one record per epoch: epoch, loss, val_loss
     parameters: int
     best_epoch: int  # whose weights were saved
     stopped_early: bool
     resumed_from_epoch: int
     run_id: str | None = None  # the MLflow run the checkpoints belong to
+    baseline: dict | None = None  # LanguageModel.baseline of the trained model
 
 
-OnEpoch = Callable[[dict], None]
+OnRecord = Callable[[dict], None]  # a record of figures: per epoch ("epoch") or per step ("step")
 
 
 class LanguageModel(ABC):
     """A trained model with its tokenizer, saved as one folder that records its kind."""
 
     kind: ClassVar[str]  # the name in params (`train.kind`) and in models.KINDS
+    # The figures of the model before it saw this corpus (a pretrained base's zero-shot score on
+    # the validation text), when the kind has such a thing; evaluate reports it beside its own.
+    baseline: dict | None = None
 
     @property
     @abstractmethod
@@ -62,15 +66,22 @@ class LanguageModel(ABC):
 
     @classmethod
     @abstractmethod
-    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch: OnEpoch | None = None,
-              run_id: str | None = None, stop_after: int | None = None) -> TrainingResult:
+    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch: OnRecord | None = None,
+              run_id: str | None = None, stop_after: int | None = None, on_step: OnRecord | None = None,
+              scoring: EvaluateConfig | None = None) -> TrainingResult:
         """Fit on `paths.tokens`, checkpointing into `paths.checkpoints` and resuming from them;
-        save the best weights to `paths.model`. Raise InterruptedError when stopped on request."""
+        save the best weights to `paths.model`. Raise InterruptedError when stopped on request.
+        `on_step` gets per-step figures where the kind has them; `scoring` is how a baseline is
+        scored."""
 
     @classmethod
     @abstractmethod
     def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
         """The MLflow run of an interrupted training that `train` would resume, if any."""
+
+    def tags(self) -> dict:
+        """What the registry records about this model beside its kind (a base model, a shape)."""
+        return {}
 
     @abstractmethod
     def score(self, text: str, config: EvaluateConfig) -> Totals:

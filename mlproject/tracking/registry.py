@@ -129,19 +129,19 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(),
                **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
     scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
-    kind = read_json(paths.model / KIND_FILE)["kind"]
+    described = {f"model_{key}": str(value) for key, value in read_json(paths.model / KIND_FILE).items()}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
         mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
         mlflow.log_table(pd.DataFrame(read_jsonl(paths.samples)), artifact_file="samples.json")
         mlflow.log_artifact(paths.metrics)
         mlflow.log_dict(params, "params.yaml")
-        mlflow.set_tags({**lineage, "model_kind": kind})
+        mlflow.set_tags({**lineage, **described})
         info = mlflow.pyfunc.log_model(
             name="model", python_model=TextGenerator(), artifacts={MODEL_ARTIFACT: str(paths.model)},
             code_paths=[str(pyfunc_code(Path(staging)))], signature=signature(),
             registered_model_name=config.model_name)
     version = str(info.registered_model_version)
-    for key, value in {**lineage, "model_kind": kind, "validation_md5": metrics["validation_md5"],
+    for key, value in {**lineage, **described, "validation_md5": metrics["validation_md5"],
                        **{k: str(v) for k, v in scores.items()}}.items():
         client.set_model_version_tag(config.model_name, version, key, value)
     return write_record(paths, config.model_name, version, run_id, commit)

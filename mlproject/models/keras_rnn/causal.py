@@ -34,7 +34,7 @@ class RecurrentModel(LanguageModel):
     # -- training and persistence ------------------------------------------------------------
     @classmethod
     def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id=None,
-              stop_after=None) -> TrainingResult:
+              stop_after=None, on_step=None, scoring=None) -> TrainingResult:
         use_onednn(training=True)  # before TensorFlow starts
         from mlproject.models.keras_rnn import training
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,9 +21,10 @@ import mlproject
 from mlproject.config import ConfigError, Paths, TrainConfig
 from mlproject.data.tokens import Vocabulary
 from mlproject.fileio import atomic_path, read_json, write_json
+from mlproject.models import checkpoints as checkpoint_state
 from mlproject.models.interface import TrainingResult
 
-CHECKPOINT, BEST, STATE, HISTORY = "last.keras", "best.keras", "state.json", "history.jsonl"
+CHECKPOINT, BEST, HISTORY = "last.keras", "best.keras", "history.jsonl"
 
 
 def window_starts(n_tokens: int, config: TrainConfig) -> np.ndarray:
@@ -119,32 +118,15 @@ def code_files() -> list[Path]:
 
 
 def fingerprint(config: TrainConfig, seed: int, tokens_dir: Path) -> str:
-    """What a checkpoint was trained from (params, data and the training code itself); a
-    checkpoint with another fingerprint is not resumed."""
-    digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), seed]).encode())
-    for path in [tokens_dir / "train.npy", tokens_dir / "vocab.json", *code_files()]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """What a checkpoint was trained from: params, data and the training code itself."""
+    return checkpoint_state.fingerprint(config, seed, [tokens_dir / "train.npy", tokens_dir / "vocab.json",
+                                                       *code_files()])
 
 
 def resumable_run_id(config: TrainConfig, seed: int, paths: Paths) -> str | None:
     """The MLflow run of an interrupted training that `train` would resume, if there is one."""
-    state_file = paths.checkpoints / STATE
-    if not state_file.is_file():
-        return None
-    state = read_json(state_file)
-    return state.get("run_id") if state.get("fingerprint") == fingerprint(config, seed, Path(paths.tokens)) else None
-
-
-def resume_point(checkpoints: Path, expected: str) -> dict | None:
-    """The saved state if it belongs to this very training; otherwise clear stale checkpoints."""
-    state_file = checkpoints / STATE
-    if state_file.is_file() and (checkpoints / CHECKPOINT).is_file():
-        state = read_json(state_file)
-        if state.get("fingerprint") == expected:
-            return state
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return None
+    return checkpoint_state.resumable_run_id(paths.checkpoints,
+                                             lambda: fingerprint(config, seed, Path(paths.tokens)))
 
 
 def readable_checkpoint(checkpoints: Path):
@@ -191,7 +173,7 @@ def epoch_callback(checkpoints: Path, state: dict, config: TrainConfig, on_epoch
             stale = epoch + 1 - state["best_epoch"]
             state.update(epoch=epoch + 1, stopped_early=bool(config.patience) and stale >= config.patience
                          and epoch + 1 < config.epochs)
-            write_json(checkpoints / STATE, state)
+            write_json(checkpoints / checkpoint_state.STATE, state)
             if on_epoch:
                 on_epoch(record)
             if state["stopped_early"]:
@@ -219,7 +201,7 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     ids = np.load(tokens / "train.npy")
     validation_ids = vocabulary.encode((tokens / "validation.txt").read_text(encoding="utf-8"))
     expected = fingerprint(config, seed, tokens)
-    state = resume_point(checkpoints, expected)
+    state = checkpoint_state.resume_point(checkpoints, expected, CHECKPOINT)
     model = readable_checkpoint(checkpoints) if state else None
     state = state if model is not None else None
     checkpoints.mkdir(parents=True, exist_ok=True)

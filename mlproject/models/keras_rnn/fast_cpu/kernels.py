@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mlproject.models.keras_rnn.fast_cpu.onednn import cpu_flags
+from mlproject.models.cpu import cpu_flags
 
 
 @tf.custom_gradient

@@ -5,8 +5,9 @@ The choice was measured on CPUs with and without AVX-512 (benchmarks/optimisatio
 
 from __future__ import annotations
 
-import functools
 import os
+
+from mlproject.models.cpu import cpu_flags
 
 
 def use_onednn(training: bool, flags: frozenset[str] | None = None) -> None:
@@ -21,16 +22,3 @@ def use_onednn(training: bool, flags: frozenset[str] | None = None) -> None:
     flags = cpu_flags() if flags is None else flags
     helps = "avx512f" in flags or (training and "avx" in flags)
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if helps else "0")
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them; empty elsewhere (oneDNN then stays off)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()

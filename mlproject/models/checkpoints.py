@@ -1,0 +1,46 @@
+"""The checkpoints folder every kind's training keeps: which training it belongs to (a fingerprint
+of params, data and code, in its state file), the MLflow run to resume, and clearing it when stale."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from mlproject.fileio import read_json
+
+STATE = "state.json"
+
+
+def fingerprint(config, seed: int, files: Iterable[Path]) -> str:
+    """What a checkpoint was trained from: the params, the seed and the bytes of `files` (the data
+    and the training code); a checkpoint with another fingerprint is not resumed."""
+    digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), seed]).encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def resumable_run_id(checkpoints: Path, expected: Callable[[], str]) -> str | None:
+    """The MLflow run of an interrupted training of this fingerprint (computed only if there is a
+    state to compare it with)."""
+    state_file = checkpoints / STATE
+    if not state_file.is_file():
+        return None
+    state = read_json(state_file)
+    return state.get("run_id") if state.get("fingerprint") == expected() else None
+
+
+def resume_point(checkpoints: Path, expected: str, checkpoint: str) -> dict | None:
+    """The saved state if it belongs to this very training and its `checkpoint` file is there;
+    otherwise clear the stale checkpoints."""
+    state_file = checkpoints / STATE
+    if state_file.is_file() and (checkpoints / checkpoint).is_file():
+        state = read_json(state_file)
+        if state.get("fingerprint") == expected:
+            return state
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return None

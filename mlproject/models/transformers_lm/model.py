@@ -1,0 +1,260 @@
+"""What the transformers kinds share once trained: a PyTorch causal LM and its tokenizer, scored by
+a strided sliding window and sampled in left-padded batches.
+
+A text is always read after the document separator's tokens (as every document in training
+follows one), so its first token has context too and every token of it is scored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mlproject.config import EvaluateConfig, Paths, TrainConfig
+from mlproject.fileio import read_json
+from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
+
+DETAILS_FILE = "details.json"
+
+
+class CausalLM(LanguageModel):
+    """A transformers causal LM saved as safetensors with its tokenizer; subclasses say how the
+    network and tokenizer start out (`initial`)."""
+
+    def __init__(self, network, tokenizer, separator: str, details: dict):
+        self.network, self.tokenizer, self.separator, self.details = network, tokenizer, separator, details
+        self.baseline = details.get("baseline")
+
+    @property
+    def token_level(self) -> str:
+        return "subword"
+
+    @property
+    def context(self) -> int:
+        """The most tokens the network can read at once."""
+        config = self.network.config
+        return int(getattr(config, "max_position_embeddings", None) or config.n_positions)
+
+    # -- training and persistence ------------------------------------------------------------
+    pretrained = False  # whether `initial` already knows a language (then its score is a baseline)
+
+    @classmethod
+    def initial(cls, config: TrainConfig, seed: int, tokens: Path) -> "CausalLM":
+        """The model before training on this corpus."""
+        raise NotImplementedError
+
+    def trainable(self, network, config: TrainConfig):
+        """The network whose trainable weights the optimizer updates."""
+        return network
+
+    def finished(self, network):
+        """The trained network in the form `save` writes."""
+        return network
+
+    @classmethod
+    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id=None,
+              stop_after=None, on_step=None, scoring=None) -> TrainingResult:
+        from mlproject.models.transformers_lm import training
+
+        return training.train(cls, config, seed, paths, on_epoch, run_id, stop_after, on_step, scoring)
+
+    @classmethod
+    def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
+        from mlproject.models.transformers_lm.training import resumable_run_id
+
+        return resumable_run_id(config, seed, paths)
+
+    def save(self, folder: Path) -> None:
+        self.network.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        (folder / DETAILS_FILE).write_text(json.dumps(
+            {**self.details, "separator": self.separator}, indent=2, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> "CausalLM":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        details = json.loads((folder / DETAILS_FILE).read_text(encoding="utf-8"))
+        # Weights from safetensors only, and only the code that ships with transformers.
+        network = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=False,
+                                                       device_map="cuda" if torch.cuda.is_available() else None)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        network.eval()
+        return cls(network, tokenizer, details.pop("separator"), details)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score(self, text: str, config: EvaluateConfig, batch_size: int = 8) -> Totals:
+        """Summed negative log-likelihood of every token of `text`, each read once by a window of
+        `config.window` tokens moved by `config.stride` (the Hugging Face strided perplexity).
+
+        Each window scores the tokens the previous window did not reach, with at least
+        window - stride tokens of context before them; the text's first tokens have the separator
+        before them. Windows of one length are run in batches.
+        """
+        import torch
+
+        window, stride = config.window, config.stride
+        if window > self.context:  # a small model's context: the same share of it is new each time
+            window, stride = self.context, max(1, stride * self.context // window)
+        prefix, ids = self.context_prefix(), self.encode(text)
+        if self.tokenizer.decode(ids) != text:  # then characters and bytes would not be what was scored
+            raise ValueError(f"the {type(self.tokenizer).__name__} does not give the validation text "
+                             "back from its tokens; bits per byte would not be comparable")
+        stream = np.array(prefix + ids, dtype=np.int64)
+        spans = scoring_spans(len(stream), len(prefix), window, stride)
+        batches = [same[first:first + batch_size]
+                   for length in sorted({end - start for start, end, _ in spans})
+                   for same in [[span for span in spans if span[1] - span[0] == length]]
+                   for first in range(0, len(same), batch_size)]
+        total = 0.0
+        with torch.inference_mode(), progress_bar(len(spans), "scoring", "window", least=16) as progress:
+            for batch in batches:
+                total += self.window_nll(stream, batch)
+                progress.update(len(batch))
+        return Totals(total, len(ids), len(text), len(text.encode("utf-8")))
+
+    def window_nll(self, stream: np.ndarray, batch: list[tuple[int, int, int]]) -> float:
+        """Summed NLL of the last `scored` tokens of each window (start, end, scored)."""
+        import torch
+
+        inputs = torch.from_numpy(np.stack([stream[start:end] for start, end, _ in batch])).to(self.network.device)
+        keep = max(scored for _, _, scored in batch) + 1  # logits only where they are needed
+        logits = self.network(input_ids=inputs, logits_to_keep=keep).logits.float()
+        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = inputs[:, -keep + 1:]
+        picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        total = 0.0
+        for row, (_, _, scored) in enumerate(batch):
+            total -= float(picked[row, picked.shape[1] - scored:].double().sum())
+        return total
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, prompts: list[str], sampling: Sampling, batch_size: int = 64) -> list[str]:
+        """Continue each prompt; batches are left-padded with an attention mask and use the KV
+        cache; a batch gives the same greedy text as one prompt at a time.
+
+        A prompt's trailing space is not fed as a token of its own (BPE tokenizers attach a space
+        to the word after it, so a lone space token is rare and derails the model); instead the
+        first new token must start with it, and it is not repeated in the continuation.
+        """
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        eos, pad = self.special_ids()
+        generation = GenerationConfig(max_new_tokens=sampling.max_length, eos_token_id=eos, pad_token_id=pad,
+                                      use_cache=True, do_sample=sampling.temperature > 0)
+        warpers = []  # applied after the first-token rule, so that they never leave it nothing to pick
+        if sampling.temperature > 0:
+            warpers.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_k:
+                warpers.append(TopKLogitsWarper(sampling.top_k))
+            if sampling.top_p < 1:
+                warpers.append(TopPLogitsWarper(sampling.top_p))
+        prefix = self.context_prefix()
+        texts = []
+        for start in range(0, len(prompts), batch_size):
+            heads, tails = zip(*(self.split_prompt(p) for p in prompts[start:start + batch_size]))
+            rows = [prefix + self.encode(head) for head in heads]
+            width = max(len(r) for r in rows)
+            device = self.network.device
+            input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+            first = FirstTokenStartsWith([self.tokens_starting_with(t) for t in tails], width)
+            torch.manual_seed(sampling.seed + start)
+            with torch.inference_mode():
+                out = self.network.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation,
+                                            logits_processor=LogitsProcessorList([first, *warpers]))
+            for row, tail in zip(out[:, width:].tolist(), tails):
+                if eos in row:
+                    row = row[: row.index(eos)]
+                text = self.tokenizer.decode(row, skip_special_tokens=True)
+                texts.append(text[len(tail):] if text.startswith(tail) else text)
+        return texts
+
+    def split_prompt(self, prompt: str) -> tuple[str, str]:
+        """The prompt without its last space, and that space where tokens start with one (else
+        the whole prompt and nothing): a byte-level BPE tokenizer cuts a text before the space
+        that precedes a word, so that space belongs to the next token."""
+        if prompt.endswith(" ") and self.tokens_starting_with(" ") is not None:
+            return prompt[:-1], " "
+        return prompt, ""
+
+    def tokens_starting_with(self, tail: str):
+        """A mask over the vocabulary of the tokens whose text is `tail` and more; None when no
+        token's is (or `tail` is empty)."""
+        import torch
+
+        if not tail:
+            return None
+        masks = self.__dict__.setdefault("_first_token_masks", {})
+        if tail not in masks:
+            texts = self.__dict__.setdefault(
+                "_token_texts", self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))]))
+            allowed = torch.tensor([text.startswith(tail) and len(text) > len(tail) for text in texts])
+            masks[tail] = allowed if bool(allowed.any()) else None
+        return masks[tail]
+
+    def context_prefix(self) -> list[int]:
+        """What every text is read after: the document separator, or end-of-text if it is empty."""
+        return self.encode(self.separator) or [self.special_ids()[0]]
+
+    def special_ids(self) -> tuple[int, int]:
+        """End-of-text and the padding id (end-of-text again where the tokenizer has no pad)."""
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        return eos, eos if pad is None else pad
+
+
+def scoring_spans(length: int, first: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """(start, end, scored) of each window over a stream of `length` tokens whose tokens from
+    `first` on are scored: every one of them exactly once, the last `scored` of its window."""
+    spans, scored_up_to, end = [], max(first, 1), 0
+    while scored_up_to < length:
+        end = min(max(end + stride, window), length)
+        start = max(0, end - window)
+        spans.append((start, end, end - scored_up_to))
+        scored_up_to = end
+    return spans
+
+
+def read_separator(tokens: Path) -> str:
+    """The text the tokenize stage put between documents."""
+    return read_json(tokens / "summary.json").get("separator", "\n\n")
+
+
+def progress_bar(total: int, description: str, unit: str, show: bool = True, least: int = 1):
+    """A progress bar on standard error: redrawn each second on a terminal, a line every 30 s in
+    a log; none for fewer than `least` items."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, desc=description, unit=unit, mininterval=1 if tty else 30, file=sys.stderr,
+                disable=not show or total < least)
+
+
+class FirstTokenStartsWith:
+    """A logits processor: the first new token of each row must be one its mask allows."""
+
+    def __init__(self, masks: list, prompt_width: int):
+        self.masks, self.prompt_width = masks, prompt_width
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if input_ids.shape[1] != self.prompt_width or all(m is None for m in self.masks):
+            return scores
+        allowed = torch.ones_like(scores, dtype=torch.bool)
+        for row, mask in enumerate(self.masks):
+            if mask is not None:
+                allowed[row] = False
+                allowed[row, : mask.shape[0]] = mask
+        return scores.masked_fill(~allowed.to(scores.device), float("-inf"))

