@@ -73,8 +73,8 @@ def test_empty_corpus(tmp_path, content, expected):
 
 
 def test_non_utf8_corpus_fails_validation_naming_the_files(tmp_path):
-    corpus = tmp_path / "latin1.fortunes"
-    corpus.write_bytes("\n%\n".join(f"Año {i}: más leña al fuego" for i in range(200)).encode("latin-1"))
+    corpus = tmp_path / "damaged.fortunes"  # UTF-8 with a stray byte in every entry
+    corpus.write_bytes(b"\n%\n".join(f"Año {i}: más leña al fuego".encode() + b"\xff" for i in range(200)))
     params = tiny_params(tmp_path)
     params["scrape"]["sources"][0]["location"] = str(corpus)
     write_params(tmp_path, params)

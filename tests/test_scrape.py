@@ -37,13 +37,28 @@ def test_folder_include_and_exclude(tmp_path):
     assert report["documents"] == 2
 
 
-def test_non_utf8_file_is_flagged_not_dropped(tmp_path):
-    (tmp_path / "latin1.txt").write_bytes("Año de nieves\n%\nbueno\n".encode("latin-1"))
-    source = Source(name="s", location=str(tmp_path / "latin1.txt"))
-    scrape(ScrapeConfig(sources=[source]), paths_in(tmp_path, raw_documents=tmp_path / "d.jsonl", scrape_report="r.json", http_cache="cache"))
-    documents = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
-    assert "not valid UTF-8" in documents[0]["encoding_error"]
-    assert "encoding_error" not in documents[1]
+def scraped(tmp_path, name: str) -> list[dict]:
+    source = Source(name="s", location=str(tmp_path / name))
+    scrape(ScrapeConfig(sources=[source]), paths_in(tmp_path, raw_documents=tmp_path / "d.jsonl",
+                                                    scrape_report="r.json", http_cache="cache"))
+    return [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+
+
+def test_a_latin1_file_is_read_whole_in_its_charset_not_cut_down(tmp_path):
+    entries = [f"Año {i}: más leña al fuego, señor" for i in range(50)] + ["bueno", "malo"]
+    (tmp_path / "latin1.txt").write_bytes("\n%\n".join(entries).encode("latin-1"))
+    documents = scraped(tmp_path, "latin1.txt")
+    assert [d["text"] for d in documents] == entries
+    assert all(d["charset"] == "cp1252" and "encoding_error" not in d for d in documents)
+
+
+def test_bad_bytes_in_a_utf8_file_are_flagged_per_document_not_dropped(tmp_path):
+    (tmp_path / "mixed.txt").write_bytes("Año de nieves\n%\n".encode() + "año de bienes".encode("latin-1")
+                                         + "\n%\nbueno\n".encode())
+    documents = scraped(tmp_path, "mixed.txt")
+    assert [d["text"] for d in documents] == ["Año de nieves", "a\ufffdo de bienes", "bueno"]
+    assert "not valid UTF-8" in documents[1]["encoding_error"]
+    assert "encoding_error" not in documents[0] and "charset" not in documents[0]
 
 
 def test_missing_source_names_it_and_keeps_earlier_output(tmp_path):

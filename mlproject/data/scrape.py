@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse, urlsplit
 
 from mlproject.config import StageFailed, ConfigError, Paths, ScrapeConfig, Source
 from mlproject.data.extract import gutenberg_title, links, main_text, strip_gutenberg, title_of
-from mlproject.data.fetch import Page, PageCache, PoliteFetcher
+from mlproject.data.fetch import Page, PageCache, PoliteFetcher, decode_body
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
 from mlproject.data.text import normalise
 
@@ -54,6 +54,23 @@ def check_utf8(text: str) -> tuple[str, str | None]:
     except UnicodeEncodeError as error:
         repaired = text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
         return repaired, f"not valid UTF-8 (first bad byte at character {error.start})"
+
+
+# A UTF-8 multi-byte sequence: in a file holding one, bytes that are not UTF-8 are damage (flagged
+# per document); a file holding none and not UTF-8 is in a single-byte code page.
+UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def read_local_text(raw: bytes) -> tuple[str, str]:
+    """A local file's text and the charset it was read with: UTF-8 where it is UTF-8 or holds some
+    (bad bytes stay escaped for `check_utf8` to flag); otherwise a single-byte file (Latin-1,
+    Windows-1252...) read as an unlabelled web page is, so none of its text is lost."""
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        if UTF8_SEQUENCE.search(raw):
+            return raw.decode("utf-8", errors="surrogateescape"), "utf-8"
+    return decode_body(raw, "text/plain")
 
 
 def split_fortunes(text: str) -> list[str]:
@@ -188,12 +205,15 @@ def read_files(source: Source, harvest: Harvest) -> Iterator[dict]:
     if not root.exists():
         raise ConfigError(f"scrape.sources '{source.name}'.location: {root} does not exist")
     for path in matching_files(root, source.include, source.exclude):
-        # Decoding per document keeps one bad entry from condemning the rest of its file.
-        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        # Checking per document keeps one bad entry from condemning the rest of its file.
+        text, charset = read_local_text(path.read_bytes())
+        if charset != "utf-8":
+            print(f"scrape: {path} is not UTF-8; read as {charset}", flush=True)
         for index, (body, title) in enumerate(split_documents(text, source.format)):
             body, encoding_error = check_utf8(body)
-            yield make_document(source, f"{path}#{index}", path.as_uri(), title or path.stem,
-                                body, harvest.fetched_at, encoding_error)
+            document = make_document(source, f"{path}#{index}", path.as_uri(), title or path.stem,
+                                     body, harvest.fetched_at, encoding_error)
+            yield document if charset == "utf-8" else {**document, "charset": charset}
 
 
 def read_url(source: Source, harvest: Harvest) -> Iterator[dict]:
