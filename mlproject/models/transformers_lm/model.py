@@ -7,6 +7,7 @@ follows one), so its first token has context too and every token of it is scored
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -166,7 +167,7 @@ class CausalLM(LanguageModel):
             device = self.network.device
             input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
             mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-            first = FirstTokenStartsWith([self.tokens_starting_with(t) for t in tails], width)
+            first = FirstTokenStartsWith([self.space_led_tokens if t else None for t in tails], width)
             torch.manual_seed(sampling.seed + start)
             with torch.inference_mode():
                 out = self.network.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation,
@@ -182,24 +183,19 @@ class CausalLM(LanguageModel):
         """The prompt without its last space, and that space where tokens start with one (else
         the whole prompt and nothing): a byte-level BPE tokenizer cuts a text before the space
         that precedes a word, so that space belongs to the next token."""
-        if prompt.endswith(" ") and self.tokens_starting_with(" ") is not None:
+        if prompt.endswith(" ") and self.space_led_tokens is not None:
             return prompt[:-1], " "
         return prompt, ""
 
-    def tokens_starting_with(self, tail: str):
-        """A mask over the vocabulary of the tokens whose text is `tail` and more; None when no
-        token's is (or `tail` is empty)."""
+    @functools.cached_property
+    def space_led_tokens(self):
+        """A mask over the vocabulary of the tokens whose text is a space and more; None when
+        there are none."""
         import torch
 
-        if not tail:
-            return None
-        masks = self.__dict__.setdefault("_first_token_masks", {})
-        if tail not in masks:
-            texts = self.__dict__.setdefault(
-                "_token_texts", self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))]))
-            allowed = torch.tensor([text.startswith(tail) and len(text) > len(tail) for text in texts])
-            masks[tail] = allowed if bool(allowed.any()) else None
-        return masks[tail]
+        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        allowed = torch.tensor([text.startswith(" ") and len(text) > 1 for text in texts])
+        return allowed if bool(allowed.any()) else None
 
     def context_prefix(self) -> list[int]:
         """What every text is read after: the document separator, or end-of-text if it is empty."""

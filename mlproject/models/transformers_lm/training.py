@@ -27,7 +27,7 @@ from mlproject.models.cpu import cpu_flags
 from mlproject.models.interface import TrainingResult
 from mlproject.models.transformers_lm.model import progress_bar
 
-CHECKPOINT, BEST, HISTORY = "last.pt", "best.pt", "history.jsonl"
+CHECKPOINT, BEST, HISTORY, STEPS = "last.pt", "best.pt", "history.jsonl", "history.steps.jsonl"
 
 
 def code_files() -> list[Path]:
@@ -169,7 +169,7 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
-        keep_history(checkpoints / HISTORY, state["epoch"])
+        keep_history(checkpoints, state["epoch"])
         run_id = state.get("run_id") or run_id
         print(f"train: resuming from the checkpoint of epoch {state['epoch']} in {checkpoints}", flush=True)
     else:
@@ -248,7 +248,7 @@ def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, co
         progress.update()
         record = {"step": state["step"], "epoch": epoch + (step + 1) / steps, "train_loss": total,
                   "learning_rate": schedule.get_last_lr()[0], "tokens_per_second": speed}
-        with open(paths.checkpoints / HISTORY.replace(".jsonl", ".steps.jsonl"), "a") as handle:
+        with open(paths.checkpoints / STEPS, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         if on_step:
             on_step(record)
@@ -283,21 +283,19 @@ def end_epoch(accelerator, network, optimizer, schedule, record: dict, state: di
               f"{config.patience}); stopping, keeping epoch {state['best_epoch']}", flush=True)
 
 
-def keep_history(path: Path, epochs: int) -> None:
+def keep_history(checkpoints: Path, epochs: int) -> None:
     """Records of the first `epochs` epochs only (a run killed between writing an epoch's record
-    and its state writes it again); the per-step records likewise."""
-    records = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
-    path.write_text("".join(f"{line}\n" for line in records))
-    steps = path.with_name(HISTORY.replace(".jsonl", ".steps.jsonl"))
-    if steps.is_file():
-        kept = [line for line in steps.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
-        steps.write_text("".join(f"{line}\n" for line in kept))
+    and its state writes it again), per epoch and per step alike."""
+    for path in (checkpoints / HISTORY, checkpoints / STEPS):
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
+            path.write_text("".join(f"{line}\n" for line in kept))
 
 
 def write_plot(path: str, checkpoints: Path) -> None:
     """One row per optimizer step (epoch as a fraction), the validation loss at each epoch's end."""
     steps = [json.loads(line) for line in
-             (checkpoints / HISTORY.replace(".jsonl", ".steps.jsonl")).read_text().splitlines()]
+             (checkpoints / STEPS).read_text().splitlines()]
     validation = {r["step"]: r["val_loss"] for r in
                   map(json.loads, (checkpoints / HISTORY).read_text().splitlines())}
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
