@@ -8,6 +8,8 @@ CORPUS := /usr/share/games/fortunes/es/refranes.fortunes
 # A real website no one on the team wrote (the Debian Reference, in Spanish): the crawl tests
 # serve it on localhost.
 TEST_SITE := /usr/share/debian-reference/index.es.html
+# PostgreSQL from Debian, for the team servers (make servers) and their tests.
+POSTGRES := /usr/lib/postgresql/15/bin/initdb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -22,13 +24,15 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help setup corpus test-site serve-site run flow test bench clean
+.PHONY: help setup corpus test-site postgres serve-site run flow servers deployments test bench clean
 help:
-	@echo "make run    run the whole pipeline with dvc repro (sets up the environment and corpus first)"
-	@echo "make flow   run the same pipeline as a Prefect flow"
-	@echo "make test   run the tests"
-	@echo "make bench  measure speed, overhead, quality for time and memory into benchmarks/RESULTS.md"
-	@echo "make setup  only create .venv from requirements.lock"
+	@echo "make run         run the whole pipeline with dvc repro (sets up the environment and corpus first)"
+	@echo "make flow        run the same pipeline as a Prefect flow"
+	@echo "make servers     start PostgreSQL, MLflow and Prefect servers and a worker (Ctrl-C stops them)"
+	@echo "make deployments create the scheduled training and generation deployments on those servers"
+	@echo "make test        run the tests"
+	@echo "make bench       measure speed, overhead, quality for time and memory into benchmarks/RESULTS.md"
+	@echo "make setup       only create .venv from requirements.lock"
 
 setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
@@ -51,6 +55,11 @@ $(TEST_SITE):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq debian-reference-es
 
+postgres: $(POSTGRES)
+$(POSTGRES):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq postgresql
+
 run: setup corpus
 	dvc repro
 	@mlproject summary
@@ -63,11 +72,18 @@ flow: setup corpus
 	$(BIN)/python -m flows.training
 	@mlproject summary
 
-test: setup corpus test-site
+servers: setup corpus postgres
+	$(BIN)/python -m infra.servers
+
+# Against the servers of `make servers` unless PREFECT_API_URL names others.
+deployments: setup
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
+
+test: setup corpus test-site postgres
 	$(BIN)/python -m pytest
 
 bench: setup corpus
 	$(BIN)/python -m benchmarks.run --size full --out benchmarks/RESULTS.md
 
 clean:
-	rm -rf data models reports outputs mlruns mlflow.db .prefect
+	rm -rf data models reports outputs mlruns mlflow.db .prefect .servers

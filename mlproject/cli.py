@@ -53,6 +53,18 @@ def merge_into(target, values, prefix: str, changed: list[str]) -> None:
 
 def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
     """Merge a preset's keys into params.yaml, keeping its comments; validate before writing."""
+    from ruamel.yaml import YAML
+
+    if not preset_path.is_file():
+        available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
+        raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
+                              f"available: {available}")
+    return apply_values(params_path, YAML().load(preset_path.read_text(encoding="utf-8")) or {})
+
+
+def apply_values(params_path: Path, values: dict) -> list[str]:
+    """Merge `values` into params.yaml, keeping its comments; validate before writing, so bad
+    values never land. Returns the changes, one line each."""
     import io
 
     import yaml as plain_yaml
@@ -60,19 +72,15 @@ def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
 
     from mlproject.fileio import write_text
 
-    if not preset_path.is_file():
-        available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
-        raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
-                              f"available: {available}")
     yaml = YAML()
     yaml.preserve_quotes = True  # a URL in a flow sequence needs its quotes to stay YAML
     yaml.indent(mapping=2, sequence=4, offset=2)
     document = yaml.load(params_path.read_text(encoding="utf-8"))
     changed: list[str] = []
-    merge_into(document, yaml.load(preset_path.read_text(encoding="utf-8")) or {}, "", changed)
+    merge_into(document, values, "", changed)
     buffer = io.StringIO()
     yaml.dump(document, buffer)
-    # Validate the text exactly as DVC and the stages will read it; a bad preset never lands.
+    # Validate the text exactly as DVC and the stages will read it.
     cfg.params_from_dict(plain_yaml.safe_load(buffer.getvalue()))
     write_text(params_path, buffer.getvalue())
     return changed

@@ -52,6 +52,8 @@ class Paths:
     registered: str = param("reports/registered.json", "the registered model version")
     promotion: str = param("reports/promotion.json", "the promotion decision and both figures")
     generations: str = param("outputs/generations.jsonl", "batch generations from the champion")
+    batch_generations: str = param("outputs/batch/generations.jsonl",
+                                   "the generation flow's output, fanned out over Dask, in prompt order")
 
     def under(self, root: str | Path) -> "Paths":
         """The same layout below `root` (tests and benchmarks work in a temporary folder)."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed
 
@@ -23,17 +24,22 @@ from mlproject.fileio import read_json
 def run_stage(stage: str, repo_dir: str) -> str:
     """`dvc repro --single-item <stage>`, its output streamed to the Prefect log."""
     logger = get_run_logger()
-    # The stage commands (`mlproject ...`) live beside this interpreter, activated or not.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # The stage commands (`mlproject ...`) live beside this interpreter, activated or not; the
+    # flow run's id and page reach the MLflow run as tags (mlproject.tracking.registry).
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLPROJECT_FLOW_RUN_ID": runtime.flow_run.id or "", "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or ""}
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--single-item", stage],
                                cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
-    skipped = False
+    skipped, last_lines = False, deque(maxlen=10)
     for line in process.stdout:
         logger.info(line.rstrip())
+        last_lines.append(line.rstrip())
         skipped = skipped or f"Stage '{stage}' didn't change, skipping" in line
     if process.wait() != 0:
-        raise RuntimeError(f"dvc repro --single-item {stage} failed with exit status {process.returncode}")
+        # The state message is what the UI shows of a failed task: its last words, not just a status.
+        tail = " | ".join(line for line in last_lines if line.strip())
+        raise RuntimeError(f"stage {stage} failed (dvc repro exit status {process.returncode}): {tail}")
     if skipped:
         return Completed(name="Skipped", message="unchanged inputs, params and code", data="skipped")
     return "ran"
@@ -68,3 +74,25 @@ def publish_promotion(repo_dir: str) -> None:
              "", f"Champion now: version {report['champion_now']}."]
     create_markdown_artifact(key="promotion", markdown="\n".join(lines),
                              description="Whether the new model became champion, and why")
+
+
+@task
+def publish_params(changed: list[str]) -> None:
+    lines = ["# Params of this run", "", "Changed in params.yaml for this run only (dvc.lock and the "
+             "MLflow run record them):", ""] + [f"- `{line}`" for line in changed or ["none: params.yaml as it is"]]
+    create_markdown_artifact(key="run-params", markdown="\n".join(lines),
+                             description="The flow's parameters that overrode params.yaml")
+
+
+@task
+def publish_links(repo_dir: str) -> None:
+    """Links to the MLflow run and the registered version this run stands for."""
+    from mlproject.tracking.registry import connect, ui_links
+
+    params = load_params(Path(repo_dir) / "params.yaml")
+    record = read_json(Path(repo_dir) / params.paths.registered)
+    connect(params.mlflow)
+    links = ui_links(record)
+    markdown = (f"# MLflow\n\n- [training run {record['run_id']}]({links['run']})\n"
+                f"- [{record['model_name']} version {record['version']}]({links['version']})\n")
+    create_markdown_artifact(key="mlflow", markdown=markdown, description="The run and model version in MLflow")

@@ -12,7 +12,7 @@ def run(params: Params, args) -> None:
     import mlflow
 
     from mlproject.models import kinds
-    from mlproject.tracking.registry import connect
+    from mlproject.tracking.registry import connect, orchestrator_tags
 
     p, model_class = params.paths, kinds.kind_class(params.train.kind)
     if os.environ.get("RANK", "0") != "0":  # a further process of `accelerate launch`: rank 0 tracks
@@ -20,7 +20,7 @@ def run(params: Params, args) -> None:
         return
     connect(params.mlflow)
     previous = model_class.resumable_run_id(params.train, params.seed, p)
-    with mlflow.start_run(run_id=previous) as run:
+    with mlflow.start_run(run_id=previous, tags=orchestrator_tags()) as run:
         if previous is None:
             mlflow.log_params({"seed": params.seed, "tokenize.level": params.tokenize.level,
                                **{f"train.{k}": v for k, v in dataclasses.asdict(params.train).items()}})

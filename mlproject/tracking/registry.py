@@ -43,6 +43,24 @@ def connect(config: MlflowConfig) -> str:
     return uri
 
 
+# Set by the Prefect task that runs a stage (tasks/stages.py), so the MLflow run and the version
+# link back to the flow run that made them; absent when a stage runs by hand or under `dvc repro`.
+ORCHESTRATOR_TAGS = {"MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id", "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url"}
+
+
+def orchestrator_tags() -> dict[str, str]:
+    return {tag: os.environ[key] for key, tag in ORCHESTRATOR_TAGS.items() if os.environ.get(key)}
+
+
+def ui_links(record: dict) -> dict[str, str]:
+    """Where the MLflow UI shows the run and the version of a registered.json record."""
+    run = MlflowClient().get_run(record["run_id"])
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"  # `mlflow ui` on a file store
+    return {"run": f"{base}/#/experiments/{run.info.experiment_id}/runs/{record['run_id']}",
+            "version": f"{base}/#/models/{record['model_name']}/versions/{record['version']}"}
+
+
 def git_commit(repo: str = ".") -> tuple[str, bool]:
     """The commit checked out and whether tracked files differ from it."""
     def git(*args):
@@ -126,7 +144,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         commit = client.get_model_version(config.model_name, existing).tags.get("git_commit", "")
         return write_record(paths, config.model_name, existing, run_id, commit, registered_before=True)
     commit, dirty = git_commit()
-    lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(),
+    lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(), **orchestrator_tags(),
                **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
     scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
     described = {f"model_{key}": str(value) for key, value in read_json(paths.model / KIND_FILE).items()}

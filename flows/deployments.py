@@ -1,0 +1,97 @@
+"""The scheduled deployments: training every week, batch generation every day, both run by a
+worker of a process work pool in this repository's folder (`make servers` starts one).
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deployments
+
+Then `prefect deployment run training/weekly` (parameters with `--param`/`--params`), or wait
+for the schedule; the Prefect UI shows each run, its task runs and artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+from prefect import Flow
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.exceptions import ObjectNotFound
+
+from infra.servers import WORK_POOL
+
+TRAINING = ("flows/training.py:training_flow", "weekly", "0 3 * * 1")  # Mondays 03:00
+GENERATION = ("flows/generation.py:generation_flow", "daily", "0 6 * * *")  # every day 06:00
+# Two runs of one deployment never share the workspace: the second waits in the queue
+# (mlproject.workspace refuses one started by hand while a run holds it).
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
+
+def check_server(api_url: str | None, seconds: float = 5) -> str:
+    """The Prefect API's URL, once its health check answers; one line naming it otherwise."""
+    if not api_url:
+        raise SystemExit("deployments: PREFECT_API_URL is not set; start the servers (make servers) and "
+                         "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=seconds) as response:
+            if response.status == 200:
+                return api_url
+    except OSError as error:
+        raise SystemExit(f"deployments: no Prefect server answers at {api_url} ({error}); "
+                         "start it with make servers, or fix PREFECT_API_URL") from None
+    raise SystemExit(f"deployments: {api_url}/health answered {response.status}, not 200")
+
+
+def ensure_work_pool(name: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+            print(f"created work pool {name} (process); start a worker: prefect worker start --pool {name}")
+
+
+def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str) -> list[str]:
+    """Create (or update) both deployments; their names as `flow/deployment`."""
+    names = []
+    for (entrypoint, name, _), cron in ((TRAINING, training_cron), (GENERATION, generation_cron)):
+        flow = Flow.from_source(source=str(repo), entrypoint=entrypoint)
+        flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=ONE_AT_A_TIME,
+                    parameters={"repo_dir": str(repo)}, build=False, push=False, print_next_steps=False)
+        names.append(f"{flow.name}/{name}")
+        print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, workspace {repo}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.deployments",
+        description="Create the training (weekly) and batch-generation (daily) deployments on the Prefect "
+                    "server at PREFECT_API_URL, in a process work pool that runs them in --repo.")
+    parser.add_argument("--repo", default=".", help="the DVC workspace the runs work in (default: here)")
+    parser.add_argument("--pool", default=WORK_POOL, help=f"work pool, created as a process pool if missing "
+                                                         f"(default: {WORK_POOL})")
+    parser.add_argument("--training-cron", default=TRAINING[2], help=f"default: '{TRAINING[2]}'")
+    parser.add_argument("--generation-cron", default=GENERATION[2], help=f"default: '{GENERATION[2]}'")
+    args = parser.parse_args(argv)
+    repo = Path(args.repo).resolve()
+    if not (repo / "dvc.yaml").is_file():
+        raise SystemExit(f"deployments: --repo {args.repo}: no dvc.yaml there; point it at a clone of this project")
+    from prefect.settings import PREFECT_API_URL
+
+    check_server(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value())
+    ensure_work_pool(args.pool)
+    try:
+        deploy(repo, args.pool, args.training_cron, args.generation_cron)
+    except ValueError as error:  # a cron Prefect cannot read
+        raise SystemExit(f"deployments: {str(error).splitlines()[0]}") from None
+    print(f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The team's servers on one machine: a throwaway PostgreSQL cluster, an MLflow tracking server and
+a Prefect server on it, and a Prefect worker. `make servers` and the integration tests start them
+through these same functions; infra/compose.yaml runs the same commands in containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15 (make servers installs it)
+WORK_POOL = "mlproject"  # the process work pool the deployments run in (flows/deployments.py)
+BIN = Path(sys.executable).parent
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+         "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def mlflow_command(database_url: str, artifacts: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The tracking server: runs and registry in PostgreSQL, artifacts served by the server itself."""
+    return ["mlflow", "server", "--backend-store-uri", database_url, "--artifacts-destination", artifacts,
+            "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def prefect_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The Prefect server (API, UI, scheduler); its database is PREFECT_API_DATABASE_CONNECTION_URL."""
+    return ["prefect", "server", "start", "--host", host, "--port", str(port)]
+
+
+def worker_command(pool: str = WORK_POOL) -> list[str]:
+    """A worker that runs the deployments' flow runs as local processes."""
+    return ["prefect", "worker", "start", "--pool", pool, "--type", "process"]
+
+
+def postgres_url(port: int, database: str, driver: str, host: str = "127.0.0.1") -> str:
+    # SQLAlchemy 2 reads a plain postgresql:// as psycopg 3: name the driver each server uses.
+    return f"postgresql+{driver}://postgres@{host}:{port}/{database}"
+
+
+def wait_for(url: str, what: str, seconds: float, process: subprocess.Popen | None = None) -> None:
+    """Until `url` answers 200; a server that exits or stays silent fails in one line naming it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} before answering at {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} did not answer at {url} within {seconds:.0f} s")
+
+
+def as_postgres(command: list[str], text: bool = False) -> subprocess.CompletedProcess:
+    """A PostgreSQL tool, as the `postgres` user when we are root (PostgreSQL refuses root); a
+    failure is one line with the tool's own last words."""
+    result = subprocess.run(["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        words = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        hint = " (user postgres must be able to enter every folder above it)" if "Permission denied" in words[-1] else ""
+        raise RuntimeError(f"{Path(command[0]).name} failed: {words[-1]}{hint}")
+    return result
+
+
+@dataclass
+class Postgres:
+    """A throwaway cluster in `data_dir`, trusting local connections, on 127.0.0.1:`port`."""
+    data_dir: Path
+    port: int
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir, "postgres", "postgres")
+        if not (self.data_dir / "PG_VERSION").exists():
+            as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
+                         "--encoding=UTF8"])
+        self.pg_ctl("start")
+
+    def pg_ctl(self, action: str) -> None:
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
+        as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
+                     "-l", str(self.data_dir / "server.log"), "-w", action])
+
+    def restart(self) -> None:
+        self.pg_ctl("restart")
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+
+    def create_database(self, name: str) -> None:
+        exists = as_postgres([str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                              "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"]).stdout.strip()
+        if not exists:
+            as_postgres([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                         name])
+
+
+@dataclass
+class Servers:
+    """PostgreSQL, MLflow and Prefect (and optionally a worker) under `state_dir`; stop() ends them all."""
+    state_dir: Path
+    postgres_port: int = 5433
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def postgres(self) -> Postgres:
+        return Postgres(self.state_dir / "postgres", self.postgres_port)
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    def client_environment(self) -> dict[str, str]:
+        """What a client (the CLI, a worker, a test) needs to reach these servers."""
+        return {"MLFLOW_TRACKING_URI": self.mlflow_url, "PREFECT_API_URL": self.prefect_api_url}
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+        """A server in its own process group (they start workers of their own), logging to a file."""
+        log = open(self.state_dir / f"{name}.log", "ab")
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        process = subprocess.Popen([str(BIN / command[0]), *command[1:]], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **QUIET, "PATH": path, **env}, cwd=cwd,
+                                   start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start(self, worker_dir: Path | None = None) -> None:
+        """Start everything, each ready before the next; with `worker_dir`, a worker runs flows there."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.postgres.start()
+        for database in ("mlflow", "prefect"):
+            self.postgres.create_database(database)
+        prefect = self.spawn("prefect", prefect_command(self.prefect_port), {
+            "PREFECT_HOME": str(self.state_dir / "prefect-home"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": postgres_url(self.postgres_port, "prefect", "asyncpg")})
+        mlflow = self.spawn("mlflow", mlflow_command(postgres_url(self.postgres_port, "mlflow", "psycopg2"),
+                                                     str(self.state_dir / "mlflow-artifacts"), self.mlflow_port), {})
+        wait_for(f"{self.prefect_api_url}/health", "the Prefect server", 180, prefect)
+        wait_for(f"{self.mlflow_url}/health", "the MLflow server", 180, mlflow)
+        if worker_dir is not None:
+            self.start_worker(worker_dir)
+
+    def start_worker(self, workdir: Path) -> subprocess.Popen:
+        return self.spawn("worker", worker_command(), {**self.client_environment(),
+                                                       "PREFECT_HOME": str(self.state_dir / "worker-home")},
+                          cwd=workdir)
+
+    def stop(self) -> None:
+        # The worker stops on SIGINT (not SIGTERM); the servers on either. Whole groups, then KILL.
+        for name, process in reversed(list(self.processes.items())):
+            try:
+                os.killpg(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                continue
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+        self.postgres.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.servers",
+        description="Start PostgreSQL, an MLflow server and a Prefect server on it, and a Prefect worker "
+                    "running flows in this folder; Ctrl-C stops them all. State and logs in --state.")
+    parser.add_argument("--state", default=".servers", help="folder for the database, artifacts and logs")
+    parser.add_argument("--postgres-port", type=int, default=5433)
+    parser.add_argument("--mlflow-port", type=int, default=5000)
+    parser.add_argument("--prefect-port", type=int, default=4200)
+    args = parser.parse_args(argv)
+    servers = Servers(Path(args.state).resolve(), args.postgres_port, args.mlflow_port, args.prefect_port)
+    print(f"starting PostgreSQL on 127.0.0.1:{args.postgres_port}, then the Prefect and MLflow servers "
+          f"(about 30 s; logs in {args.state}/) ...", flush=True)
+    try:
+        servers.start(worker_dir=Path.cwd())
+        print("Ready. In another shell:")
+        for key, value in servers.client_environment().items():
+            print(f"  export {key}={value}")
+        print(f"  make deployments             # the training and generation deployments, pool {WORK_POOL}")
+        print("  .venv/bin/prefect deployment run training/weekly")
+        print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}   MLflow UI: {servers.mlflow_url}   "
+              "Ctrl-C stops everything.", flush=True)
+        while all(p.poll() is None for p in servers.processes.values()):
+            time.sleep(1)
+        failed = [name for name, p in servers.processes.items() if p.poll() is not None]
+        print(f"servers: {', '.join(failed)} exited; see {args.state}/{failed[0]}.log", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as error:
+        print(f"servers: {error}", file=sys.stderr)
+        return 1
+    finally:
+        servers.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The team setup for real: PostgreSQL, an MLflow server and a Prefect server on it, a worker of
+the process pool; the deployments created with the documented command and run from the Prefect
+CLI; every outcome read back through Prefect's client and MlflowClient."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from infra.servers import Servers
+from mlproject.cli import STAGES
+from mlproject.fileio import copy_paths, read_jsonl
+from mlproject.generation import read_prompts
+from tests.conftest import BIN, ROOT, git, make_tiny_project
+
+FLOW_CODE = ["flows", "tasks", "infra", "presets"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, text=True, capture_output=True,
+                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def team():
+    """The servers and a worker serving a tiny project (with the flows' code, as a clone has it)."""
+    # Not below pytest's private tmp folder: PostgreSQL's own user must be able to walk into it.
+    root = Path(tempfile.mkdtemp(prefix="mlproject-team-"))
+    root.chmod(0o755)
+    project = make_tiny_project(root / "project")
+    copy_paths(FLOW_CODE, ROOT, project)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "flows")
+    servers = Servers(root / "servers", free_port(), free_port(), free_port())
+    try:
+        servers.start(worker_dir=project)
+        env = servers.client_environment()
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        yield servers, project, env
+    finally:
+        servers.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        for key, value in locals().get("saved", {}).items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def wait_for_flow_run(flow_run_id, seconds: float = 300):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state.is_final():
+                return run
+            time.sleep(2)
+    raise AssertionError(f"flow run {flow_run_id} not finished within {seconds} s: {run.state.name}")
+
+
+def runs_of(deployment: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])))
+
+
+def task_runs_and_artifacts(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        # A subflow's tasks (the generation shards) belong to the subflow run.
+        children = [r.id for r in client.read_flow_runs() if r.parent_task_run_id and
+                    client.read_task_run(r.parent_task_run_id).flow_run_id == flow_run_id]
+        runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *children]))
+        return ({t.name: t.state.name for t in client.read_task_runs(flow_run_filter=runs)},
+                {a.key for a in client.read_artifacts(flow_run_filter=runs)})
+
+
+def triggered_run_id(output: str) -> str:
+    """The flow run id that `prefect deployment run` prints ("UUID: ...")."""
+    return re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+
+
+def test_deployed_training_runs_from_the_cli_fires_on_schedule_and_never_overlaps(team):
+    servers, project, env = team
+    # Every minute, so the scheduler must create a run while the triggered one still works.
+    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project), "--training-cron", "* * * * *"],
+                   ROOT, env)
+    assert "deployed training/weekly" in deployed.stdout and "deployed batch-generation/daily" in deployed.stdout
+
+    triggered = cli(["prefect", "deployment", "run", "training/weekly"], project, env)
+    assert wait_for_flow_run(triggered_run_id(triggered.stdout)).state.is_completed()
+    # A scheduled run completes too (before or after the triggered one: they queue for one slot).
+    deadline = time.monotonic() + 150
+    while not any(r.auto_scheduled and r.state.is_completed() for r in runs_of("weekly")):
+        assert time.monotonic() < deadline, [(r.name, r.state.name) for r in runs_of("weekly")]
+        time.sleep(3)
+    cli(["prefect", "deployment", "schedule", "clear", "training/weekly", "--accept-yes"], project, env)
+
+    finished = [r for r in runs_of("weekly") if r.state.is_completed()]
+    spans = sorted((r.start_time, r.end_time) for r in finished)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    # The first run trained; the next found nothing changed; each published what a person reads.
+    outcomes = {r.id: task_runs_and_artifacts(r.id) for r in finished}
+    [trained] = [i for i, (tasks, _) in outcomes.items() if {tasks[stage] for stage in STAGES} == {"Completed"}]
+    assert all({tasks[stage] for stage in STAGES} == {"Skipped"} for i, (tasks, _) in outcomes.items() if i != trained)
+    assert all({"run-params", "scrape-report", "validation-metrics", "promotion", "mlflow"} <= artifacts
+               for _, artifacts in outcomes.values())
+
+    mlflow = MlflowClient(servers.mlflow_url)
+    [training_run] = mlflow.search_runs(mlflow.get_experiment_by_name("text-generation").experiment_id,
+                                        f"tags.prefect_flow_run_id = '{trained}'")
+    assert training_run.data.tags["prefect_flow_run_url"].endswith(f"/flow-run/{trained}")
+    assert "validation_bits_per_byte" in training_run.data.metrics
+    champion = mlflow.get_model_version_by_alias("text-generator", "champion")
+    assert champion.run_id == training_run.info.run_id and champion.tags["prefect_flow_run_id"] == str(trained)
+
+
+def test_generation_deployment_works_after_a_postgres_restart(team):
+    servers, project, env = team
+    if not any(r.state.is_completed() for r in runs_of("weekly")):
+        pytest.fail("needs the champion of the deployed training run (run the whole module)")
+    servers.postgres.restart()
+    triggered = cli(["prefect", "deployment", "run", "batch-generation/daily", "--param", "shard_size=2"], project, env)
+    run = wait_for_flow_run(triggered_run_id(triggered.stdout))
+    assert run.state.is_completed(), run.state.message
+    rows = read_jsonl(project / "outputs/batch/generations.jsonl")
+    assert [row["prompt"] for row in rows] == read_prompts(project / "prompts/default.txt")
+    tasks, artifacts = task_runs_and_artifacts(run.id)
+    shards = {name: state for name, state in tasks.items() if name.startswith("shard ")}
+    assert len(shards) == -(-len(rows) // 2) and set(shards.values()) == {"Completed"}
+    assert "batch-generations" in artifacts
+
+
+def dask_worker_pids() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process().children(recursive=True)
+            if "multiprocessing" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def test_a_dask_worker_killed_mid_batch_loses_and_duplicates_no_prompt(team):
+    servers, project, _ = team
+    from flows.generation import generation_flow
+
+    # Distinct prompts, so a lost or doubled one shows in the order.
+    prompts = [f"{prompt} {word}" for word in ("a", "de", "el") for prompt in read_prompts(project / "prompts/default.txt")]
+    (project / "many-prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    killed = []
+
+    def kill_a_worker_once_shards_run():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            pids = dask_worker_pids()
+            if pids and any(name.startswith("shard ") for name in running_task_names()):
+                os.kill(pids[0], 9)
+                killed.append(pids[0])
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker_once_shards_run, daemon=True)
+    killer.start()
+    path = generation_flow(str(project), prompts_file="many-prompts.txt", shard_size=3, workers=2)
+    killer.join()
+    assert killed, "no Dask worker was killed: the test proved nothing"
+    assert [row["prompt"] for row in read_jsonl(Path(path))] == prompts
+
+
+def running_task_names() -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterState, TaskRunFilterStateName
+
+    running = TaskRunFilter(state=TaskRunFilterState(name=TaskRunFilterStateName(any_=["Running"])))
+    with get_client(sync_client=True) as client:
+        return [t.name for t in client.read_task_runs(task_run_filter=running)]
