@@ -1,12 +1,14 @@
 """The real `dvc repro` on a tiny corpus and model, in a temporary git repository."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import yaml
 from mlflow import MlflowClient
 
 from mlproject.cli import STAGES
-from tests.conftest import run, write_params
+from tests.conftest import git, run, write_params
 
 OUTPUTS = ["data/raw/documents.jsonl", "reports/scrape.json", "data/validated/documents.jsonl",
            "data/rejected/documents.jsonl", "reports/validation.json", "reports/data_docs/index.html",
@@ -20,7 +22,31 @@ def ran(output: str) -> list[str]:
     return [s for s in STAGES if f"Running stage '{s}'" in output]
 
 
-def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(project):
+def digests(root: Path, folder: str) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / folder).rglob("*")) if p.is_file() and "http_cache" not in p.parts}
+
+
+def assert_a_clone_pulls_the_whole_workspace(project: Path, elsewhere: Path) -> None:
+    """`dvc push` to the default remote (.dvc/config), then a clone elsewhere `dvc pull`s every
+    product and finds nothing to rerun."""
+    git(project, "add", "dvc.lock")
+    git(project, "commit", "-qm", "what ran")
+    pushed = run(["dvc", "push"], project)
+    assert "pushed" in pushed.stdout and (project / "dvc-remote").is_dir()  # the default remote, .dvc/config
+
+    clone = elsewhere / "worker"
+    git(elsewhere, "clone", "-q", str(project), str(clone))
+    # Another machine mounts the team's remote folder where it likes; the clone points there.
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(project / "dvc-remote")], clone)
+    run(["dvc", "pull"], clone)
+    for products in ("data", "reports", "outputs"):
+        assert digests(clone, products) == digests(project, products) and digests(clone, products)
+    assert digests(clone, "models/model") == digests(project, "models/model")
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+
+
+def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(project, tmp_path_factory):
     first = run(["dvc", "repro"], project)
     assert ran(first.stdout) == STAGES
     for output in OUTPUTS:
@@ -52,6 +78,7 @@ def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(project)
 
     again = run(["dvc", "repro"], project)
     assert ran(again.stdout) == []
+    assert_a_clone_pulls_the_whole_workspace(project, tmp_path_factory.mktemp("elsewhere"))
 
     # A sampling param reruns generation only; the model is not retrained.
     params["generate"]["temperature"] = 0.3
