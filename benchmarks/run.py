@@ -261,6 +261,16 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
     return "\n".join(lines)
 
 
+def with_batch_section(text: str, out: str) -> str:
+    """Section 8, from the figures `python -m benchmarks.batch_generation` recorded beside `out`."""
+    from benchmarks.batch_generation import lines
+
+    recorded = Path(out).with_name("RESULTS-batch.json")
+    section = "\n".join(lines(json.loads(recorded.read_text()) if recorded.is_file() else None))
+    marker = "## What moved the figures"
+    return text.replace(marker, section + "\n" + marker, 1) if section and marker in text else text + section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=SIZES, default="full")
@@ -272,10 +282,10 @@ def main() -> None:
         from mlproject.fileio import write_text
 
         recorded = json.loads(Path(args.out).with_suffix(".json").read_text())
-        write_text(args.out, render(recorded["size"], SIZES[recorded["size"]], recorded["machine"],
-                                    *(recorded[k] for k in ("training", "notebook", "generation",
-                                                            "evaluation", "overhead", "quality",
-                                                            "transformers"))))
+        write_text(args.out, with_batch_section(render(
+            recorded["size"], SIZES[recorded["size"]], recorded["machine"],
+            *(recorded[k] for k in ("training", "notebook", "generation", "evaluation", "overhead", "quality",
+                                    "transformers"))), args.out))
         return
     size = SIZES[args.size]
     facts = machine()
@@ -291,7 +301,7 @@ def main() -> None:
                   transformers)
     from mlproject.fileio import write_json, write_text
 
-    write_text(args.out, text)
+    write_text(args.out, with_batch_section(text, args.out))
     write_json(Path(args.out).with_suffix(".json"), {
         "size": args.size, "machine": facts, "training": training, "notebook": notebook,
         "generation": generation, "evaluation": evaluation, "overhead": overhead, "quality": quality,

@@ -47,20 +47,22 @@ def shards(prompts: list[str], size: int) -> list[list[str]]:
     return [prompts[start:start + size] for start in range(0, len(prompts), size)]
 
 
-def champion_batch(config: GenerateConfig, model_name: str, seed: int) -> Batch:
-    """The champion's version now, pinned for the whole batch (a promotion meanwhile changes nothing)."""
+def champion_batch(config: GenerateConfig, model_name: str, seed: int, tracking_uri: str) -> Batch:
+    """The champion's version in the store at `tracking_uri` now, pinned for the whole batch (a
+    promotion meanwhile changes nothing)."""
     import mlflow
     from mlflow import MlflowClient
 
     try:
-        version = str(MlflowClient().get_model_version_by_alias(model_name, "champion").version)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        version = str(client.get_model_version_by_alias(model_name, "champion").version)
     except mlflow.exceptions.MlflowException:
         raise StageFailed(f"models:/{model_name}@champion: not in the tracking store "
-                          f"{mlflow.get_tracking_uri()} (a new or lost store?); register the trained "
+                          f"{tracking_uri} (a new or lost store?); register the trained "
                           "model again with `dvc repro -f -s register`, then `dvc repro`") from None
     sampling = {"max_length": config.max_length, "temperature": config.temperature,
                 "top_k": config.top_k, "top_p": config.top_p, "seed": seed}
-    return Batch(model_name, version, mlflow.get_tracking_uri(), sampling)
+    return Batch(model_name, version, tracking_uri, sampling)
 
 
 def generate_shard(batch: Batch, prompts: list[str]) -> list[dict]:

@@ -26,12 +26,12 @@ def dask_runner(address: str | None, workers: int) -> DaskTaskRunner:
 
 @task
 def plan_batch(repo_dir: str, prompts_file: str | None, shard_size: int) -> tuple[Batch, list[list[str]]]:
-    from mlproject.tracking.registry import connect
+    from mlproject.tracking.registry import store_uri
 
     params = load_params(Path(repo_dir) / "params.yaml")
     prompts = read_prompts(Path(repo_dir) / (prompts_file or params.generate.prompts_file))
-    connect(params.mlflow)
-    return champion_batch(params.generate, params.mlflow.model_name, params.seed), shards(prompts, shard_size)
+    batch = champion_batch(params.generate, params.mlflow.model_name, params.seed, store_uri(params.mlflow))
+    return batch, shards(prompts, shard_size)
 
 
 @task(retries=2, retry_delay_seconds=1, task_run_name="shard {index}")

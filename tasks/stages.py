@@ -87,12 +87,12 @@ def publish_params(changed: list[str]) -> None:
 @task
 def publish_links(repo_dir: str) -> None:
     """Links to the MLflow run and the registered version this run stands for."""
-    from mlproject.tracking.registry import connect, ui_links
+    from mlproject.tracking.registry import store_uri, ui_links
 
     params = load_params(Path(repo_dir) / "params.yaml")
     record = read_json(Path(repo_dir) / params.paths.registered)
-    connect(params.mlflow)
-    links = ui_links(record)
+    # Not connect(): in the flow's process, that would point every later MLflow call there.
+    links = ui_links(record, store_uri(params.mlflow))
     markdown = (f"# MLflow\n\n- [training run {record['run_id']}]({links['run']})\n"
                 f"- [{record['model_name']} version {record['version']}]({links['version']})\n")
     create_markdown_artifact(key="mlflow", markdown=markdown, description="The run and model version in MLflow")

@@ -4,6 +4,7 @@ CLI; every outcome read back through Prefect's client and MlflowClient."""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from infra.servers import Servers
 from mlproject.cli import STAGES
@@ -54,14 +56,14 @@ def team():
     try:
         servers.start(worker_dir=project)
         env = servers.client_environment()
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        yield servers, project, env
+        # Prefect reads its settings once per process: this module's clients and flows need them set.
+        with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            for key, value in env.items():
+                patch.setenv(key, value)
+            yield servers, project, env
     finally:
         servers.stop()
         shutil.rmtree(root, ignore_errors=True)
-        for key, value in locals().get("saved", {}).items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
 def wait_for_flow_run(flow_run_id, seconds: float = 300):
@@ -181,7 +183,9 @@ def test_a_dask_worker_killed_mid_batch_loses_and_duplicates_no_prompt(team):
                 killed.append(pids[0])
             time.sleep(0.2)
 
-    killer = threading.Thread(target=kill_a_worker_once_shards_run, daemon=True)
+    # In this test's Prefect settings (a context variable, which a new thread does not inherit).
+    killer = threading.Thread(target=contextvars.copy_context().run, args=(kill_a_worker_once_shards_run,),
+                              daemon=True)
     killer.start()
     path = generation_flow(str(project), prompts_file="many-prompts.txt", shard_size=3, workers=2)
     killer.join()

@@ -11,8 +11,7 @@ def run(params: Params, args) -> None:
     from mlproject.tracking.registry import connect
 
     prompts = read_prompts(params.generate.prompts_file)  # bad prompts fail before any work
-    connect(params.mlflow)
-    batch = champion_batch(params.generate, params.mlflow.model_name, params.seed)
+    batch = champion_batch(params.generate, params.mlflow.model_name, params.seed, connect(params.mlflow))
     rows = generate_shard(batch, prompts)
     write_jsonl(params.paths.generations, rows)
     print(f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "

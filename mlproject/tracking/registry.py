@@ -26,13 +26,18 @@ TRACKING_SERVER_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP
                             "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
 
 
+def store_uri(config: MlflowConfig) -> str:
+    """The tracking store a stage uses: MLFLOW_TRACKING_URI wins over params."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
+
+
 def connect(config: MlflowConfig) -> str:
     """Point MLflow at the store (MLFLOW_TRACKING_URI wins over params) and the experiment; a
     store that cannot be reached fails here, in one line naming it."""
     for key, value in TRACKING_SERVER_PATIENCE.items():
         os.environ.setdefault(key, value)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
-    mlflow.set_tracking_uri(uri)
+    uri = store_uri(config)
+    mlflow.set_tracking_uri(uri)  # which MLflow also exports as MLFLOW_TRACKING_URI to child processes
     mlflow.set_registry_uri(uri)
     try:
         mlflow.set_experiment(config.experiment)
@@ -52,10 +57,9 @@ def orchestrator_tags() -> dict[str, str]:
     return {tag: os.environ[key] for key, tag in ORCHESTRATOR_TAGS.items() if os.environ.get(key)}
 
 
-def ui_links(record: dict) -> dict[str, str]:
-    """Where the MLflow UI shows the run and the version of a registered.json record."""
-    run = MlflowClient().get_run(record["run_id"])
-    uri = mlflow.get_tracking_uri()
+def ui_links(record: dict, uri: str) -> dict[str, str]:
+    """Where the MLflow UI shows the run and the version of a registered.json record in store `uri`."""
+    run = MlflowClient(tracking_uri=uri).get_run(record["run_id"])
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"  # `mlflow ui` on a file store
     return {"run": f"{base}/#/experiments/{run.info.experiment_id}/runs/{record['run_id']}",
             "version": f"{base}/#/models/{record['model_name']}/versions/{record['version']}"}
