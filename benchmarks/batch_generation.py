@@ -11,8 +11,8 @@ cluster's start included, because that is what a person waits for; the sides alt
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,15 +49,18 @@ def measure(size: dict) -> dict:
         base = (ROOT / "prompts/default.txt").read_text(encoding="utf-8").split("\n")
         prompts = [f"{base[i % 8]} {i}" for i in range(size["prompts"])]
         (project / "bench-prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+        with socket.socket() as sock:  # a free port for this run's Prefect server
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "PREFECT_HOME": str(Path(tmp) / "prefect"), "PREFECT_API_URL": "http://127.0.0.1:4299/api"}
+               "PREFECT_HOME": str(Path(tmp) / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
         timed(["dvc", "repro"], project, env)  # the champion both sides serve
         # A Prefect server for the flow runs: on the temporary one each Dask worker starts its own.
-        server = subprocess.Popen([str(Path(sys.executable).parent / prefect_command(4299)[0]),
-                                   *prefect_command(4299)[1:]], env=env, stdout=subprocess.DEVNULL,
+        server = subprocess.Popen([str(Path(sys.executable).parent / prefect_command(port)[0]),
+                                   *prefect_command(port)[1:]], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            wait_for("http://127.0.0.1:4299/api/health", "the Prefect server", 180, server)
+            wait_for(f"http://127.0.0.1:{port}/api/health", "the Prefect server", 180, server)
             script = Path(tmp) / "flow.py"
             script.write_text(FLOW, encoding="utf-8")
             stage, flows = [], {n: [] for n in size["workers"]}

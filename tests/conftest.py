@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -67,9 +68,26 @@ def project(tmp_path: Path) -> Path:
     return make_tiny_project(tmp_path)
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """A console command of the project's environment, as a user would type it."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+class Reproduced(NamedTuple):
+    project: Path
+    output: str  # what the first `dvc repro` printed
+    imports: Path  # <stage>.json: the project modules each stage's process imported
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory) -> Reproduced:
+    """A tiny project after its first `dvc repro`: one whole pipeline run shared by the tests that
+    need one (each leaves it with nothing to rerun)."""
+    root = tmp_path_factory.mktemp("reproduced")
+    project, imports = make_tiny_project(root / "project"), root / "imports"
+    imports.mkdir()
+    probe = {"PYTHONPATH": str(ROOT / "tests" / "import_probe"), "MLPROJECT_IMPORT_PROBE": str(imports)}
+    return Reproduced(project, run(["dvc", "repro"], project, env=probe).stdout, imports)
+
+
+def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """A console command of the project's environment, as a user would type it (with `env` set)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
                             capture_output=True)
     if check and result.returncode != 0:

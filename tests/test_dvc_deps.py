@@ -2,14 +2,13 @@
 editing that code makes `dvc status` report the stage."""
 
 import json
-import os
 import subprocess
 
 import yaml
 
 from mlproject.cli import STAGES
 from mlproject.models.keras_rnn.training import code_files
-from tests.conftest import BIN, ROOT, run, tiny_params, write_params
+from tests.conftest import ROOT, run
 
 
 def code_deps() -> dict[str, list[str]]:
@@ -17,20 +16,7 @@ def code_deps() -> dict[str, list[str]]:
     return {name: [d for d in stage["deps"] if d.startswith("mlproject")] for name, stage in stages.items()}
 
 
-# `mlproject <stage>` as the console script runs it, then the project modules it imported.
-COMMAND = """
-import json, sys
-from mlproject.cli import main
-try:
-    code = main(sys.argv[1:])
-finally:
-    print("IMPORTED", json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "mlproject")))
-sys.exit(code)
-"""
-
-
-def project_files_imported(stdout: str) -> set[str]:
-    modules = json.loads(stdout.rsplit("IMPORTED ", 1)[1])
+def project_files(modules: list[str]) -> set[str]:
     files = set()
     for module in modules:
         path = ROOT / module.replace(".", "/")
@@ -42,17 +28,12 @@ def covered(file: str, deps: list[str]) -> bool:
     return any(file == dep or file.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
-def test_each_stage_depends_on_all_the_project_code_its_command_imports(tmp_path):
-    write_params(tmp_path, tiny_params(tmp_path))
-    (tmp_path / "prompts").mkdir()
-    (tmp_path / "prompts" / "default.txt").write_text("El \nQuien \n")
-    deps, imported = code_deps(), {}
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    for stage in STAGES:  # in order, each in a fresh interpreter, as `dvc repro` runs them
-        result = subprocess.run([str(BIN / "python"), "-c", COMMAND, stage], cwd=tmp_path, env=env,
-                                text=True, capture_output=True)
-        assert result.returncode == 0, result.stderr[-3000:]
-        imported[stage] = project_files_imported(result.stdout)
+def test_each_stage_depends_on_all_the_project_code_its_command_imports(reproduced):
+    # What each stage's process imported when `dvc repro` ran it (tests/import_probe).
+    deps = code_deps()
+    imported = {stage: project_files(json.loads((reproduced.imports / f"{stage}.json").read_text()))
+                for stage in STAGES}
+    for stage in STAGES:
         missing = sorted(f for f in imported[stage] if not covered(f, deps[stage]))
         assert not missing, f"stage {stage} imports {missing}, which dvc.yaml does not list in its deps"
     assert "mlproject/stages/train.py" in imported["train"]
@@ -70,8 +51,8 @@ def changed_stages(project) -> set[str]:
     return set(json.loads(status or "{}"))
 
 
-def test_editing_a_module_reports_the_stages_that_run_it_and_none_upstream(project):
-    run(["dvc", "repro"], project)
+def test_editing_a_module_reports_the_stages_that_run_it_and_none_upstream(reproduced):
+    project = reproduced.project
     assert changed_stages(project) == set()
     kernels = project / "mlproject/models/keras_rnn/fast_cpu/kernels.py"
     kernels.write_text(kernels.read_text() + "\n# an edit\n")
@@ -80,3 +61,4 @@ def test_editing_a_module_reports_the_stages_that_run_it_and_none_upstream(proje
     fetch = project / "mlproject/data/fetch.py"
     fetch.write_text(fetch.read_text() + "\n# an edit\n")
     assert changed_stages(project) == {"scrape"}
+    subprocess.run(["git", "checkout", "--", "mlproject"], cwd=project, check=True)
