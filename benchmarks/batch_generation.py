@@ -96,7 +96,9 @@ def lines(batch: dict | None) -> list[str]:
            "| runner | seconds | characters/s | speed-up vs the stage |", "|---|---|---|---|"]
     out += [f"| {r['runner']} | {r['seconds']:.1f} | {r['chars_per_s']:.0f} | {r['vs_stage']:.2f} |"
             for r in batch["rows"]]
-    return out + [""]
+    return out + ["", "A speed-up below 1 means that starting the cluster and loading the model on each worker "
+                  "cost more than spreading the prompts saved, on this machine's cores; the fan-out is for "
+                  "workers on more cores or machines than one process can use.", ""]
 
 
 def main() -> None:

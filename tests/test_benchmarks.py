@@ -25,3 +25,16 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path):
     assert all(side["tokens_per_s"] > 0 for key, side in lm["training"].items() if key != "precision")
     assert [r["batch"] for r in lm["generation"]] == [1, 4] and lm["pipeline"]["tokens_per_s"] > 0
     assert lm["quality"]["zero_shot_bpb"] > 0 and lm["quality"]["tuned_bpb"] > 0
+
+
+def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tmp_path):
+    for name in ("RESULTS.json", "RESULTS-batch.json"):
+        (tmp_path / name).write_bytes((ROOT / "benchmarks" / name).read_bytes())
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--render-only", "--out", str(out)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    batch = json.loads((tmp_path / "RESULTS-batch.json").read_text())
+    assert text.index("## 8. Batch generation over Dask") < text.index("## What moved the figures")
+    assert all(f"| {row['runner']} | {row['seconds']:.1f} |" in text for row in batch["rows"])
