@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     servers = Servers(Path(args.state).resolve(), args.postgres_port, args.mlflow_port, args.prefect_port)
     print(f"starting PostgreSQL on 127.0.0.1:{args.postgres_port}, then the Prefect and MLflow servers "
           f"(about 30 s; logs in {args.state}/) ...", flush=True)
+    def stop_on_sigterm(signum, frame):  # `kill` stops them all too, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         servers.start(worker_dir=Path.cwd())
         print("Ready. In another shell:")

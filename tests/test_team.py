@@ -9,10 +9,12 @@ import os
 import re
 import socket
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from mlflow import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.training import RUNNERS
-from infra.servers import Servers
+from infra.servers import Postgres, Servers
 from mlproject.cli import STAGES
 from mlproject.fileio import copy_paths, read_jsonl
 from mlproject.generation import read_prompts
@@ -106,6 +108,46 @@ def task_runs_and_artifacts(flow_run_id):
 def triggered_run_id(output: str) -> str:
     """The flow run id that `prefect deployment run` prints ("UUID: ...")."""
     return re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+
+
+def test_the_one_command_starts_every_server_and_kill_stops_them_all():
+    import psutil
+
+    root = Path(tempfile.mkdtemp(prefix="mlproject-servers-"))
+    root.chmod(0o755)  # PostgreSQL's own user walks into it
+    ports = [free_port(), free_port(), free_port()]
+    command = [str(BIN / "python"), "-m", "infra.servers", "--state", str(root / "state"),
+               *(f"--{name}-port={port}" for name, port in zip(("postgres", "mlflow", "prefect"), ports))]
+    servers = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    started = []
+    try:
+        printed = []
+        for line in servers.stdout:
+            printed.append(line)
+            if line.startswith("Prefect UI:"):
+                break
+        assert any(line.startswith("Ready") for line in printed), "".join(printed)
+        for url in (f"http://127.0.0.1:{ports[1]}/health", f"http://127.0.0.1:{ports[2]}/api/health"):
+            assert urllib.request.urlopen(url, timeout=5).status == 200
+        socket.create_connection(("127.0.0.1", ports[0]), timeout=5).close()  # PostgreSQL (pg_ctl's daemon)
+        started = psutil.Process(servers.pid).children(recursive=True)
+        commands = " ".join(" ".join(p.cmdline()) for p in started)
+        assert all(name in commands for name in ("mlflow server", "prefect server", "prefect worker")), commands
+        servers.send_signal(signal.SIGTERM)
+        assert servers.wait(timeout=60) == 0
+        gone, alive = psutil.wait_procs(started, timeout=30)
+        assert not alive, [" ".join(p.cmdline()) for p in alive]
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", ports[0]), timeout=5)
+    finally:  # what a failure left running
+        if servers.poll() is None:
+            servers.kill()
+        for process in started:
+            if process.is_running():
+                process.kill()
+        Postgres(root / "state" / "postgres", ports[0]).stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_deployed_training_runs_from_the_cli_fires_on_schedule_and_never_overlaps(team):
