@@ -161,14 +161,16 @@ def evaluate(units: int, chars: int) -> dict:
     return {"chars_per_s": totals.characters / seconds, "seconds": seconds}
 
 
-def pipeline_overhead(repeats: int) -> dict:
-    """`dvc repro` with nothing changed, and the Prefect flow's time beyond its stages."""
+def pipeline_overhead(repeats: int, project: str | None = None) -> dict:
+    """`dvc repro` with nothing changed, and the Prefect flow's time beyond its stages, on
+    `project` (a DVC project) or else on the tests' tiny project, reproduced first."""
     env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **os.environ,  # as the Makefile
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     from tests.conftest import make_tiny_project  # the tests' tiny project is the tiny size
 
+    given = Path(project).resolve() if project else None
     with tempfile.TemporaryDirectory() as tmp:
-        project = make_tiny_project(Path(tmp))
+        project = given or make_tiny_project(Path(tmp))
         subprocess.run(["dvc", "repro"], cwd=project, env=env, check=True, capture_output=True)
         noop = []
         for _ in range(repeats):
@@ -178,7 +180,8 @@ def pipeline_overhead(repeats: int) -> dict:
         with tempfile.TemporaryDirectory() as home:  # one PREFECT_HOME, as `make flow` keeps .prefect
             first = flow_beyond_stages(project, env, home)  # Prefect builds its database: once only
             flows = [flow_beyond_stages(project, env, home) for _ in range(repeats)]
-    return {"flow_first_total_s": first[0],"dvc_noop_s": sorted(noop)[len(noop) // 2], "dvc_noop_all": noop,
+    return {"project": str(given) if given else None,
+            "flow_first_total_s": first[0], "dvc_noop_s": sorted(noop)[len(noop) // 2], "dvc_noop_all": noop,
             "flow_total_s": sorted(f[0] for f in flows)[len(flows) // 2],
             "flow_stages_s": sorted(f[1] for f in flows)[len(flows) // 2],
             "flow_overhead_s": sorted(f[0] - f[1] for f in flows)[len(flows) // 2]}

@@ -7,10 +7,11 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path):
+def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path, reproduced):
     out = tmp_path / "RESULTS.md"
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--size", "tiny", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True)
+    # The overhead on the tests' shared tiny project, which needs no second whole pipeline run.
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--size", "tiny", "--out", str(out),
+                             "--project", str(reproduced.project)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     for heading in ("1. Training throughput", "2. Generation throughput", "3. Evaluation throughput",
@@ -20,6 +21,7 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path):
     assert all(r["keras"] > 0 and r["torch"] > 0 for r in figures["training"])
     assert [r["batch"] for r in figures["generation"]] == [1, 4]
     assert figures["overhead"]["dvc_noop_s"] > 0 and figures["overhead"]["flow_stages_s"] > 0
+    assert figures["overhead"]["project"] == str(reproduced.project) and str(reproduced.project) in text
     assert all(0 < q["bits_per_character"] < 10 for q in figures["quality"]["budgets"].values())
     lm = figures["transformers"]
     assert all(side["tokens_per_s"] > 0 for key, side in lm["training"].items() if key != "precision")
