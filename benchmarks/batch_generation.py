@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ def timed(command: list[str], cwd: Path, env: dict) -> float:
 
 
 def measure(size: dict) -> dict:
-    from infra.servers import prefect_command, wait_for
+    from infra.servers import free_port, prefect_command, wait_for
     from tests.conftest import make_tiny_project, tiny_params, write_params
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,9 +48,7 @@ def measure(size: dict) -> dict:
         base = (ROOT / "prompts/default.txt").read_text(encoding="utf-8").split("\n")
         prompts = [f"{base[i % 8]} {i}" for i in range(size["prompts"])]
         (project / "bench-prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
-        with socket.socket() as sock:  # a free port for this run's Prefect server
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()  # for this run's Prefect server
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                "PREFECT_HOME": str(Path(tmp) / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
         timed(["dvc", "repro"], project, env)  # the champion both sides serve

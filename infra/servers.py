@@ -9,6 +9,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +43,13 @@ def worker_command(pool: str = WORK_POOL) -> list[str]:
 def postgres_url(port: int, database: str, driver: str, host: str = "127.0.0.1") -> str:
     # SQLAlchemy 2 reads a plain postgresql:// as psycopg 3: name the driver each server uses.
     return f"postgresql+{driver}://postgres@{host}:{port}/{database}"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for(url: str, what: str, seconds: float, process: subprocess.Popen | None = None) -> None:

@@ -22,19 +22,13 @@ from mlflow import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.training import RUNNERS
-from infra.servers import Postgres, Servers
+from infra.servers import Postgres, Servers, free_port
 from mlproject.cli import STAGES
 from mlproject.fileio import copy_paths, read_jsonl
 from mlproject.generation import read_prompts
 from tests.conftest import BIN, ROOT, git, make_tiny_project
 
 FLOW_CODE = ["flows", "tasks", "infra", "presets"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
