@@ -58,6 +58,17 @@ def test_sampling_is_seeded_and_batched_rows_match_single_rows():
     assert together == [model.generate([p], greedy(25))[0] for p in prompts]
 
 
+@pytest.mark.parametrize("kind", [{"kind": "rnn"}, {"kind": "window_rnn", "target": "last"}])
+def test_a_prompts_sampled_text_depends_only_on_the_prompt_the_settings_and_the_seed(kind):
+    model = tiny_model(**kind)
+    sampling = Sampling(max_length=30, seed=5)
+    alone = model.generate(["Más"], sampling)[0]
+    crowd = model.generate(["A buen", "", "Más", "Más"], sampling)
+    assert crowd[2] == crowd[3] == alone  # whatever its row, even twice in one batch
+    assert model.generate(["x", "y", "Más"], sampling, batch_size=2)[2] == alone  # in a later batch
+    assert model.generate(["Más"], dataclasses.replace(sampling, seed=6))[0] != alone
+
+
 def test_top_k_one_is_greedy_whatever_the_temperature():
     model = tiny_model()
     assert model.generate(["El "], Sampling(20, temperature=5.0, top_k=1, seed=1)) == \

@@ -119,6 +119,10 @@ def test_a_batch_gives_the_same_greedy_text_as_one_prompt_at_a_time(tmp_path, co
     sampled = Sampling(max_length=12, temperature=1.0, top_k=20, top_p=0.9, seed=5)
     assert model.generate(prompts, sampled) == model.generate(prompts, sampled)
     assert model.generate(prompts, sampled) != model.generate(prompts, dataclasses.replace(sampled, seed=6))
+    # A sampled prompt's text depends only on the prompt, the settings and the seed: not its row or batch.
+    crowd = model.generate(prompts + [prompts[1]], sampled)
+    assert crowd[1] == crowd[4] == model.generate([prompts[1]], sampled)[0]
+    assert model.generate(prompts, sampled, batch_size=3)[3] == crowd[3]
 
 
 def test_generation_says_nothing_about_padding(tmp_path, corpus, capfd):

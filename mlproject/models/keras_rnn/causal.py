@@ -14,6 +14,7 @@ import numpy as np
 
 from mlproject.config import EvaluateConfig, Paths, TrainConfig
 from mlproject.data.tokens import Vocabulary
+from mlproject.models import noise
 from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
 from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
@@ -119,12 +120,13 @@ class RecurrentModel(LanguageModel):
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, prompts: list[str], sampling: Sampling, batch_size: int = 256) -> list[str]:
-        """Continue each prompt by `sampling.max_length` tokens; the same seed gives the same texts."""
+        """Continue each prompt by `sampling.max_length` tokens; a prompt's text depends only on
+        the prompt, the settings and the seed."""
         texts = []
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start:start + batch_size]
             primes = [self.vocabulary.encode(self.separator + p) for p in batch]
-            ids = self.sample(primes, dataclasses.replace(sampling, seed=sampling.seed + start))
+            ids = self.sample(primes, sampling, noise.row_seeds(sampling.seed, batch))
             texts.extend(self.vocabulary.decode(row) for row in ids)
         return texts
 
@@ -140,7 +142,7 @@ class RecurrentModel(LanguageModel):
 
         return self.compiled("sampler", lambda: make_sampler(self.forward()))
 
-    def sample(self, primes: list[np.ndarray], sampling: Sampling) -> np.ndarray:
+    def sample(self, primes: list[np.ndarray], sampling: Sampling, seeds: list[int]) -> np.ndarray:
         import tensorflow as tf
 
         if sampling.temperature == 0:  # greedy: the likeliest token, which top-k 1 keeps alone
@@ -149,5 +151,5 @@ class RecurrentModel(LanguageModel):
         lengths = np.array([min(len(p), prime.shape[1]) for p in primes], dtype=np.int32)
         ids = self.sampler()(tf.constant(prime), tf.constant(lengths), tf.constant(sampling.max_length),
                              tf.constant(float(sampling.temperature)), tf.constant(int(sampling.top_k)),
-                             tf.constant(float(sampling.top_p)), tf.constant(int(sampling.seed), tf.int64))
+                             tf.constant(float(sampling.top_p)), tf.constant(seeds, tf.int64))
         return ids.numpy()

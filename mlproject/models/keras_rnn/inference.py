@@ -14,6 +14,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mlproject.config import TrainConfig
+from mlproject.models import noise
 from mlproject.models.keras_rnn.fast_cpu.kernels import project, recurrent_step, times
 from mlproject.models.keras_rnn.network import layer_name
 
@@ -106,16 +107,21 @@ def filter_logits(logits, temperature, top_k, top_p):
     return tf.cond(top_p < 1.0, keep_nucleus, lambda: logits)
 
 
-def draw(logits, temperature, top_k, top_p, seed, step):
+def draw(logits, temperature, top_k, top_p, seeds, step):
+    """One token per row: the Gumbel-max draw whose noise is keyed by the row's prompt seed
+    (mlproject/models/noise.py), so a row's text never depends on the other rows."""
     filtered = filter_logits(logits, temperature, top_k, top_p)
-    pair = tf.stack([seed, tf.cast(step, tf.int64)])
-    return tf.cast(tf.random.stateless_categorical(filtered, 1, seed=pair)[:, 0], tf.int32)
+    token_ids = tf.range(tf.shape(logits, out_type=tf.int64)[1])[None, :]
+    hashes = noise.hashed(seeds[:, None], tf.cast(step, tf.int64), token_ids, tf.bitwise.bitwise_xor)
+    noisy = filtered + tf.cast(noise.gumbel(hashes, tf.math.log), filtered.dtype)
+    return tf.cast(tf.argmax(noisy, axis=-1), tf.int32)
 
 
 def make_sampler(forward: Forward):
-    """A compiled function (prime, lengths, steps, temperature, top_k, top_p, seed) -> new ids."""
+    """A compiled function (prime, lengths, steps, temperature, top_k, top_p, seeds) -> new ids;
+    `seeds` holds each row's key (noise.row_seeds)."""
     @tf.function(reduce_retracing=True)
-    def sample(prime, lengths, steps, temperature, top_k, top_p, seed):
+    def sample(prime, lengths, steps, temperature, top_k, top_p, seeds):
         batch = tf.shape(prime)[0]
         prepared = forward.prepare()
         states = forward.zero_states(batch)
@@ -129,7 +135,7 @@ def make_sampler(forward: Forward):
             logits = tf.where(active, step_logits, logits)
         out = tf.TensorArray(tf.int32, size=steps)
         for i in tf.range(steps):
-            token = draw(logits, temperature, top_k, top_p, seed, i)
+            token = draw(logits, temperature, top_k, top_p, seeds, i)
             out = out.write(i, token)
             logits, states = forward.step(prepared, token, states)
         return tf.transpose(out.stack())
@@ -146,11 +152,11 @@ def make_window_sampler(network):
     logits_of = window_logits(network)
 
     @tf.function(reduce_retracing=True)
-    def sample(prime, lengths, steps, temperature, top_k, top_p, seed):
+    def sample(prime, lengths, steps, temperature, top_k, top_p, seeds):
         window = prime
         out = tf.TensorArray(tf.int32, size=steps)
         for i in tf.range(steps):
-            token = draw(logits_of(window), temperature, top_k, top_p, seed, i)
+            token = draw(logits_of(window), temperature, top_k, top_p, seeds, i)
             out = out.write(i, token)
             window = tf.concat([window[:, 1:], token[:, None]], axis=1)
         return tf.transpose(out.stack())

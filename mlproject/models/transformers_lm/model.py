@@ -15,6 +15,7 @@ import numpy as np
 
 from mlproject.config import EvaluateConfig, Paths, TrainConfig
 from mlproject.fileio import read_json
+from mlproject.models import noise
 from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
 
 DETAILS_FILE = "details.json"
@@ -149,8 +150,10 @@ class CausalLM(LanguageModel):
         from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         eos, pad = self.special_ids()
+        # Greedy search over noisy logits: with Gumbel noise keyed by each prompt (noise.py) the
+        # argmax is a draw from the filtered softmax that no other row of the batch changes.
         generation = GenerationConfig(max_new_tokens=sampling.max_length, eos_token_id=eos, pad_token_id=pad,
-                                      use_cache=True, do_sample=sampling.temperature > 0)
+                                      use_cache=True, do_sample=False)
         warpers = []  # applied after the first-token rule, so that they never leave it nothing to pick
         if sampling.temperature > 0:
             warpers.append(TemperatureLogitsWarper(sampling.temperature))
@@ -168,10 +171,11 @@ class CausalLM(LanguageModel):
             input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
             mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
             first = FirstTokenStartsWith([self.space_led_tokens if t else None for t in tails], width)
-            torch.manual_seed(sampling.seed + start)
+            drawn = [GumbelNoise(noise.row_seeds(sampling.seed, prompts[start:start + batch_size]), width)
+                     ] if sampling.temperature > 0 else []
             with torch.inference_mode():
                 out = self.network.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation,
-                                            logits_processor=LogitsProcessorList([first, *warpers]))
+                                            logits_processor=LogitsProcessorList([first, *warpers, *drawn]))
             for row, tail in zip(out[:, width:].tolist(), tails):
                 if eos in row:
                     row = row[: row.index(eos)]
@@ -235,6 +239,21 @@ def progress_bar(total: int, description: str, unit: str, show: bool = True, lea
     tty = sys.stderr.isatty()
     return tqdm(total=total, desc=description, unit=unit, mininterval=1 if tty else 30, file=sys.stderr,
                 disable=not show or total < least)
+
+
+class GumbelNoise:
+    """A logits processor: each row's Gumbel noise for this step, keyed by its prompt's seed."""
+
+    def __init__(self, seeds: list[int], prompt_width: int):
+        self.seeds, self.prompt_width = seeds, prompt_width
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        seeds = torch.tensor(self.seeds, dtype=torch.int64, device=scores.device)[:, None]
+        token_ids = torch.arange(scores.shape[1], dtype=torch.int64, device=scores.device)[None, :]
+        hashes = noise.hashed(seeds, input_ids.shape[1] - self.prompt_width, token_ids, torch.bitwise_xor)
+        return scores + noise.gumbel(hashes, torch.log).to(scores.dtype)
 
 
 class FirstTokenStartsWith:
