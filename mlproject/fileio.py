@@ -75,6 +75,13 @@ def md5_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def folder_md5(folder: str | Path) -> str:
+    """One MD5 for a folder's files, their paths and bytes: equal for equal contents."""
+    folder = Path(folder)
+    listing = sorted((str(p.relative_to(folder)), md5_of(p)) for p in folder.rglob("*") if p.is_file())
+    return hashlib.md5(json.dumps(listing).encode("utf-8")).hexdigest()
+
+
 def copy_paths(names: Iterable[str], source: Path, target: Path) -> None:
     """Copy each file or folder named (relative to `source`) to the same place below `target`."""
     for name in names:

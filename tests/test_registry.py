@@ -1,6 +1,7 @@
 """Register and promote against a real MLflow store in a SQLite file."""
 
 import shutil
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -152,3 +153,30 @@ def test_registering_the_same_model_again_makes_no_new_version(workdir, bundles)
     with mlflow.start_run() as other:
         pass
     assert register(MlflowConfig(), other.info.run_id, paths, {"seed": 1})["version"] == "2"
+
+
+def test_a_version_that_cannot_be_recorded_is_deleted_and_the_record_is_kept(workdir, bundles):
+    from mlproject.config import StageFailed
+
+    paths = paths_in(workdir, model_dir=bundles / "trained")
+    evaluate(EVALUATE, 1, paths)
+    with mlflow.start_run() as run:
+        pass
+    Path(paths.registered).mkdir(parents=True)  # a record that cannot be written once MLflow made the version
+    with pytest.raises(StageFailed, match=f"{NAME} version 1: not completed, so deleted again"):
+        register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
+    assert MlflowClient().search_model_versions(f"name = '{NAME}'") == []
+    Path(paths.registered).rmdir()
+    assert register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})["version"] == "2"
+    assert len(MlflowClient().search_model_versions(f"name = '{NAME}'")) == 1
+
+
+def test_a_lost_training_run_is_registered_under_one_stand_in_however_often_register_runs(workdir, bundles):
+    paths = paths_in(workdir, model_dir=bundles / "trained")
+    evaluate(EVALUATE, 1, paths)
+    lost = "0" * 32  # a run id the store never had
+    first = register(MlflowConfig(), lost, paths, {"seed": 1})
+    again = register(MlflowConfig(), lost, paths, {"seed": 1})
+    assert again["version"] == first["version"] == "1" and again["registered_before"]
+    assert again["run_id"] == first["run_id"] != lost
+    assert MlflowClient().get_run(first["run_id"]).data.tags["stands_for_run"] == lost

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlproject.config import ConfigError, TrainConfig
-from mlproject.fileio import read_json
+from mlproject.fileio import md5_of, read_json
 from mlproject.models.keras_rnn.training import batch_order, window_starts
 from tests.conftest import run, tiny_params, write_params
 
@@ -51,6 +51,12 @@ def test_interrupted_training_resumes_at_next_epoch_and_matches_uninterrupted(tm
     run(["mlproject", "train"], tmp_path)
     straight = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in straight] == pytest.approx([r["loss"] for r in resumed], rel=1e-5)
+
+    # Run again on the finished checkpoint: the same weights saved again, byte for byte, so DVC
+    # sees an unchanged model and reruns nothing after train.
+    before = {p.name: md5_of(p) for p in (tmp_path / "models" / "model").iterdir()}
+    run(["mlproject", "train"], tmp_path)
+    assert {p.name: md5_of(p) for p in (tmp_path / "models" / "model").iterdir()} == before
 
 
 def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):

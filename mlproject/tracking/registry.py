@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 import mlproject
 from mlproject.config import MlflowConfig, Paths, StageFailed
-from mlproject.fileio import copy_paths, md5_of, read_json, read_jsonl, write_json
+from mlproject.fileio import copy_paths, folder_md5, md5_of, read_json, read_jsonl, write_json
 from mlproject.models.kinds import KIND_FILE
 
 
@@ -125,32 +125,37 @@ def flat_params(params: dict, prefix: str = "") -> dict:
     return flat
 
 
-def version_of_same_model(client: MlflowClient, name: str, run_id: str, metrics: dict) -> str | None:
-    """The version already registered from this training run with these very validation figures
-    on this very text: the same model, registered again by a forced or repeated stage."""
-    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
-        if (version.tags.get("validation_md5") == metrics["validation_md5"]
-                and version.tags.get("bits_per_byte") == str(metrics["bits_per_byte"])):
-            return str(version.version)
+def version_of_same_model(client: MlflowClient, name: str, run_id: str, model_md5: str):
+    """The version already registered with these very model files from this training run (or
+    from the run that stands for it in another store): the same model, registered again by a
+    forced or repeated stage, or by a train rerun that only saved the same weights again."""
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get("model_md5") == model_md5 and run_id in (version.run_id, version.tags.get("training_run")):
+            return version
     return None
 
 
 def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> dict:
-    """Log the model behind the pyfunc interface to the training run; register a new version,
-    unless this very model is registered already (then its version is the record)."""
+    """Log the model behind the pyfunc interface to the training run and register a new version,
+    unless this very model is registered already (then its version is the record). A version
+    that cannot be completed (tagged and recorded) is deleted again: nothing is half-registered."""
     from mlproject.tracking.pyfunc import MODEL_ARTIFACT, TextGenerator, signature
 
     metrics = read_json(paths.metrics)
-    client = MlflowClient()
-    run_id = run_in_store(client, run_id, params)
-    existing = version_of_same_model(client, config.model_name, run_id, metrics)
+    scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
+    figures = {"validation_md5": metrics["validation_md5"], **{k: str(v) for k, v in scores.items()}}
+    client, name, model_md5 = MlflowClient(), config.model_name, folder_md5(paths.model)
+    existing = version_of_same_model(client, name, run_id, model_md5)
     if existing is not None:
-        commit = client.get_model_version(config.model_name, existing).tags.get("git_commit", "")
-        return write_record(paths, config.model_name, existing, run_id, commit, registered_before=True)
+        version = str(existing.version)
+        for key, value in figures.items():  # the latest evaluation of this model
+            client.set_model_version_tag(name, version, key, value)
+        return write_record(paths, name, version, existing.run_id, existing.tags.get("git_commit", ""),
+                            registered_before=True)
+    training_run, run_id = run_id, run_in_store(client, run_id, params)
     commit, dirty = git_commit()
     lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(), **orchestrator_tags(),
                **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
-    scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
     described = {f"model_{key}": str(value) for key, value in read_json(paths.model / KIND_FILE).items()}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
         mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
@@ -161,12 +166,20 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         info = mlflow.pyfunc.log_model(
             name="model", python_model=TextGenerator(), artifacts={MODEL_ARTIFACT: str(paths.model)},
             code_paths=[str(pyfunc_code(Path(staging)))], signature=signature(),
-            registered_model_name=config.model_name)
+            registered_model_name=name)
     version = str(info.registered_model_version)
-    for key, value in {**lineage, **described, "validation_md5": metrics["validation_md5"],
-                       **{k: str(v) for k, v in scores.items()}}.items():
-        client.set_model_version_tag(config.model_name, version, key, value)
-    return write_record(paths, config.model_name, version, run_id, commit)
+    try:
+        for key, value in {**lineage, **described, **figures, "model_md5": model_md5,
+                           "training_run": training_run}.items():
+            client.set_model_version_tag(name, version, key, value)
+        return write_record(paths, name, version, run_id, commit)
+    except BaseException as error:
+        client.delete_model_version(name, version)
+        if not isinstance(error, Exception):  # Ctrl-C stays Ctrl-C
+            raise
+        raise StageFailed(f"{name} version {version}: not completed, so deleted again "
+                          f"({type(error).__name__}: {error}); {paths.registered} still names the "
+                          "version registered before") from error
 
 
 def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str, **extra) -> dict:

@@ -48,7 +48,9 @@ class RecurrentModel(LanguageModel):
         return resumable_run_id(config, seed, paths)
 
     def save(self, folder: Path) -> None:
-        self.network.save(folder / NETWORK_FILE)
+        from mlproject.models.keras_rnn.network import save_network
+
+        save_network(self.network, folder / NETWORK_FILE)
         (folder / VOCAB_FILE).write_text(self.vocabulary.to_json(), encoding="utf-8")
         (folder / CONFIG_FILE).write_text(json.dumps(
             {"train": dataclasses.asdict(self.config), "separator": self.separator}, indent=2))

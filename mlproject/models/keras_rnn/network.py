@@ -6,8 +6,10 @@ with one loads and runs with the other, and inference reads its weights by these
 
 from __future__ import annotations
 
+import json
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +67,36 @@ def build_network(config: TrainConfig, vocab_size: int):
         check_keras_internals()
         return FoldedEmbeddingModel(tokens, logits, name=f"rnn_{config.cell}")
     return keras.Model(tokens, logits, name=f"rnn_{config.cell}")
+
+
+def save_network(network, path: Path) -> None:
+    """`network.save(path)` with what differs between two saves of the same network taken out, so
+    the same weights give the same bytes and DVC reruns nothing after an unchanged train: Keras
+    stamps the time (the weights entry's date, `date_saved` in metadata.json) and numbers shared
+    objects by their memory address (`shared_object_id` in config.json), here renumbered 1, 2, ...
+    in order of appearance, which keeps which objects are shared."""
+    import zipfile
+
+    stamped = path.with_name(f".stamped-{path.name}")  # Keras wants a name ending in .keras
+    network.save(stamped)
+    with zipfile.ZipFile(stamped) as source, zipfile.ZipFile(path, "w") as target:
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            elif entry.filename == "config.json":
+                data = json.dumps(renumbered_shared_objects(json.loads(data), {})).encode()
+            target.writestr(zipfile.ZipInfo(entry.filename), data, compress_type=entry.compress_type)
+    stamped.unlink()
+
+
+def renumbered_shared_objects(config, numbers: dict):
+    if isinstance(config, list):
+        return [renumbered_shared_objects(item, numbers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+            else renumbered_shared_objects(value, numbers) for key, value in config.items()}
 
 
 def load_network(path, compile: bool = True):
