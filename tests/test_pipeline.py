@@ -108,3 +108,37 @@ def test_a_lost_tracking_store_is_named_and_the_stated_commands_bring_a_champion
                     env={"MLFLOW_TRACKING_URI": uri})
     tags = json.loads(described.stdout[described.stdout.index("{"):])["data"]["tags"]
     assert record["version"] == "1" and tags["model_kind"] == "rnn" and tags["stands_for_run"]
+
+
+def test_a_failed_rerun_loses_no_output_and_the_fixed_params_rerun_nothing(reproduced):
+    project = reproduced.project
+    products = ("data", "models/model", "models/run.json", "reports", "outputs")
+    before = {folder: digests(project, folder) for folder in products if (project / folder).is_dir()}
+    before["models/run.json"] = (project / "models/run.json").read_bytes()
+    good = (project / "params.yaml").read_text()
+
+    def after_a_typo(key: str, value: str) -> None:
+        params = yaml.safe_load(good)
+        section, name = key.split(".")
+        params[section][name] = value
+        write_params(project, params)
+        failed = run(["dvc", "repro"], project, check=False)
+        assert failed.returncode != 0 and f"{key} = {value!r}" in failed.stderr + failed.stdout
+        (project / "params.yaml").write_text(good)
+
+    def unchanged() -> None:
+        now = {folder: digests(project, folder) for folder in products if (project / folder).is_dir()}
+        now["models/run.json"] = (project / "models/run.json").read_bytes()
+        assert now == before
+
+    # Fixed, the next `dvc repro` puts back what the failed stage removed: no retraining, no new version.
+    after_a_typo("train.cell", "gruu")
+    assert not (project / "models/model").exists()  # DVC removes a stage's outputs before running it
+    fixed = run(["dvc", "repro"], project)
+    assert ran(fixed.stdout) == [], fixed.stdout
+    unchanged()
+    # Or `dvc checkout` puts every output back at once, the reports and the run record included.
+    after_a_typo("train.cell", "gruu")
+    run(["dvc", "checkout"], project)
+    unchanged()
+    assert ran(run(["dvc", "repro"], project).stdout) == []
