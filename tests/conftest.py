@@ -47,10 +47,10 @@ def write_params(workdir: Path, params: dict) -> Path:
     return path
 
 
-def git(workdir: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=workdir, check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.org",
-                        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.org"})
+def git(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=workdir, check=True, capture_output=True, text=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.org",
+                               "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.org"})
 
 
 def make_tiny_project(workdir: Path) -> Path:

@@ -8,7 +8,7 @@ import yaml
 from mlflow import MlflowClient
 
 from mlproject.cli import STAGES
-from tests.conftest import git, run, write_params
+from tests.conftest import ROOT, git, run, write_params
 
 OUTPUTS = ["data/raw/documents.jsonl", "reports/scrape.json", "data/validated/documents.jsonl",
            "data/rejected/documents.jsonl", "reports/validation.json", "reports/data_docs/index.html",
@@ -68,6 +68,7 @@ def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(reproduc
     tokens_md5 = {d["path"]: d["md5"] for d in lock["stages"]["train"]["deps"]}["data/tokens"]
     assert champion.tags["data_md5:data/tokens"] == tokens_md5
     assert len(champion.tags["git_commit"]) == 40
+    assert champion.tags["git_dirty"] == "false"  # a committed project: `dvc repro` changed nothing git tracks
     run_params = client.get_run(champion.run_id).data.params
     assert run_params["train.units"] == "32" and run_params["seed"] == str(params["seed"])
 
@@ -86,6 +87,14 @@ def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(reproduc
     third = run(["dvc", "repro"], project)
     assert ran(third.stdout) == ["generate"]
     assert ran(run(["dvc", "repro"], project).stdout) == []
+
+
+def test_nothing_the_setup_generates_is_tracked_by_git():
+    """`make setup` writes .venv/ and the editable install's mlproject.egg-info/ into the clone;
+    were either tracked, every version registered from a fresh clone would be tagged git_dirty."""
+    for generated in (".venv", "mlproject.egg-info"):
+        assert git(ROOT, "ls-files", generated).stdout == "", generated
+        assert git(ROOT, "check-ignore", generated).stdout.strip() == generated
 
 
 def test_a_lost_tracking_store_is_named_and_the_stated_commands_bring_a_champion_back(reproduced):
