@@ -133,6 +133,19 @@ def test_a_batch_gives_the_same_greedy_text_as_one_prompt_at_a_time(tmp_path, co
     assert model.generate(prompts, sampled, batch_size=3)[3] == crowd[3]
 
 
+def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, corpus, capsys):
+    paths = layout(tmp_path, corpus)
+    with pytest.raises(InterruptedError):
+        ScratchGPT.train(TINY_GPT, 1, paths, stop_after=1)
+    last = paths.checkpoints / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk
+    result = ScratchGPT.train(TINY_GPT, 1, paths)
+    assert "last.pt cannot be read" in capsys.readouterr().out
+    assert result.resumed_from_epoch == 0 and [r["epoch"] for r in result.history] == [1, 2]
+    aside = list(paths.checkpoints.parent.glob("checkpoints.unreadable-*"))
+    assert len(aside) == 1 and (aside[0] / "last.pt").stat().st_size == 1000
+
+
 def test_generation_says_nothing_about_padding(tmp_path, corpus, capfd):
     paths = layout(tmp_path, corpus)
     ScratchGPT.train(TINY_GPT, 1, paths)

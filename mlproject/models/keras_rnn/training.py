@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -129,22 +128,6 @@ def resumable_run_id(config: TrainConfig, seed: int, paths: Paths) -> str | None
                                              lambda: fingerprint(config, seed, Path(paths.tokens)))
 
 
-def readable_checkpoint(checkpoints: Path):
-    """The last checkpoint's network; None when it cannot be read, after setting the checkpoints
-    aside (kept for inspection) so that training starts over."""
-    from mlproject.models.keras_rnn.network import load_network
-
-    try:
-        return load_network(checkpoints / CHECKPOINT)
-    except Exception as error:  # a damaged file surfaces as ValueError, OSError or a zip error
-        aside = checkpoints.with_name(f"{checkpoints.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-        checkpoints.rename(aside)
-        reason = (str(error).splitlines() or [""])[0][:160]
-        print(f"train: {checkpoints / CHECKPOINT} cannot be read ({type(error).__name__}: {reason}); "
-              f"set aside in {aside}; starting over", flush=True)
-        return None
-
-
 def save_keras(model, path: Path) -> None:
     partial = path.with_name(f".partial.{path.name}")
     model.save(partial)  # Keras wants a .keras name, so rename by hand
@@ -202,7 +185,7 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     validation_ids = vocabulary.encode((tokens / "validation.txt").read_text(encoding="utf-8"))
     expected = fingerprint(config, seed, tokens)
     state = checkpoint_state.resume_point(checkpoints, expected, CHECKPOINT)
-    model = readable_checkpoint(checkpoints) if state else None
+    model = checkpoint_state.readable(checkpoints, CHECKPOINT, load_network) if state else None
     state = state if model is not None else None
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:

@@ -163,9 +163,11 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     steps = steps_per_epoch(len(train_blocks), config, accelerator.num_processes)
     optimizer = make_optimizer([p for p in network.parameters() if p.requires_grad], config)
     schedule = make_schedule(optimizer, config, steps * config.epochs)
+    saved = checkpoint_state.readable(checkpoints, CHECKPOINT, lambda path: torch.load(path, weights_only=True)
+                                      ) if state else None
+    state = state if saved is not None else None
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:
-        saved = torch.load(checkpoints / CHECKPOINT, weights_only=True)
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
