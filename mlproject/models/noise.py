@@ -3,48 +3,61 @@ plus Gumbel noise (the Gumbel-max trick, an exact draw from the softmax), and th
 of (prompt, seed, step, token id). A prompt's text therefore depends only on the prompt, the
 settings and the seed, never on its batch or its row in one.
 
-The hash is written once, in arithmetic that NumPy arrays, TensorFlow tensors and PyTorch tensors
-all share (int64 `*`, `//`, `%`, `+`); each framework passes only its own bitwise xor. Every
-intermediate value stays below 2**49, so no framework's integer overflow is ever reached.
+The hash is written once, over each framework's own bitwise operations (`Bits`): unsigned 32-bit
+arithmetic, which wraps by definition, where the framework has it (TensorFlow); int64 values kept
+below 2**49 where it does not (NumPy, PyTorch), so their signed overflow is never reached.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
-TWO_32 = 2 ** 32
-TWO_16 = 2 ** 16
+MASK_32, MASK_16 = 2 ** 32 - 1, 2 ** 16 - 1
 GOLDEN = 0x9E3779B9  # spreads consecutive steps apart before they are mixed
+
+
+@dataclass(frozen=True)
+class Bits:
+    """A framework's operations on arrays of 32-bit values, and its cast to float32."""
+    xor: Callable
+    shift_right: Callable  # (x, places)
+    times: Callable  # (x, constant) -> x * constant mod 2**32
+    wrap: Callable  # x mod 2**32
+    to_float32: Callable
+
+
+def int64_bits(xor: Callable, shift_right: Callable, mask: Callable, to_float32: Callable) -> Bits:
+    """Bits on int64 values, for frameworks without an unsigned 32-bit multiply: a product is
+    taken in 16-bit halves, so none exceeds 2**49. `mask(x, constant)` is x & constant."""
+    def times(x, constant: int):
+        return mask(x * (constant & MASK_16) + mask(x * (constant >> 16), MASK_16) * 2 ** 16, MASK_32)
+
+    return Bits(xor, shift_right, times, lambda x: mask(x, MASK_32), to_float32)
 
 
 def row_seeds(seed: int, prompts: list[str]) -> list[int]:
     """The 32-bit key of each prompt's draws under `seed`."""
-    return [zlib.crc32(prompt.encode("utf-8"), seed % TWO_32) for prompt in prompts]
+    return [zlib.crc32(prompt.encode("utf-8"), seed & MASK_32) for prompt in prompts]
 
 
-def times(x, constant: int):
-    """(x * constant) mod 2**32 for 32-bit x, without a product over 2**49."""
-    low, high = constant % TWO_16, constant // TWO_16
-    return (x * low + (x * high) % TWO_16 * TWO_16) % TWO_32
+def mix(x, bits: Bits):
+    """A 32-bit integer hash (lowbias32, by Chris Wellons) of 32-bit values x."""
+    x = bits.xor(x, bits.shift_right(x, 16))
+    x = bits.times(x, 0x7FEB352D)
+    x = bits.xor(x, bits.shift_right(x, 15))
+    x = bits.times(x, 0x846CA68B)
+    return bits.xor(x, bits.shift_right(x, 16))
 
 
-def mix(x, xor):
-    """A 32-bit integer hash (lowbias32, by Chris Wellons) of 32-bit values x; `//` is the
-    right shift of a non-negative number."""
-    x = xor(x, x // 2 ** 16)
-    x = times(x, 0x7FEB352D)
-    x = xor(x, x // 2 ** 15)
-    x = times(x, 0x846CA68B)
-    return xor(x, x // 2 ** 16)
+def hashed(seeds, step, token_ids, bits: Bits):
+    """32-bit hashes for seeds (rows, 1), one step and token ids (1, vocabulary)."""
+    per_row = mix(bits.wrap(seeds + bits.times(step, GOLDEN)), bits)
+    return mix(bits.xor(per_row, token_ids), bits)
 
 
-def hashed(seeds, step, token_ids, xor):
-    """32-bit hashes for seeds (rows, 1), one step (a scalar) and token ids (1, vocabulary)."""
-    per_row = mix((seeds + times(step, GOLDEN)) % TWO_32, xor)
-    return mix(xor(per_row, token_ids), xor)
-
-
-def gumbel(hashes, log):
-    """Standard Gumbel noise from 32-bit hashes, as float32 (24 bits of each: exact there)."""
-    uniform = (hashes // 256 * 2 + 1) / 2 ** 25  # in (0, 1), never 0 or 1
+def gumbel(hashes, log, bits: Bits):
+    """Standard Gumbel noise in float32 from 32-bit hashes (24 bits of each: exact in float32)."""
+    uniform = bits.to_float32(bits.shift_right(hashes, 8) * 2 + 1) * 2.0 ** -25  # in (0, 1), never 0 or 1
     return -log(-log(uniform))

@@ -153,5 +153,5 @@ class RecurrentModel(LanguageModel):
         lengths = np.array([min(len(p), prime.shape[1]) for p in primes], dtype=np.int32)
         ids = self.sampler()(tf.constant(prime), tf.constant(lengths), tf.constant(sampling.max_length),
                              tf.constant(float(sampling.temperature)), tf.constant(int(sampling.top_k)),
-                             tf.constant(float(sampling.top_p)), tf.constant(seeds, tf.int64))
+                             tf.constant(float(sampling.top_p)), tf.constant(seeds, tf.uint32))
         return ids.numpy()

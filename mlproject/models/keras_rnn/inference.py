@@ -107,13 +107,33 @@ def filter_logits(logits, temperature, top_k, top_p):
     return tf.cond(top_p < 1.0, keep_nucleus, lambda: logits)
 
 
+def uint32_shift_right(x, places: int):
+    return tf.bitwise.right_shift(x, tf.constant(places, tf.uint32))
+
+
+def uint32_times(x, constant: int):
+    return x * tf.constant(constant, tf.uint32)  # unsigned: wraps at 2**32
+
+
+def uint32_wrap(x):
+    return x  # already
+
+
+def to_float32(x):
+    return tf.cast(x, tf.float32)
+
+
+TF_BITS = noise.Bits(xor=tf.bitwise.bitwise_xor, shift_right=uint32_shift_right, times=uint32_times,
+                     wrap=uint32_wrap, to_float32=to_float32)
+
+
 def draw(logits, temperature, top_k, top_p, seeds, step):
     """One token per row: the Gumbel-max draw whose noise is keyed by the row's prompt seed
     (mlproject/models/noise.py), so a row's text never depends on the other rows."""
     filtered = filter_logits(logits, temperature, top_k, top_p)
-    token_ids = tf.range(tf.shape(logits, out_type=tf.int64)[1])[None, :]
-    hashes = noise.hashed(seeds[:, None], tf.cast(step, tf.int64), token_ids, tf.bitwise.bitwise_xor)
-    noisy = filtered + tf.cast(noise.gumbel(hashes, tf.math.log), filtered.dtype)
+    token_ids = tf.cast(tf.range(tf.shape(logits)[1]), tf.uint32)[None, :]
+    hashes = noise.hashed(seeds[:, None], tf.cast(step, tf.uint32), token_ids, TF_BITS)
+    noisy = filtered + tf.cast(noise.gumbel(hashes, tf.math.log, TF_BITS), filtered.dtype)
     return tf.cast(tf.argmax(noisy, axis=-1), tf.int32)
 
 

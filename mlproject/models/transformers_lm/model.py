@@ -241,6 +241,11 @@ def progress_bar(total: int, description: str, unit: str, show: bool = True, lea
                 disable=not show or total < least)
 
 
+# The sampling noise's operations (noise.py) on int64 tensors: PyTorch has no unsigned 32-bit multiply.
+TORCH_BITS = noise.int64_bits(xor=lambda x, y: x ^ y, shift_right=lambda x, places: x >> places,
+                              mask=lambda x, constant: x & constant, to_float32=lambda x: x.float())
+
+
 class GumbelNoise:
     """A logits processor: each row's Gumbel noise for this step, keyed by its prompt's seed."""
 
@@ -252,8 +257,9 @@ class GumbelNoise:
 
         seeds = torch.tensor(self.seeds, dtype=torch.int64, device=scores.device)[:, None]
         token_ids = torch.arange(scores.shape[1], dtype=torch.int64, device=scores.device)[None, :]
-        hashes = noise.hashed(seeds, input_ids.shape[1] - self.prompt_width, token_ids, torch.bitwise_xor)
-        return scores + noise.gumbel(hashes, torch.log).to(scores.dtype)
+        step = torch.tensor(input_ids.shape[1] - self.prompt_width, dtype=torch.int64)
+        hashes = noise.hashed(seeds, step, token_ids, TORCH_BITS)
+        return scores + noise.gumbel(hashes, torch.log, TORCH_BITS).to(scores.dtype)
 
 
 class FirstTokenStartsWith:
