@@ -151,3 +151,7 @@ def test_a_failed_rerun_loses_no_output_and_the_fixed_params_rerun_nothing(repro
     run(["dvc", "checkout"], project)
     unchanged()
     assert ran(run(["dvc", "repro"], project).stdout) == []
+    # A forced train finds its finished checkpoint and saves the same bytes: nothing downstream reruns.
+    assert "resuming from the checkpoint" in run(["dvc", "repro", "-f", "-s", "train"], project).stdout
+    assert ran(run(["dvc", "repro"], project).stdout) == []
+    unchanged()
