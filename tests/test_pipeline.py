@@ -97,28 +97,6 @@ def test_nothing_the_setup_generates_is_tracked_by_git():
         assert git(ROOT, "check-ignore", generated).stdout.strip() == generated
 
 
-def test_a_lost_tracking_store_is_named_and_the_stated_commands_bring_a_champion_back(reproduced):
-    project = reproduced.project
-    (project / "mlflow.db").unlink()
-    lost = run(["mlproject", "generate"], project, check=False)
-    errors = [line for line in lost.stderr.splitlines() if line.startswith("mlproject generate:")]
-    assert lost.returncode == 2 and len(errors) == 1, lost.stderr  # MLflow logs that it made a new store
-    assert "models:/text-generator@champion: not in the tracking store" in errors[0]
-    assert "dvc repro -f -s register" in errors[0]
-    registered = run(["dvc", "repro", "-f", "-s", "register"], project)
-    assert "is not in sqlite:" in registered.stdout and "registering under a new run" in registered.stdout
-    again = run(["dvc", "repro"], project)
-    assert ran(again.stdout)[0] == "promote"  # generate reruns only if the promotion record changed
-    assert "generate: 8 texts from text-generator@champion (version 1)" in run(["mlproject", "generate"], project).stdout
-    # Read in a fresh process: this one's MLflow client still holds the deleted database open.
-    record = json.loads((project / "reports/registered.json").read_text())
-    uri = yaml.safe_load((project / "params.yaml").read_text())["mlflow"]["tracking_uri"]
-    described = run(["mlflow", "runs", "describe", "--run-id", record["run_id"]], project,
-                    env={"MLFLOW_TRACKING_URI": uri})
-    tags = json.loads(described.stdout[described.stdout.index("{"):])["data"]["tags"]
-    assert record["version"] == "1" and tags["model_kind"] == "rnn" and tags["stands_for_run"]
-
-
 def test_a_failed_rerun_loses_no_output_and_the_fixed_params_rerun_nothing(reproduced):
     project = reproduced.project
     products = ("data", "models/model", "models/run.json", "reports", "outputs")
@@ -155,3 +133,31 @@ def test_a_failed_rerun_loses_no_output_and_the_fixed_params_rerun_nothing(repro
     assert "resuming from the checkpoint" in run(["dvc", "repro", "-f", "-s", "train"], project).stdout
     assert ran(run(["dvc", "repro"], project).stdout) == []
     unchanged()
+
+
+def test_a_lost_tracking_store_is_named_and_the_stated_commands_bring_a_champion_back(reproduced):
+    project = reproduced.project
+    (project / "mlflow.db").unlink()
+    lost = run(["mlproject", "generate"], project, check=False)
+    errors = [line for line in lost.stderr.splitlines() if line.startswith("mlproject generate:")]
+    assert lost.returncode == 2 and len(errors) == 1, lost.stderr  # MLflow logs that it made a new store
+    assert "models:/text-generator@champion: not in the tracking store" in errors[0]
+    assert "dvc repro -f -s register" in errors[0]
+    registered = run(["dvc", "repro", "-f", "-s", "register"], project)
+    assert "is not in sqlite:" in registered.stdout and "registering under a new run" in registered.stdout
+    again = run(["dvc", "repro"], project)
+    assert ran(again.stdout)[0] == "promote"  # generate reruns only if the promotion record changed
+    assert "generate: 8 texts from text-generator@champion (version 1)" in run(["mlproject", "generate"], project).stdout
+    # Read in a fresh process: this one's MLflow client still holds the deleted database open.
+    record = json.loads((project / "reports/registered.json").read_text())
+    uri = yaml.safe_load((project / "params.yaml").read_text())["mlflow"]["tracking_uri"]
+    described = run(["mlflow", "runs", "describe", "--run-id", record["run_id"]], project,
+                    env={"MLFLOW_TRACKING_URI": uri})
+    tags = json.loads(described.stdout[described.stdout.index("{"):])["data"]["tags"]
+    assert record["version"] == "1" and tags["model_kind"] == "rnn" and tags["stands_for_run"]
+    # The checkpoint still names the lost run: a forced train tracks itself under its stand-in,
+    # and register finds the same model already registered there.
+    trained = run(["dvc", "repro", "-f", "-s", "train"], project)
+    assert f"tracking this training under its stand-in {record['run_id']}" in trained.stdout
+    again = run(["dvc", "repro"], project)
+    assert ran(again.stdout) == ["register"] and "registered before, so no new version" in again.stdout

@@ -10,16 +10,22 @@ from mlproject.fileio import write_json
 
 def run(params: Params, args) -> None:
     import mlflow
+    from mlflow import MlflowClient
 
     from mlproject.models import kinds
-    from mlproject.tracking.registry import connect, orchestrator_tags
+    from mlproject.tracking.registry import connect, orchestrator_tags, run_standing_for
 
     p, model_class = params.paths, kinds.kind_class(params.train.kind)
     if os.environ.get("RANK", "0") != "0":  # a further process of `accelerate launch`: rank 0 tracks
         model_class.train(params.train, params.seed, p, stop_after=args.stop_after_epoch, scoring=params.evaluate)
         return
     connect(params.mlflow)
-    previous = model_class.resumable_run_id(params.train, params.seed, p)
+    checkpoint_run = model_class.resumable_run_id(params.train, params.seed, p)
+    previous = run_standing_for(MlflowClient(), checkpoint_run)  # None: a lost store; a new run
+    if checkpoint_run is not None and previous != checkpoint_run:
+        print(f"train: the checkpoint's run {checkpoint_run} is not in {mlflow.get_tracking_uri()}; "
+              f"tracking this training under {'its stand-in ' + previous if previous else 'a new run'}",
+              flush=True)
     with mlflow.start_run(run_id=previous, tags=orchestrator_tags()) as run:
         if previous is None:
             mlflow.log_params({"seed": params.seed, "tokenize.level": params.tokenize.level,

@@ -98,14 +98,27 @@ def pyfunc_code(staging: Path) -> Path:
     return staging / "mlproject"
 
 
-def run_in_store(client: MlflowClient, run_id: str, params: dict) -> str:
-    """The training run, or, when the store no longer has it (deleted, or another store), a new
-    run carrying the same params that says which run it stands for."""
+def run_standing_for(client: MlflowClient, run_id: str | None) -> str | None:
+    """`run_id` when the store has it; else the run that stands for it there (made by register
+    after the store was lost); else None."""
+    if run_id is None:
+        return None
     try:
         client.get_run(run_id)
         return run_id
     except mlflow.exceptions.MlflowException:
         pass
+    stand_ins = mlflow.search_runs(filter_string=f"tags.stands_for_run = '{run_id}'", max_results=1,
+                                   output_format="list")
+    return stand_ins[0].info.run_id if stand_ins else None
+
+
+def run_in_store(client: MlflowClient, run_id: str, params: dict) -> str:
+    """The training run, or, when the store no longer has it (deleted, or another store), the run
+    standing for it, made now if there is none yet, carrying the same params."""
+    found = run_standing_for(client, run_id)
+    if found is not None:
+        return found
     with mlflow.start_run() as run:
         mlflow.log_params(flat_params(params))
         mlflow.set_tags({"stands_for_run": run_id, "note": "the training run was not in this store"})
@@ -150,8 +163,8 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         version = str(existing.version)
         for key, value in figures.items():  # the latest evaluation of this model
             client.set_model_version_tag(name, version, key, value)
-        return write_record(paths, name, version, existing.run_id, existing.tags.get("git_commit", ""),
-                            registered_before=True)
+        record = write_record(paths, name, version, existing.run_id, existing.tags.get("git_commit", ""))
+        return {**record, "registered_before": True}  # not in the file: the same record, so promote reruns nothing
     training_run, run_id = run_id, run_in_store(client, run_id, params)
     commit, dirty = git_commit()
     lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(), **orchestrator_tags(),
@@ -182,9 +195,9 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
                           "version registered before") from error
 
 
-def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str, **extra) -> dict:
+def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str) -> dict:
     """registered.json: the version this stage stands for, read by promote."""
     record = {"model_name": name, "version": version, "run_id": run_id,
-              "model_uri": f"models:/{name}/{version}", "git_commit": commit, **extra}
+              "model_uri": f"models:/{name}/{version}", "git_commit": commit}
     write_json(paths.registered, record)
     return record

@@ -191,7 +191,7 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     if state:
         first_epoch = state["epoch"]
         keep_history(checkpoints / HISTORY, first_epoch)
-        run_id = state.get("run_id") or run_id
+        run_id = run_id or state.get("run_id")  # the stage's run wins: it may stand in for a lost one
         print(f"train: resuming from the checkpoint of epoch {first_epoch} in {checkpoints}", flush=True)
     else:
         model = compile_model(build_network(config, len(vocabulary)), config)

@@ -172,7 +172,7 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         keep_history(checkpoints, state["epoch"])
-        run_id = state.get("run_id") or run_id
+        run_id = run_id or state.get("run_id")  # the stage's run wins: it may stand in for a lost one
         print(f"train: resuming from the checkpoint of epoch {state['epoch']} in {checkpoints}", flush=True)
     else:
         baseline = None
