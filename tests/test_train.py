@@ -1,6 +1,7 @@
 """Training checkpoints every epoch and resumes where it stopped, with the same result."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -23,18 +24,33 @@ def test_window_longer_than_text_names_the_param():
         window_starts(50, TrainConfig(sequence_length=100))
 
 
-def prepared(tmp_path):
-    params = tiny_params(tmp_path)
+def training_params(workdir):
+    params = tiny_params(workdir)
     params["train"]["epochs"] = 3
     params["train"]["patience"] = 0  # all three epochs, whatever the validation loss does
-    write_params(tmp_path, params)
-    for stage in ("scrape", "validate", "tokenize"):
-        run(["mlproject", stage], tmp_path)
     return params
 
 
-def test_interrupted_training_resumes_at_next_epoch_and_matches_uninterrupted(tmp_path):
-    prepared(tmp_path)
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory):
+    """The sample corpus through scrape, validate and tokenize, once for every training test."""
+    root = tmp_path_factory.mktemp("tokenized")
+    write_params(root, training_params(root))
+    for stage in ("scrape", "validate", "tokenize"):
+        run(["mlproject", stage], root)
+    return root / "data"
+
+
+def prepared(tmp_path, tokenized):
+    """A project in `tmp_path` whose tokens are ready: the train stage is next."""
+    params = training_params(tmp_path)
+    write_params(tmp_path, params)
+    shutil.copytree(tokenized, tmp_path / "data")
+    return params
+
+
+def test_interrupted_training_resumes_at_next_epoch_and_matches_uninterrupted(tmp_path, tokenized):
+    prepared(tmp_path, tokenized)
     first = run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
     assert first.returncode == 3 and "stopped after epoch 1 of 3" in first.stderr
     state = read_json(tmp_path / "models" / "checkpoints" / "state.json")
@@ -59,8 +75,8 @@ def test_interrupted_training_resumes_at_next_epoch_and_matches_uninterrupted(tm
     assert {p.name: md5_of(p) for p in (tmp_path / "models" / "model").iterdir()} == before
 
 
-def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):
-    params = prepared(tmp_path)
+def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path, tokenized):
+    params = prepared(tmp_path, tokenized)
     run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
     params["train"]["learning_rate"] = 0.01
     write_params(tmp_path, params)
@@ -69,10 +85,10 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path):
 
 
 
-def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_path):
+def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_path, tokenized):
     """A learning rate high enough that the validation loss goes up and down: training stops after
     `patience` epochs without improvement and saves the best epoch's weights, across an interruption."""
-    params = prepared(tmp_path)
+    params = prepared(tmp_path, tokenized)
     params["train"].update(epochs=8, patience=1, learning_rate=0.1, optimizer="rmsprop")
     write_params(tmp_path, params)
     first = run(["mlproject", "train", "--stop-after-epoch", "2"], tmp_path, check=False)
@@ -136,8 +152,8 @@ def test_a_validation_loss_that_is_not_finite_names_the_learning_rate(tmp_path):
         callback.on_epoch_end(0, {"loss": float("nan"), "val_loss": float("nan")})
 
 
-def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path):
-    prepared(tmp_path)
+def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, tokenized):
+    prepared(tmp_path, tokenized)
     run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
     last = tmp_path / "models" / "checkpoints" / "last.keras"
     last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk
