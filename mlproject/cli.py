@@ -38,6 +38,34 @@ def cmd_summary(params: cfg.Params, args) -> None:
     print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (flow runs of `make flow`)")
 
 
+def cmd_compare(params: cfg.Params, args) -> None:
+    """The registered versions in one table, and their validation-loss curves in one plot."""
+    from mlproject.tracking.comparison import compare, table, verdict
+    from mlproject.tracking.registry import connect
+
+    uri = connect(params.mlflow)
+    rows, written = compare(params.compare, params.mlflow.model_name)
+    if not rows:
+        raise cfg.StageFailed(f"mlflow.model_name = {params.mlflow.model_name}: no registered version "
+                              f"in {uri}; run the pipeline first (make run)")
+    print(f"{params.mlflow.model_name} in {uri}: the newest {len(rows)} version(s)\n")
+    print(table(rows))
+    print(f"\n{verdict(rows)}")
+    print(f"validation-loss curves: {', '.join(map(str, written))}")
+
+
+def cmd_serve(params: cfg.Params, args) -> None:
+    """The web page that writes with any registered version (Ctrl-C stops it)."""
+    from mlproject.serving.page import Studio, serve
+    from mlproject.tracking.registry import connect
+
+    uri = connect(params.mlflow)
+    if not Studio(params.mlflow.model_name, params.serve, uri).versions():
+        raise cfg.StageFailed(f"mlflow.model_name = {params.mlflow.model_name}: no registered version "
+                              f"in {uri}; run the pipeline first (make run)")
+    serve(params.serve, params.mlflow.model_name, params.generate, params.seed, uri)
+
+
 def merge_into(target, values, prefix: str, changed: list[str]) -> None:
     """Write `values` into the mapping `target`: nested mappings merge key by key, the rest replace."""
     for key, value in values.items():
@@ -160,7 +188,12 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
         if stage == "train":
             sub.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
                              help="stop after epoch N (a later run resumes from its checkpoint)")
-    for name, text in [("summary", "print where the last run's results are and how to open the UIs")]:
+    for name, text in [("summary", "print where the last run's results are and how to open the UIs"),
+                       ("compare", "a table of the registered versions (kind, figures, training time, "
+                        "the params that differ, data, commit) and a plot of their validation-loss "
+                        "curves (params section 'compare')"),
+                       ("serve", "a web page to write with the champion, the challenger or any "
+                        "version, one or two side by side (params section 'serve'; Ctrl-C stops it)")]:
         sub = subs.add_parser(name, help=text, description=text)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     text = ("list the presets of the classic notebook models, or apply one: its keys are written "
@@ -176,7 +209,8 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
 # No network here or on many users' machines: keep the libraries from phoning home or chattering.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_DISABLE_TELEMETRY": "true",
                      "DO_NOT_TRACK": "1", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
-                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
+                     "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
 def params_file(argv: list[str] | None) -> str:
@@ -184,6 +218,9 @@ def params_file(argv: list[str] | None) -> str:
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--params", default="params.yaml")
     return early.parse_known_args(argv)[0].params
+
+
+COMMANDS = {"summary": cmd_summary, "compare": cmd_compare, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_preset(args)
             return 0
         params = cfg.load_params(args.params)
-        if args.command == "summary":
-            cmd_summary(params, args)
+        if args.command in COMMANDS:
+            COMMANDS[args.command](params, args)
         else:
             run_stage(args.command, params, args)
     except (cfg.ConfigError, cfg.StageFailed) as error:

@@ -289,10 +289,27 @@ class GenerateConfig:
     top_p: float = same_as(Sampling, "top_p", 1.0)
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = param("127.0.0.1", "address the web page listens on; 0.0.0.0 opens it to your network")
+    port: int = param(7860, "port of the web page", minimum=1, maximum=65535)
+    max_length_limit: int = param(1000, "the longest generation a visitor may ask for, in tokens",
+                                  minimum=1, maximum=100_000)
+    cached_versions: int = param(4, "loaded model versions kept in memory; the least recently used "
+                                 "one is dropped first", minimum=1)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    output: str = param("reports/comparison", "where `mlproject compare` writes its plot: "
+                        "OUTPUT.png and OUTPUT.html")
+    max_versions: int = param(20, "the newest versions compared", minimum=1)
+
+
 SECTIONS = {
     "paths": Paths, "mlflow": MlflowConfig, "scrape": ScrapeConfig, "validate": ValidateConfig,
     "tokenize": TokenizeConfig, "train": TrainConfig, "evaluate": EvaluateConfig,
-    "promote": PromoteConfig, "generate": GenerateConfig,
+    "promote": PromoteConfig, "generate": GenerateConfig, "serve": ServeConfig, "compare": CompareConfig,
 }
 
 
@@ -308,6 +325,8 @@ class Params:
     evaluate: EvaluateConfig
     promote: PromoteConfig
     generate: GenerateConfig
+    serve: ServeConfig
+    compare: CompareConfig
 
 
 def _check_value(cls, name: str, value, key: str):

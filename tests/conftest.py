@@ -123,3 +123,98 @@ def tiny_base(tmp_path_factory, corpus) -> Path:
     model.network.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
     return folder
+
+
+# Debian's Chromium (installed by `make test`), driven by Playwright: no browser is downloaded.
+CHROMIUM = "/usr/bin/chromium"
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+class OfflinePage(NamedTuple):
+    page: object  # a playwright Page
+    blocked: list[str]  # every request that left this machine, refused: a page that works offline asks for none
+
+    def screenshot(self, path: Path) -> Path:
+        """A picture of what a person sees, kept beside the test's files."""
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """A fresh page in headless Chromium with no network beyond this machine: requests to any other
+    host are refused and listed in `blocked`."""
+    from urllib.parse import urlparse
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    blocked: list[str] = []
+
+    def only_local(route):
+        url = urlparse(route.request.url)
+        if url.scheme in ("file", "data", "blob", "about") or url.hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield OfflinePage(page, blocked)
+    context.close()
+
+
+class TwoVersions(NamedTuple):
+    project: Path  # a tiny project whose SQLite store holds the two versions
+    params: Path
+    store: str  # its tracking URI
+
+
+PIPELINE_UP_TO_PROMOTE = ["scrape", "validate", "tokenize", "train", "evaluate", "register", "promote"]
+
+
+def run_stages_in_process(project: Path, stages: list[str]) -> None:
+    """`mlproject <stage>` for each stage, in this process (imports shared with the other tests),
+    leaving the working folder, the environment and MLflow's URIs as they were."""
+    import mlflow
+
+    from mlproject.cli import main
+
+    before = (Path.cwd(), dict(os.environ), mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    try:
+        os.chdir(project)
+        for stage in stages:
+            assert main([stage, "--params", "params.yaml"]) == 0, stage
+    finally:
+        os.chdir(before[0])
+        mlflow.set_tracking_uri(before[2])
+        mlflow.set_registry_uri(before[3])
+        os.environ.clear()  # after set_tracking_uri, which exports the URI to the environment
+        os.environ.update(before[1])
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory) -> TwoVersions:
+    """A store with two registered versions of two kinds: a tiny char-RNN (v1, champion) and a tiny
+    GPT from scratch (v2, challenger), each trained, scored and registered by the stages."""
+    project = make_tiny_project(tmp_path_factory.mktemp("two-versions") / "project")
+    run_stages_in_process(project, PIPELINE_UP_TO_PROMOTE)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"].update(kind="gpt", layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
+                           batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, warmup_steps=2,
+                           validation_tokens=256, patience=0)
+    params["evaluate"].update(window=32, stride=16)
+    write_params(project, params)
+    git(project, "commit", "-qam", "a tiny GPT")
+    run_stages_in_process(project, ["train", "evaluate", "register", "promote"])
+    return TwoVersions(project, project / "params.yaml", params["mlflow"]["tracking_uri"])

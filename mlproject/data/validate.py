@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlproject.config import StageFailed, Paths, ValidateConfig
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
+from mlproject.data.data_docs import make_offline
 from mlproject.data.text import BOILERPLATE, MARKUP, foreign_share, normalise
 
 
@@ -157,11 +158,12 @@ def validate(config: ValidateConfig, paths: Paths) -> dict:
 
 
 def publish_data_docs(workdir: Path, target: Path) -> None:
-    """Move the freshly built Data Docs site into place in one rename."""
+    """Move the freshly built Data Docs site, made to open offline, into place in one rename."""
     site = workdir / "gx" / "uncommitted" / "data_docs" / "local_site"
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(site, staging)
+    make_offline(staging)
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)

@@ -3,6 +3,7 @@ interrupted training resumes."""
 
 import dataclasses
 import os
+import time
 
 from mlproject.config import Params
 from mlproject.fileio import write_json
@@ -13,7 +14,7 @@ def run(params: Params, args) -> None:
     from mlflow import MlflowClient
 
     from mlproject.models import kinds
-    from mlproject.tracking.registry import connect, orchestrator_tags, run_standing_for
+    from mlproject.tracking.registry import connect, flat_params, orchestrator_tags, run_standing_for
 
     p, model_class = params.paths, kinds.kind_class(params.train.kind)
     if os.environ.get("RANK", "0") != "0":  # a further process of `accelerate launch`: rank 0 tracks
@@ -26,10 +27,12 @@ def run(params: Params, args) -> None:
         print(f"train: the checkpoint's run {checkpoint_run} is not in {mlflow.get_tracking_uri()}; "
               f"tracking this training under {'its stand-in ' + previous if previous else 'a new run'}",
               flush=True)
-    with mlflow.start_run(run_id=previous, tags=orchestrator_tags()) as run:
-        if previous is None:
-            mlflow.log_params({"seed": params.seed, "tokenize.level": params.tokenize.level,
-                               **{f"train.{k}": v for k, v in dataclasses.asdict(params.train).items()}})
+    started = time.monotonic()
+    with mlflow.start_run(run_id=previous, tags={**orchestrator_tags(), "model_kind": params.train.kind}) as run:
+        if previous is None:  # the same flattened names for every kind, so MLflow's compare view lines runs up
+            mlflow.log_params(flat_params({"seed": params.seed, "tokenize": dataclasses.asdict(params.tokenize),
+                                           "train": dataclasses.asdict(params.train)}))
+        spent_before = run.data.metrics.get("training_seconds", 0.0)  # by the runs this one resumes
 
         def log_epoch(record: dict) -> None:  # against the optimizer step where the kind counts them
             mlflow.log_metrics({k: v for k, v in record.items() if k not in ("epoch", "step")},
@@ -40,7 +43,8 @@ def run(params: Params, args) -> None:
 
         result = model_class.train(params.train, params.seed, p, on_epoch=log_epoch, run_id=run.info.run_id,
                                    stop_after=args.stop_after_epoch, on_step=log_step, scoring=params.evaluate)
-        mlflow.log_metrics({"parameters": result.parameters, "best_epoch": result.best_epoch})
+        mlflow.log_metrics({"parameters": result.parameters, "best_epoch": result.best_epoch,
+                            "training_seconds": spent_before + time.monotonic() - started})
         if result.baseline:
             mlflow.log_metric("zero_shot_bits_per_byte", result.baseline["bits_per_byte"])
     write_json(p.training_run, {"run_id": run.info.run_id})

@@ -163,6 +163,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         version = str(existing.version)
         for key, value in figures.items():  # the latest evaluation of this model
             client.set_model_version_tag(name, version, key, value)
+        client.update_model_version(name, version, description=card(client, existing.run_id, paths, existing.tags))
         record = write_record(paths, name, version, existing.run_id, existing.tags.get("git_commit", ""))
         return {**record, "registered_before": True}  # not in the file: the same record, so promote reruns nothing
     training_run, run_id = run_id, run_in_store(client, run_id, params)
@@ -185,6 +186,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         for key, value in {**lineage, **described, **figures, "model_md5": model_md5,
                            "training_run": training_run}.items():
             client.set_model_version_tag(name, version, key, value)
+        client.update_model_version(name, version, description=card(client, run_id, paths, lineage))
         return write_record(paths, name, version, run_id, commit)
     except BaseException as error:
         client.delete_model_version(name, version)
@@ -193,6 +195,14 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         raise StageFailed(f"{name} version {version}: not completed, so deleted again "
                           f"({type(error).__name__}: {error}); {paths.registered} still names the "
                           "version registered before") from error
+
+
+def card(client: MlflowClient, run_id: str, paths: Paths, lineage: dict) -> str:
+    """The version's model card (its MLflow description), from what the stage reads and the run's params."""
+    from mlproject.tracking.model_card import model_card
+
+    return model_card(read_json(paths.model / KIND_FILE), client.get_run(run_id).data.params,
+                      read_json(paths.metrics), read_jsonl(paths.samples), lineage)
 
 
 def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str) -> dict:

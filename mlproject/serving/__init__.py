@@ -1,0 +1,1 @@
+"""Serving people directly: the web page of `mlproject serve`."""

@@ -1,0 +1,144 @@
+"""`mlproject compare`: the registered versions side by side, read from the registry alone.
+
+One row per version (its aliases, kind, figures, training time, the params that set it apart, its
+data and commit), and every version's validation-loss curve in one plot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from mlproject.config import CompareConfig
+
+DATA_TAG = "data_md5:"
+
+
+@dataclass
+class VersionRow:
+    version: str
+    aliases: list[str]
+    kind: str
+    bits_per_byte: float | None
+    bits_per_character: float | None
+    training_seconds: float | None
+    data_hash: str  # one short hash over every data file the model was trained on
+    git_commit: str
+    run_id: str
+    promotion: str  # the promote stage's reason for this version's alias
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}" + "".join(f" @{alias}" for alias in self.aliases) + f" ({self.kind})"
+
+
+def number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def data_hash(tags: dict) -> str:
+    files = sorted(f"{key[len(DATA_TAG):]}={value}" for key, value in tags.items() if key.startswith(DATA_TAG))
+    return hashlib.md5("\n".join(files).encode()).hexdigest()[:8] if files else "-"
+
+
+def version_rows(client: MlflowClient, name: str, newest: int) -> list[VersionRow]:
+    """The newest registered versions of `name`, newest first."""
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version))
+    if not versions:
+        return []
+    aliases = client.get_registered_model(name).aliases  # a searched version does not list its own
+    rows = []
+    for v in versions[:newest]:
+        run = client.get_run(v.run_id).data
+        rows.append(VersionRow(
+            version=str(v.version), aliases=sorted(a for a, n in aliases.items() if str(n) == str(v.version)), kind=v.tags.get("model_kind", "?"),
+            bits_per_byte=number(v.tags.get("bits_per_byte")),
+            bits_per_character=number(v.tags.get("bits_per_character")),
+            training_seconds=run.metrics.get("training_seconds"), data_hash=data_hash(v.tags),
+            git_commit=v.tags.get("git_commit", "")[:10], run_id=v.run_id,
+            promotion=v.tags.get("promotion.reason", ""), params=dict(run.params)))
+    return rows
+
+
+def differing_params(rows: list[VersionRow]) -> list[str]:
+    """The params whose values are not the same in every row (missing counts as a value)."""
+    keys = sorted({key for row in rows for key in row.params})
+    return [key for key in keys if len({row.params.get(key) for row in rows}) > 1]
+
+
+def figure(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[VersionRow]) -> str:
+    """The rows as a text table; the params column holds only what differs between versions."""
+    differing = differing_params(rows)
+    header = ["version", "alias", "kind", "bits/byte", "bits/char", "train time", "data", "commit",
+              "params that differ"]
+    lines = [[row.version, ",".join(row.aliases) or "-", row.kind, figure(row.bits_per_byte),
+              figure(row.bits_per_character),
+              "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
+              row.data_hash, row.git_commit or "-",
+              " ".join(f"{key}={row.params.get(key, '-')}" for key in differing) or "-"] for row in rows]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+    render = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
+
+
+def verdict(rows: list[VersionRow]) -> str:
+    """Why the champion is champion, in one line."""
+    champion = next((row for row in rows if "champion" in row.aliases), None)
+    if champion is None:
+        return "no version holds the alias champion yet (run the promote stage)"
+    scored = [row for row in rows if row.bits_per_byte is not None]
+    best = min(scored, key=lambda row: row.bits_per_byte) if scored else None
+    lowest = ("the lowest bits per byte listed" if best is champion else
+              f"v{best.version} scores lower ({best.bits_per_byte:.4f}) on its own validation text" if best else "")
+    return f"champion v{champion.version}: {figure(champion.bits_per_byte)} bits per byte, {lowest}; " \
+           f"promote said: {champion.promotion or 'no reason recorded'}"
+
+
+def loss_curves(client: MlflowClient, rows: list[VersionRow]) -> list[dict]:
+    """Each version's validation loss per epoch (logged once per epoch by every kind)."""
+    points = []
+    for row in rows:
+        history = sorted(client.get_metric_history(row.run_id, "val_loss"), key=lambda m: (m.step, m.timestamp))
+        points.extend({"version": row.label, "epoch": epoch, "val_loss": m.value}
+                      for epoch, m in enumerate(history, start=1))
+    return points
+
+
+def write_plot(points: list[dict], output: str) -> list[Path]:
+    """One chart, written as a PNG and as an interactive HTML page with its scripts inlined
+    (it opens offline)."""
+    import altair as alt
+    import pandas as pd
+
+    chart = alt.Chart(pd.DataFrame(points, columns=["version", "epoch", "val_loss"])).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("val_loss:Q", title="validation loss (nats per token of the model's own tokenizer)",
+                scale=alt.Scale(zero=False)),
+        color=alt.Color("version:N", title="version"),
+        tooltip=["version", "epoch", alt.Tooltip("val_loss:Q", format=".4f")],
+    ).properties(title="Validation loss of the registered versions", width=640, height=360).interactive()
+    written = []
+    for suffix, options in [("png", {"scale_factor": 2}), ("html", {"inline": True})]:
+        path, partial = Path(f"{output}.{suffix}"), Path(f"{output}.{suffix}.partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chart.save(str(partial), format=suffix, **options)
+        partial.replace(path)  # a reader never finds half a file
+        written.append(path)
+    return written
+
+
+def compare(config: CompareConfig, name: str) -> tuple[list[VersionRow], list[Path]]:
+    client = MlflowClient()
+    rows = version_rows(client, name, config.max_versions)
+    return rows, (write_plot(loss_curves(client, rows), config.output) if rows else [])

@@ -1,0 +1,91 @@
+"""Comparison at a glance: the same names logged by every kind, a model card per version,
+`mlproject compare`, and the MLflow UI read in a real browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from mlflow import MlflowClient
+
+from infra.servers import free_port
+from mlproject.tracking.comparison import VersionRow, differing_params, verdict
+from mlproject.tracking.model_card import model_card
+from tests.conftest import run, tiny_params, write_params
+
+NAME = "text-generator"
+
+
+def client(store: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=store, registry_uri=store)
+
+
+def test_every_kind_logs_the_same_names_its_kind_and_its_data(two_versions):
+    mlflow = client(two_versions.store)
+    runs = [mlflow.get_run(mlflow.get_model_version(NAME, v).run_id).data for v in ("1", "2")]
+    assert [r.tags["model_kind"] for r in runs] == ["rnn", "gpt"]
+    assert set(runs[0].params) == set(runs[1].params) and {"train.units", "train.layers", "seed"} <= set(runs[0].params)
+    for data in runs:
+        assert {"validation_bits_per_byte", "validation_bits_per_character", "training_seconds", "val_loss"} <= set(data.metrics)
+        assert any(key.startswith("data_md5:") for key in data.tags)
+
+
+def test_each_version_carries_a_model_card(two_versions):
+    card = client(two_versions.store).get_model_version(NAME, "2").description
+    assert "A `gpt` text generator" in card and "bits per byte" in card
+    assert "| `train.layers` | 2 |" in card and "data/tokens/" in card and "prompt `'El '`" in card and "| `tokenize.document_separator` | \\n\\n |" in card
+
+
+def test_a_model_card_names_its_data_figures_and_samples():
+    metrics = {"bits_per_byte": 1.5, "bits_per_character": 1.6, "perplexity": 3.0, "characters": 1000,
+               "bytes": 1020, "validation_md5": "abcdef0123456789"}
+    card = model_card({"kind": "rnn", "cell": "gru"}, {"train.units": "32", "sep": "a|b"}, metrics,
+                      [{"prompt": "El ", "temperature": 0.5, "text": "amor\nes"}],
+                      {"git_commit": "0123456789abc", "git_dirty": "true", "data_md5:data/tokens/train.npy": "f00"})
+    assert "A `rnn` text generator (cell gru)" in card and "**1.5000 bits per byte**" in card
+    assert "`data/tokens/train.npy`: MD5 `f00`" in card and "amor es" in card
+    assert "commit `0123456789` (with uncommitted changes)" in card and "| `train.units` | 32 |" in card
+    assert "| `sep` | a\\|b |" in card
+
+
+def row(version: str, bpb: float, aliases=(), **params) -> VersionRow:
+    return VersionRow(version=version, aliases=list(aliases), kind="rnn", bits_per_byte=bpb, bits_per_character=bpb,
+                      training_seconds=1.0, data_hash="d", git_commit="c", run_id=version, promotion="first model",
+                      params=params)
+
+
+def test_only_the_params_that_differ_are_listed():
+    rows = [row("1", 1.0, units="32", cell="gru"), row("2", 1.1, units="64", cell="gru"), row("3", 1.2, cell="gru")]
+    assert differing_params(rows) == ["units"]
+
+
+def test_the_verdict_says_why_the_champion_is_champion():
+    assert "the lowest bits per byte listed" in verdict([row("2", 1.0, ["champion"]), row("1", 1.2)])
+    assert "v3 scores lower" in verdict([row("2", 1.0, ["champion"]), row("3", 0.9)])
+    assert "no version holds the alias champion" in verdict([row("1", 1.0)])
+
+
+def test_compare_prints_one_table_and_writes_the_curves(two_versions, tmp_path):
+    result = run(["mlproject", "compare", "--params", str(two_versions.params)], two_versions.project)
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("version"))
+    assert all(column in header for column in ("alias", "kind", "bits/byte", "bits/char", "train time", "data",
+                                               "commit", "params that differ"))
+    v1, v2 = (next(line for line in lines if line.startswith(f"{v} ")) for v in ("1", "2"))
+    assert "champion" in v1 and " rnn " in v1 and "challenger" in v2 and " gpt " in v2
+    assert "train.kind=gpt" in v2 and "train.kind=rnn" in v1 and "train.units=" not in v1 + v2  # the same in both
+    assert "champion v1:" in result.stdout and "promote said:" in result.stdout
+    png, html = (two_versions.project / f"reports/comparison.{suffix}" for suffix in ("png", "html"))
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    assert "v1 @champion (rnn)" in html.read_text() and "cdn.jsdelivr" not in html.read_text()
+
+
+def test_compare_names_an_empty_store(tmp_path):
+    params = write_params(tmp_path, tiny_params(tmp_path))  # a new store
+    result = run(["mlproject", "compare", "--params", str(params)], tmp_path, check=False)
+    last = result.stderr.splitlines()[-1]  # after MLflow's own note that it made the new store's tables
+    assert result.returncode == 2 and last.startswith("mlproject compare: error: mlflow.model_name = text-generator: no registered version")
