@@ -10,6 +10,8 @@ CORPUS := /usr/share/games/fortunes/es/refranes.fortunes
 TEST_SITE := /usr/share/debian-reference/index.es.html
 # PostgreSQL from Debian, for the team servers (make servers) and their tests.
 POSTGRES := /usr/lib/postgresql/15/bin/initdb
+# Debian's Chromium: the tests open every UI in it, headless (Playwright drives it; no download).
+CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -24,10 +26,12 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help setup corpus test-site postgres serve-site run flow servers deployments test bench clean
+.PHONY: help setup corpus test-site postgres chromium serve-site run flow demo compare servers deployments test bench clean
 help:
 	@echo "make run         run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow        run the same pipeline as a Prefect flow"
+	@echo "make demo        a web page on http://127.0.0.1:7860 that writes with any registered model"
+	@echo "make compare     a table of the registered models and a plot of their validation loss"
 	@echo "make servers     start PostgreSQL, MLflow and Prefect servers and a worker (Ctrl-C stops them)"
 	@echo "make deployments create the scheduled training and generation deployments on those servers"
 	@echo "make test        run the tests"
@@ -60,6 +64,11 @@ $(POSTGRES):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq postgresql
 
+chromium: $(CHROMIUM)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
+
 run: setup corpus
 	dvc repro
 	@mlproject summary
@@ -72,6 +81,13 @@ flow: setup corpus
 	$(BIN)/python -m flows.training
 	@mlproject summary
 
+# After `make run`: Ctrl-C stops the page.
+demo: setup
+	mlproject serve
+
+compare: setup
+	mlproject compare
+
 servers: setup corpus postgres
 	$(BIN)/python -m infra.servers
 
@@ -79,7 +95,7 @@ servers: setup corpus postgres
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
 
-test: setup corpus test-site postgres
+test: setup corpus test-site postgres chromium
 	$(BIN)/python -m pytest
 
 bench: setup corpus

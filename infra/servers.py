@@ -158,6 +158,9 @@ class Servers:
             self.postgres.create_database(database)
         prefect = self.spawn("prefect", prefect_command(self.prefect_port), {
             "PREFECT_HOME": str(self.state_dir / "prefect-home"),
+            # The UI reads its API's address from here, not from --port: on any other port than
+            # 4200 it would ask 4200 (another server's data, or nothing).
+            "PREFECT_UI_API_URL": self.prefect_api_url,
             "PREFECT_API_DATABASE_CONNECTION_URL": postgres_url(self.postgres_port, "prefect", "asyncpg")})
         mlflow = self.spawn("mlflow", mlflow_command(postgres_url(self.postgres_port, "mlflow", "psycopg2"),
                                                      str(self.state_dir / "mlflow-artifacts"), self.mlflow_port), {})

@@ -32,7 +32,10 @@ def cmd_summary(params: cfg.Params, args) -> None:
         print(f"  metrics:          {p.metrics} ({metrics['bits_per_character']:.4f} bits per "
               f"character, {metrics['bits_per_byte']:.4f} bits per byte on validation)")
     print(f"  generated text:   {p.generations}")
-    print(f"  validation docs:  {Path(p.data_docs) / 'index.html'}")
+    print(f"  validation docs:  {Path(p.data_docs) / 'index.html'}   (opens offline)")
+    print("Try and compare the registered models:")
+    print(f"  make demo      a web page on http://{params.serve.host}:{params.serve.port} that writes with any of them")
+    print("  make compare   a table of them and a plot of their validation loss")
     print("Open the UIs on this run's data:")
     print(f"  .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000")
     print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (flow runs of `make flow`)")

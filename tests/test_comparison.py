@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from mlflow import MlflowClient
 from infra.servers import free_port
 from mlproject.tracking.comparison import VersionRow, differing_params, verdict
 from mlproject.tracking.model_card import model_card
-from tests.conftest import run, tiny_params, write_params
+from tests.conftest import BIN, run, tiny_params, write_params
 
 NAME = "text-generator"
 
@@ -89,3 +90,69 @@ def test_compare_names_an_empty_store(tmp_path):
     result = run(["mlproject", "compare", "--params", str(params)], tmp_path, check=False)
     last = result.stderr.splitlines()[-1]  # after MLflow's own note that it made the new store's tables
     assert result.returncode == 2 and last.startswith("mlproject compare: error: mlflow.model_name = text-generator: no registered version")
+
+
+def start_mlflow_ui(store: str, cwd, log) -> tuple[subprocess.Popen, str]:
+    """`mlflow ui` on the store, as a user starts it, once it answers (10-30 s); its output goes to `log`."""
+    port = free_port()
+    with open(log, "wb") as output:  # a file, not a pipe nobody reads while it serves
+        ui = subprocess.Popen([str(BIN / "mlflow"), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"], cwd=cwd, stdout=output,
+                              stderr=subprocess.STDOUT, start_new_session=True)  # a group: it starts workers
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if ui.poll() is not None:
+            pytest.fail(f"mlflow ui exited {ui.returncode} before answering:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return ui, url
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(ui.pid, signal.SIGKILL)
+    pytest.fail(f"mlflow ui did not answer at {url} within 120 s:\n{log.read_text()}")
+
+
+def as_the_mlflow_ui_shows(value: float) -> str:
+    # The UI's Utils.formatMetric: 3 decimals below 10 (bits per byte are), trailing zeros dropped.
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def test_the_mlflow_ui_lists_both_versions_and_compares_their_bits_per_byte(two_versions, tmp_path, browser_page):
+    from playwright.sync_api import expect
+
+    mlflow = client(two_versions.store)
+    runs = [mlflow.get_run(mlflow.get_model_version(NAME, v).run_id) for v in ("1", "2")]
+    ui, url = start_mlflow_ui(two_versions.store, two_versions.project, tmp_path / "mlflow-ui.log")
+    try:
+        page = browser_page.page
+        page.goto(f"{url}/#/models/{NAME}")
+        # Each alias in its own version's row (the tags mention "champion" too).
+        for version, alias in (("1", "champion"), ("2", "challenger")):
+            row = page.get_by_role("row").filter(has=page.get_by_role("link", name=f"Version {version}", exact=True))
+            expect(row).to_contain_text(f"@ {alias}")
+        browser_page.screenshot(tmp_path / "mlflow-model.png")
+
+        ids = json.dumps([r.info.run_id for r in runs])
+        experiments = json.dumps(sorted({r.info.experiment_id for r in runs}))
+        page.goto(f"{url}/#/compare-runs?runs={ids}&experiments={experiments}")
+        expect(page.get_by_text("Comparing 2 Runs")).to_be_visible()
+        name = page.get_by_text("validation_bits_per_byte", exact=True)
+        shown = [as_the_mlflow_ui_shows(run.data.metrics["validation_bits_per_byte"]) for run in runs]
+        figures = [page.get_by_role("grid").get_by_text(figure, exact=True) for figure in shown]
+        # Metric names and values are two grids of 300 px; a person scrolls the values with the wheel and the
+        # names follow, one scroll event late in MLflow 3.17: a last small step brings them level.
+        values = figures[0].locator("xpath=ancestor::div[@role='grid']")
+        values.hover()
+        page.mouse.wheel(0, values.evaluate("grid => grid.scrollHeight"))
+        page.mouse.wheel(0, -1)
+        for figure in figures:
+            expect(figure).to_be_in_viewport()
+            assert abs(figure.bounding_box()["y"] - name.bounding_box()["y"]) < 10, "off its name's line (rows: 45 px)"
+        browser_page.screenshot(tmp_path / "mlflow-compare.png")
+        assert browser_page.blocked == []  # the UI and its telemetry talk only to the local server
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from mlflow import MlflowClient
@@ -29,6 +30,8 @@ from mlproject.generation import read_prompts
 from tests.conftest import BIN, ROOT, git, make_tiny_project
 
 FLOW_CODE = ["flows", "tasks", "infra", "presets"]
+# Prefect's default (V2) UI starts Amplitude, which asks for its remote config even with the server's analytics off.
+PREFECT_UI_OUTSIDE_HOSTS = {"sr-client-cfg.amplitude.com"}
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
@@ -178,6 +181,25 @@ def test_deployed_training_runs_from_the_cli_fires_on_schedule_and_never_overlap
     assert "validation_bits_per_byte" in training_run.data.metrics
     champion = mlflow.get_model_version_by_alias("text-generator", "champion")
     assert champion.run_id == training_run.info.run_id and champion.tags["prefect_flow_run_id"] == str(trained)
+
+
+def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browser_page):
+    from playwright.sync_api import expect
+
+    _, _, env = team
+    completed = [r for r in runs_of("weekly") if r.state.is_completed()]
+    if not completed:
+        pytest.fail("needs a completed run of the deployed training (run the whole module)")
+    page = browser_page.page
+    # The address `make servers` prints: it opens the default UI, where a person clicks Runs.
+    page.goto(env["PREFECT_API_URL"].removesuffix("/api"))
+    page.get_by_role("link", name="Runs", exact=True).click()
+    for run in completed:
+        link = page.get_by_role("link", name=run.name, exact=True)
+        expect(link).to_have_attribute("href", re.compile(f"/flow-run/{run.id}$"))
+        expect(page.get_by_role("listitem").filter(has=link).first).to_contain_text("Completed")  # its card
+    browser_page.screenshot(tmp_path / "prefect-runs.png")
+    assert {urlparse(url).hostname for url in browser_page.blocked} <= PREFECT_UI_OUTSIDE_HOSTS, browser_page.blocked
 
 
 def test_scrape_task_retries_transient_failures():
