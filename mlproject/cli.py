@@ -53,6 +53,8 @@ def cmd_compare(params: cfg.Params, args) -> None:
                               f"in {uri}; run the pipeline first (make run)")
     print(f"{params.mlflow.model_name} in {uri}: the newest {len(rows)} version(s)\n")
     print(table(rows))
+    if any(row.git_commit.endswith("*") for row in rows):
+        print("* registered with uncommitted changes to tracked files (git_dirty)")
     print(f"\n{verdict(rows)}")
     print(f"validation-loss curves: {', '.join(map(str, written))}")
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -55,13 +57,19 @@ def test_a_model_card_names_its_data_figures_and_samples():
 
 def row(version: str, bpb: float, aliases=(), **params) -> VersionRow:
     return VersionRow(version=version, aliases=list(aliases), kind="rnn", bits_per_byte=bpb, bits_per_character=bpb,
-                      training_seconds=1.0, data_hash="d", git_commit="c", run_id=version, promotion="first model",
+                      perplexity=2.0, training_seconds=1.0, data_hash="d", git_commit="c", run_id=version, promotion="first model",
                       params=params)
 
 
 def test_only_the_params_that_differ_are_listed():
     rows = [row("1", 1.0, units="32", cell="gru"), row("2", 1.1, units="64", cell="gru"), row("3", 1.2, cell="gru")]
     assert differing_params(rows) == ["units"]
+
+
+def test_a_loss_in_nats_per_token_becomes_bits_per_byte_through_the_tokens_per_byte():
+    # 2 tokens per byte: a loss of ln 2 nats per token is 2 bits per byte (and perplexity 2 per token).
+    assert row("1", 2.0).bits_per_byte_per_nat * math.log(2) == pytest.approx(2.0)
+    assert dataclasses.replace(row("1", 2.0), perplexity=None).bits_per_byte_per_nat is None
 
 
 def test_the_verdict_says_why_the_champion_is_champion():

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -19,7 +20,7 @@ from mlflow import MlflowClient
 from infra.servers import free_port
 from mlproject.config import ServeConfig
 from mlproject.serving.page import Studio
-from tests.conftest import BIN, write_params
+from tests.conftest import BIN, run, write_params
 
 GOOD = (30, 0.7, 0, 0.95, 1)  # max_length, temperature, top_k, top_p, seed
 
@@ -88,6 +89,7 @@ def serving(two_versions, tmp_path: Path):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+            pytest.fail("Ctrl-C did not stop `mlproject serve` within 30 s")
 
 
 def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:
@@ -129,4 +131,8 @@ def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_ve
         assert generate_and_read(page, "a", "prompt")[0].startswith("⚠️ prompt: empty")
         page.locator("#prompt textarea").fill("El ")
         assert generate_and_read(page, "a", "v1")[0].startswith("v1 @champion")  # still serving
+
+        taken = run(["mlproject", "serve", "--params", str(tmp_path / "params.yaml")], two_versions.project, check=False)
+        assert taken.returncode == 2 and taken.stderr.splitlines()[-1].startswith(
+            f"mlproject serve: error: serve.port = {urlparse(url).port}: cannot listen on 127.0.0.1"), taken.stderr[-2000:]
     assert browser_page.blocked == []  # nothing asked of the network: the page works offline

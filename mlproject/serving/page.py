@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from mlproject.config import ConfigError, GenerateConfig, Sampling, ServeConfig
+from mlproject.config import ConfigError, GenerateConfig, Sampling, ServeConfig, StageFailed
 
 ALIASES = ("champion", "challenger")
 NONE = ""  # the second picker's "no second version"
@@ -162,5 +162,9 @@ def serve(config: ServeConfig, model_name: str, defaults: GenerateConfig, seed: 
     page = build_page(studio, defaults, seed)
     print(f"serve: {model_name} from {tracking_uri} on http://{config.host}:{config.port} (Ctrl-C stops it)",
           flush=True)
-    page.queue().launch(server_name=config.host, server_port=config.port, ssr_mode=False, show_error=False,
-                        quiet=True, share=False)
+    try:
+        page.queue().launch(server_name=config.host, server_port=config.port, ssr_mode=False, show_error=False,
+                            quiet=True, share=False)
+    except OSError as error:  # Gradio's word for an address it cannot listen on
+        raise StageFailed(f"serve.port = {config.port}: cannot listen on {config.host}:{config.port} "
+                          f"({str(error).splitlines()[0]}); stop what holds it, or choose another port") from None

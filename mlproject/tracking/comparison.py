@@ -7,6 +7,7 @@ data and commit), and every version's validation-loss curve in one plot.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,21 @@ class VersionRow:
     kind: str
     bits_per_byte: float | None
     bits_per_character: float | None
+    perplexity: float | None  # per token of the version's own tokenizer
     training_seconds: float | None
     data_hash: str  # one short hash over every data file the model was trained on
     git_commit: str
     run_id: str
     promotion: str  # the promote stage's reason for this version's alias
     params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bits_per_byte_per_nat(self) -> float | None:
+        """Turns a loss in nats per token into bits per byte on the validation text: its tokens
+        per byte (bits per byte x ln 2 / ln perplexity) over ln 2."""
+        if self.bits_per_byte is None or not self.perplexity or self.perplexity <= 1:
+            return None
+        return self.bits_per_byte / math.log(self.perplexity)
 
     @property
     def label(self) -> str:
@@ -60,9 +70,9 @@ def version_rows(client: MlflowClient, name: str, newest: int) -> list[VersionRo
         rows.append(VersionRow(
             version=str(v.version), aliases=sorted(a for a, n in aliases.items() if str(n) == str(v.version)), kind=v.tags.get("model_kind", "?"),
             bits_per_byte=number(v.tags.get("bits_per_byte")),
-            bits_per_character=number(v.tags.get("bits_per_character")),
+            bits_per_character=number(v.tags.get("bits_per_character")), perplexity=number(v.tags.get("perplexity")),
             training_seconds=run.metrics.get("training_seconds"), data_hash=data_hash(v.tags),
-            git_commit=v.tags.get("git_commit", "")[:10], run_id=v.run_id,
+            git_commit=v.tags.get("git_commit", "")[:10] + ("*" if v.tags.get("git_dirty") == "true" else ""), run_id=v.run_id,
             promotion=v.tags.get("promotion.reason", ""), params=dict(run.params)))
     return rows
 
@@ -106,11 +116,15 @@ def verdict(rows: list[VersionRow]) -> str:
 
 
 def loss_curves(client: MlflowClient, rows: list[VersionRow]) -> list[dict]:
-    """Each version's validation loss per epoch (logged once per epoch by every kind)."""
+    """Each version's validation loss per epoch (logged once per epoch by every kind), in bits per
+    byte so that kinds with different tokenizers share one axis."""
     points = []
     for row in rows:
+        scale = row.bits_per_byte_per_nat
+        if scale is None:
+            continue
         history = sorted(client.get_metric_history(row.run_id, "val_loss"), key=lambda m: (m.step, m.timestamp))
-        points.extend({"version": row.label, "epoch": epoch, "val_loss": m.value}
+        points.extend({"version": row.label, "epoch": epoch, "bits_per_byte": m.value * scale}
                       for epoch, m in enumerate(history, start=1))
     return points
 
@@ -121,13 +135,14 @@ def write_plot(points: list[dict], output: str) -> list[Path]:
     import altair as alt
     import pandas as pd
 
-    chart = alt.Chart(pd.DataFrame(points, columns=["version", "epoch", "val_loss"])).mark_line(point=True).encode(
+    chart = alt.Chart(pd.DataFrame(points, columns=["version", "epoch", "bits_per_byte"])).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("val_loss:Q", title="validation loss (nats per token of the model's own tokenizer)",
-                scale=alt.Scale(zero=False)),
+        y=alt.Y("bits_per_byte:Q", title="validation loss, bits per byte", scale=alt.Scale(zero=False)),
         color=alt.Color("version:N", title="version"),
-        tooltip=["version", "epoch", alt.Tooltip("val_loss:Q", format=".4f")],
-    ).properties(title="Validation loss of the registered versions", width=640, height=360).interactive()
+        tooltip=["version", "epoch", alt.Tooltip("bits_per_byte:Q", format=".4f")],
+    ).properties(title=["Validation loss of the registered versions",
+                        "(each epoch's loss per token, times the version's tokens per byte of validation text)"],
+                 width=640, height=360).interactive()
     written = []
     for suffix, options in [("png", {"scale_factor": 2}), ("html", {"inline": True})]:
         path, partial = Path(f"{output}.{suffix}"), Path(f"{output}.{suffix}.partial")
