@@ -22,6 +22,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GRADIO_ANALYTICS_ENABLED := False
 # Prefect's temporary server builds its database on first start; on 2 busy cores that has taken
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120

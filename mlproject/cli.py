@@ -136,7 +136,9 @@ def cmd_preset(args) -> None:
 SECTION_OF = {"scrape": [cfg.ScrapeConfig, cfg.Source, cfg.HttpConfig], "validate": [cfg.ValidateConfig],
               "tokenize": [cfg.TokenizeConfig], "train": [cfg.TrainConfig],
               "evaluate": [cfg.EvaluateConfig], "register": [cfg.MlflowConfig],
-              "promote": [cfg.PromoteConfig], "generate": [cfg.GenerateConfig]}
+              "promote": [cfg.PromoteConfig], "generate": [cfg.GenerateConfig],
+              "compare": [cfg.CompareConfig], "serve": [cfg.ServeConfig]}
+ALSO_READS = {"serve": "'seed', 'mlflow' and 'generate', the page's first settings", "compare": "'mlflow'"}
 SUMMARIES = {
     "scrape": "collect documents from the sources in params into a JSONL with provenance",
     "validate": "run the Great Expectations suite: accepted and rejected documents, report, Data Docs",
@@ -170,8 +172,9 @@ def section_help(stage: str, raw: dict, source: str) -> str:
     classes = SECTION_OF[stage]
     name = {cfg.MlflowConfig: "mlflow"}.get(classes[0], stage)
     values = raw.get(name) if isinstance(raw.get(name), dict) else {}
-    text = (f"params.yaml section '{name}', with the values in {source} (also reads 'seed' and "
-            f"'paths'):\n{cfg.describe(classes[0], values, source)}")
+    also = ALSO_READS.get(stage, "'seed' and 'paths'")
+    text = (f"params.yaml section '{name}', with the values in {source} (also reads {also}):\n"
+            f"{cfg.describe(classes[0], values, source)}")
     if len(classes) > 1:
         text += f"\n\neach entry of scrape.sources:\n{cfg.describe(classes[1])}"
         http = values.get("http") if isinstance(values.get("http"), dict) else {}
@@ -199,7 +202,8 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
                         "curves (params section 'compare')"),
                        ("serve", "a web page to write with the champion, the challenger or any "
                         "version, one or two side by side (params section 'serve'; Ctrl-C stops it)")]:
-        sub = subs.add_parser(name, help=text, description=text)
+        sub = subs.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=section_help(name, raw, params_path) if name in SECTION_OF else None)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     text = ("list the presets of the classic notebook models, or apply one: its keys are written "
             "into params.yaml (comments kept); the other params stay as they are")
