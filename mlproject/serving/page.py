@@ -52,14 +52,24 @@ class Studio:
         return entries + [(row.label, row.version) for row in rows]
 
     def resolve(self, choice: str):
-        """The version row a picker value names (an alias or a version number)."""
-        rows = self.versions()
-        for row in rows:
-            if choice == row.version or choice in row.aliases:
-                return row
-        known = ", ".join([alias for alias in ALIASES if any(alias in r.aliases for r in rows)] +
-                          [f"v{r.version}" for r in rows]) or "none yet (run the pipeline: make run)"
-        raise Refused(f"model {choice!r}: no such version or alias of {self.name}; known: {known}")
+        """The version row a picker value names (an alias or a version number): two or three
+        queries, however many versions there are."""
+        import mlflow
+
+        from mlproject.tracking.comparison import version_row
+
+        try:
+            if choice in ALIASES:
+                version = self.client.get_model_version_by_alias(self.name, choice)
+            else:
+                version = self.client.get_model_version(self.name, str(int(choice)))
+        except (ValueError, mlflow.exceptions.MlflowException):
+            rows = self.versions()
+            known = ", ".join([alias for alias in ALIASES if any(alias in r.aliases for r in rows)] +
+                              [f"v{r.version}" for r in rows]) or "none yet (run the pipeline: make run)"
+            raise Refused(f"model {choice!r}: no such version or alias of {self.name}; known: {known}") from None
+        aliases = [a for a, n in self.client.get_registered_model(self.name).aliases.items() if str(n) == str(version.version)]
+        return version_row(self.client, version, aliases)
 
     def model(self, version: str):
         if version in self.loaded:

@@ -58,23 +58,25 @@ def data_hash(tags: dict) -> str:
     return hashlib.md5("\n".join(files).encode()).hexdigest()[:8] if files else "-"
 
 
+def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow:
+    """One registered version as the table and the web page show it."""
+    run, tags = client.get_run(version.run_id).data, version.tags
+    return VersionRow(
+        version=str(version.version), aliases=sorted(aliases), kind=tags.get("model_kind", "?"),
+        bits_per_byte=number(tags.get("bits_per_byte")), bits_per_character=number(tags.get("bits_per_character")),
+        perplexity=number(tags.get("perplexity")), training_seconds=run.metrics.get("training_seconds"),
+        data_hash=data_hash(tags), git_commit=tags.get("git_commit", "")[:10] + ("*" if tags.get("git_dirty") == "true" else ""),
+        run_id=version.run_id, promotion=tags.get("promotion.reason", ""), params=dict(run.params))
+
+
 def version_rows(client: MlflowClient, name: str, newest: int) -> list[VersionRow]:
     """The newest registered versions of `name`, newest first."""
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version))
     if not versions:
         return []
     aliases = client.get_registered_model(name).aliases  # a searched version does not list its own
-    rows = []
-    for v in versions[:newest]:
-        run = client.get_run(v.run_id).data
-        rows.append(VersionRow(
-            version=str(v.version), aliases=sorted(a for a, n in aliases.items() if str(n) == str(v.version)), kind=v.tags.get("model_kind", "?"),
-            bits_per_byte=number(v.tags.get("bits_per_byte")),
-            bits_per_character=number(v.tags.get("bits_per_character")), perplexity=number(v.tags.get("perplexity")),
-            training_seconds=run.metrics.get("training_seconds"), data_hash=data_hash(v.tags),
-            git_commit=v.tags.get("git_commit", "")[:10] + ("*" if v.tags.get("git_dirty") == "true" else ""), run_id=v.run_id,
-            promotion=v.tags.get("promotion.reason", ""), params=dict(run.params)))
-    return rows
+    return [version_row(client, v, [a for a, n in aliases.items() if str(n) == str(v.version)])
+            for v in versions[:newest]]
 
 
 def differing_params(rows: list[VersionRow]) -> list[str]:
