@@ -40,7 +40,8 @@ def test_every_kind_logs_the_same_names_its_kind_and_its_data(two_versions):
 def test_each_version_carries_a_model_card(two_versions):
     card = client(two_versions.store).get_model_version(NAME, "2").description
     assert "A `gpt` text generator" in card and "bits per byte" in card
-    assert "| `train.layers` | 2 |" in card and "data/tokens/" in card and "prompt `'El '`" in card and "| `tokenize.document_separator` | \\n\\n |" in card
+    assert "| `train.layers` | 2 |" in card and "data/tokens/" in card and "prompt `'El '`" in card
+    assert "| `tokenize.document_separator` | \\n\\n |" in card  # a newline cannot break the table
 
 
 def test_a_model_card_names_its_data_figures_and_samples():

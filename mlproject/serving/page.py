@@ -68,7 +68,8 @@ class Studio:
             known = ", ".join([alias for alias in ALIASES if any(alias in r.aliases for r in rows)] +
                               [f"v{r.version}" for r in rows]) or "none yet (run the pipeline: make run)"
             raise Refused(f"model {choice!r}: no such version or alias of {self.name}; known: {known}") from None
-        aliases = [a for a, n in self.client.get_registered_model(self.name).aliases.items() if str(n) == str(version.version)]
+        aliases = [alias for alias, number in self.client.get_registered_model(self.name).aliases.items()
+                   if str(number) == str(version.version)]
         return version_row(self.client, version, aliases)
 
     def model(self, version: str):
@@ -135,7 +136,8 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
                     "side by side on the same prompt and settings.")
         prompt = gr.Textbox(label="Prompt", lines=2, value="El ", elem_id="prompt")
         with gr.Row():
-            max_length = gr.Number(label="Maximum length (tokens)", value=min(defaults.max_length, studio.config.max_length_limit),
+            max_length = gr.Number(label="Maximum length (tokens)",
+                                   value=min(defaults.max_length, studio.config.max_length_limit),
                                    precision=0, elem_id="max_length")
             temperature = gr.Number(label="Temperature (0: greedy)", value=defaults.temperature, elem_id="temperature")
             top_k = gr.Number(label="Top-k (0: off)", value=defaults.top_k, precision=0, elem_id="top_k")

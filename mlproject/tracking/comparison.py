@@ -65,7 +65,8 @@ def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow
         version=str(version.version), aliases=sorted(aliases), kind=tags.get("model_kind", "?"),
         bits_per_byte=number(tags.get("bits_per_byte")), bits_per_character=number(tags.get("bits_per_character")),
         perplexity=number(tags.get("perplexity")), training_seconds=run.metrics.get("training_seconds"),
-        data_hash=data_hash(tags), git_commit=tags.get("git_commit", "")[:10] + ("*" if tags.get("git_dirty") == "true" else ""),
+        data_hash=data_hash(tags),
+        git_commit=tags.get("git_commit", "")[:10] + ("*" if tags.get("git_dirty") == "true" else ""),
         run_id=version.run_id, promotion=tags.get("promotion.reason", ""), params=dict(run.params))
 
 
