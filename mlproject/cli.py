@@ -41,16 +41,25 @@ def cmd_summary(params: cfg.Params, args) -> None:
     print("  PREFECT_HOME=.prefect .venv/bin/prefect server start   (flow runs of `make flow`)")
 
 
+def connect_to_registered(params: cfg.Params) -> str:
+    """The store's URI, once it holds a version of the model to compare or serve; else one line."""
+    from mlflow import MlflowClient
+
+    from mlproject.tracking.registry import connect
+
+    uri, name = connect(params.mlflow), params.mlflow.model_name
+    if not MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions(f"name = '{name}'", max_results=1):
+        raise cfg.StageFailed(f"mlflow.model_name = {name}: no registered version in {uri}; run the pipeline "
+                              "first (make run)")
+    return uri
+
+
 def cmd_compare(params: cfg.Params, args) -> None:
     """The registered versions in one table, and their validation-loss curves in one plot."""
     from mlproject.tracking.comparison import compare, table, verdict
-    from mlproject.tracking.registry import connect
 
-    uri = connect(params.mlflow)
+    uri = connect_to_registered(params)
     rows, written = compare(params.compare, params.mlflow.model_name)
-    if not rows:
-        raise cfg.StageFailed(f"mlflow.model_name = {params.mlflow.model_name}: no registered version "
-                              f"in {uri}; run the pipeline first (make run)")
     print(f"{params.mlflow.model_name} in {uri}: the newest {len(rows)} version(s)\n")
     print(table(rows))
     if any(row.git_commit.endswith("*") for row in rows):
@@ -61,13 +70,9 @@ def cmd_compare(params: cfg.Params, args) -> None:
 
 def cmd_serve(params: cfg.Params, args) -> None:
     """The web page that writes with any registered version (Ctrl-C stops it)."""
-    from mlproject.serving.page import Studio, serve
-    from mlproject.tracking.registry import connect
+    from mlproject.serving.page import serve
 
-    uri = connect(params.mlflow)
-    if not Studio(params.mlflow.model_name, params.serve, uri).versions():
-        raise cfg.StageFailed(f"mlflow.model_name = {params.mlflow.model_name}: no registered version "
-                              f"in {uri}; run the pipeline first (make run)")
+    uri = connect_to_registered(params)
     serve(params.serve, params.mlflow.model_name, params.generate, params.seed, uri)
 
 

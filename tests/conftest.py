@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -218,3 +221,28 @@ def two_versions(tmp_path_factory) -> TwoVersions:
     git(project, "commit", "-qam", "a tiny GPT")
     run_stages_in_process(project, ["train", "evaluate", "register", "promote"])
     return TwoVersions(project, project / "params.yaml", params["mlflow"]["tracking_uri"])
+
+
+@contextmanager
+def server_process(command: list[str], cwd: Path, url: str, log: Path, stop_signal=signal.SIGINT) -> Iterator[subprocess.Popen]:
+    """A console command of the project's environment that serves `url`, started as a user would,
+    in its own process group (servers start workers), its output in `log`; yielded once `url`
+    answers. Stopped by `stop_signal` to the group; the test fails when that takes over 30 s."""
+    from infra.servers import wait_for
+
+    with open(log, "wb") as output:  # a file: a pipe nobody reads fills up and stalls the server
+        process = subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=cwd, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_for(url, command[0], 120, process)
+        except RuntimeError as error:
+            pytest.fail(f"{error}:\n{log.read_text(errors='replace')[-3000:]}")
+        yield process
+    finally:
+        os.killpg(process.pid, stop_signal)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"`{' '.join(command[:2])}` did not stop on {signal.Signals(stop_signal).name} within 30 s")

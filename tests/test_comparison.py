@@ -6,11 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
-import subprocess
-import time
-import urllib.request
 
 import pytest
 from mlflow import MlflowClient
@@ -18,7 +14,7 @@ from mlflow import MlflowClient
 from infra.servers import free_port
 from mlproject.tracking.comparison import VersionRow, differing_params, verdict
 from mlproject.tracking.model_card import model_card
-from tests.conftest import BIN, run, tiny_params, write_params
+from tests.conftest import run, server_process, tiny_params, write_params
 
 NAME = "text-generator"
 
@@ -101,26 +97,6 @@ def test_compare_names_an_empty_store(tmp_path):
     assert result.returncode == 2 and last.startswith("mlproject compare: error: mlflow.model_name = text-generator: no registered version")
 
 
-def start_mlflow_ui(store: str, cwd, log) -> tuple[subprocess.Popen, str]:
-    """`mlflow ui` on the store, as a user starts it, once it answers (10-30 s); its output goes to `log`."""
-    port = free_port()
-    with open(log, "wb") as output:  # a file, not a pipe nobody reads while it serves
-        ui = subprocess.Popen([str(BIN / "mlflow"), "ui", "--backend-store-uri", store, "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"], cwd=cwd, stdout=output,
-                              stderr=subprocess.STDOUT, start_new_session=True)  # a group: it starts workers
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if ui.poll() is not None:
-            pytest.fail(f"mlflow ui exited {ui.returncode} before answering:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return ui, url
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(ui.pid, signal.SIGKILL)
-    pytest.fail(f"mlflow ui did not answer at {url} within 120 s:\n{log.read_text()}")
-
-
 def as_the_mlflow_ui_shows(value: float) -> str:
     # The UI's Utils.formatMetric: 3 decimals below 10 (bits per byte are), trailing zeros dropped.
     return f"{value:.3f}".rstrip("0").rstrip(".")
@@ -131,8 +107,11 @@ def test_the_mlflow_ui_lists_both_versions_and_compares_their_bits_per_byte(two_
 
     mlflow = client(two_versions.store)
     runs = [mlflow.get_run(mlflow.get_model_version(NAME, v).run_id) for v in ("1", "2")]
-    ui, url = start_mlflow_ui(two_versions.store, two_versions.project, tmp_path / "mlflow-ui.log")
-    try:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = ["mlflow", "ui", "--backend-store-uri", two_versions.store, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1"]
+    with server_process(command, two_versions.project, f"{url}/health", tmp_path / "mlflow-ui.log", signal.SIGTERM):
         page = browser_page.page
         page.goto(f"{url}/#/models/{NAME}")
         # Each alias in its own version's row (the tags mention "champion" too).
@@ -159,9 +138,3 @@ def test_the_mlflow_ui_lists_both_versions_and_compares_their_bits_per_byte(two_
             assert abs(figure.bounding_box()["y"] - name.bounding_box()["y"]) < 10, "off its name's line (rows: 45 px)"
         browser_page.screenshot(tmp_path / "mlflow-compare.png")
         assert browser_page.blocked == []  # the UI and its telemetry talk only to the local server
-    finally:
-        os.killpg(ui.pid, signal.SIGTERM)
-        try:
-            ui.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)

@@ -3,12 +3,6 @@ process, and the page itself in headless Chromium against the real command."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,7 +14,7 @@ from mlflow import MlflowClient
 from infra.servers import free_port
 from mlproject.config import ServeConfig
 from mlproject.serving.page import Studio
-from tests.conftest import BIN, run, write_params
+from tests.conftest import run, server_process, write_params
 
 GOOD = (30, 0.7, 0, 0.95, 1)  # max_length, temperature, top_k, top_p, seed
 
@@ -65,31 +59,14 @@ def test_an_unknown_version_is_named_with_the_known_ones(studio):
 
 @contextmanager
 def serving(two_versions, tmp_path: Path):
-    """`mlproject serve` as a user starts it, on a free port; stopped with its process group."""
+    """`mlproject serve` as a user starts it, on a free port; Ctrl-C stops it, as a user would."""
     params = yaml.safe_load(two_versions.params.read_text())
     params["serve"].update(port=free_port(), max_length_limit=100)
     params_path = write_params(tmp_path, params)
-    server = subprocess.Popen([str(BIN / "mlproject"), "serve", "--params", str(params_path)], cwd=two_versions.project,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{params['serve']['port']}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the page did not answer within 120 s"
-                time.sleep(0.5)
+    with server_process(["mlproject", "serve", "--params", str(params_path)], two_versions.project, url,
+                        tmp_path / "serve.log"):
         yield url
-    finally:
-        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C, as a user stops it
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            pytest.fail("Ctrl-C did not stop `mlproject serve` within 30 s")
 
 
 def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:

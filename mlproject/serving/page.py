@@ -42,7 +42,7 @@ class Studio:
     def versions(self) -> list:
         from mlproject.tracking.comparison import version_rows
 
-        return version_rows(self.client, self.name, newest=10_000)
+        return version_rows(self.client, self.name)
 
     def choices(self) -> list[tuple[str, str]]:
         """The picker's entries: each alias that is set, then every version, newest first."""
@@ -56,7 +56,7 @@ class Studio:
         queries, however many versions there are."""
         import mlflow
 
-        from mlproject.tracking.comparison import version_row
+        from mlproject.tracking.comparison import aliases_of, version_row
 
         try:
             if choice in ALIASES:
@@ -68,9 +68,7 @@ class Studio:
             known = ", ".join([alias for alias in ALIASES if any(alias in r.aliases for r in rows)] +
                               [f"v{r.version}" for r in rows]) or "none yet (run the pipeline: make run)"
             raise Refused(f"model {choice!r}: no such version or alias of {self.name}; known: {known}") from None
-        aliases = [alias for alias, number in self.client.get_registered_model(self.name).aliases.items()
-                   if str(number) == str(version.version)]
-        return version_row(self.client, version, aliases)
+        return version_row(self.client, version, aliases_of(self.client, self.name).get(str(version.version), []))
 
     def model(self, version: str):
         if version in self.loaded:

@@ -70,14 +70,21 @@ def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow
         run_id=version.run_id, promotion=tags.get("promotion.reason", ""), params=dict(run.params))
 
 
-def version_rows(client: MlflowClient, name: str, newest: int) -> list[VersionRow]:
-    """The newest registered versions of `name`, newest first."""
+def aliases_of(client: MlflowClient, name: str) -> dict[str, list[str]]:
+    """Each version's aliases (a searched or fetched version does not list its own)."""
+    by_version: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    return by_version
+
+
+def version_rows(client: MlflowClient, name: str, newest: int | None = None) -> list[VersionRow]:
+    """The newest registered versions of `name` (all of them by default), newest first."""
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version))
     if not versions:
         return []
-    aliases = client.get_registered_model(name).aliases  # a searched version does not list its own
-    return [version_row(client, v, [a for a, n in aliases.items() if str(n) == str(v.version)])
-            for v in versions[:newest]]
+    aliases = aliases_of(client, name)
+    return [version_row(client, v, aliases.get(str(v.version), [])) for v in versions[:newest]]
 
 
 def differing_params(rows: list[VersionRow]) -> list[str]:
