@@ -6,6 +6,8 @@ Pure functions over strings, so each is tested on a few lines of HTML without an
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG.*$", re.I | re.M)
@@ -33,30 +35,194 @@ def tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-# Navigation that sits inside the main content on many sites: tables of contents (DocBook,
-# MediaWiki, Sphinx), breadcrumbs and previous/next bars. Removed before any extraction.
-NAVIGATION = ["nav", "[role=navigation]", ".toc", "#toc", ".toctree-wrapper", ".breadcrumb",
-              ".breadcrumbs", ".navheader", ".navfooter", "script", "style", "noscript"]
+# Site chrome, removed before the main text is read. Matched on element names, ARIA roles and
+# whole class or id names, never on parts of class names: an inline element's class (guimenu,
+# guibutton, menuchoice...) says what it shows in a sentence, not that it is chrome.
+NAVIGATION = [
+    # not text, or not shown
+    "script", "style", "noscript", "template", "button", "select", "[hidden]", "[aria-hidden=true]",
+    "[role=dialog]",
+    # landmarks (header, footer and aside only at page level: see `page_chrome`)
+    "nav", "[role=navigation]", "[role=banner]", "[role=contentinfo]", "[role=complementary]",
+    "[role=search]",
+    # tables of contents, breadcrumbs, previous/next bars, sidebars, edit links, permalinks
+    ".toc", "#toc", ".toctree-wrapper", ".breadcrumb", ".breadcrumbs", ".navheader", ".navfooter",
+    ".sphinxsidebar", ".related", ".headerlink", "#sidebar", ".skip-link", "#header", "#footer",
+    ".mw-editsection", "#mw-navigation", "#mw-panel", "#catlinks", "#siteSub", "#jump-to-nav",
+    ".mw-jump-link", ".printfooter",
+    # cookie and consent banners: these names mean the whole box, whatever it holds
+    "div[id*=cookie i]", "div[class*=cookie i]", "div[id*=consent i]", "div[class*=consent i]",
+]
+# Page-level banners, footers, sidebars and contact lines; inside an article or the main content
+# they belong to it.
+LANDMARKS = ["header", "footer", "aside", "address"]
+# Where a page marks its main content, everything outside it is chrome.
+MAIN = "main, [role=main]"
+
+# Elements that end a line; of those, the ones that also end a paragraph (a blank line).
+BLOCKS = {"address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
+          "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
+          "h3", "h4", "h5", "h6", "header", "hr", "legend", "li", "main", "menu", "nav", "ol", "p",
+          "pre", "section", "summary", "table", "td", "th", "tr", "ul"}
+PARAGRAPHS = {"blockquote", "dl", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "ol", "p", "pre",
+              "table", "ul"}
 
 
-def without_navigation(html: str):
+# A box outside any paragraph, of at most this many words, half of them or more link text, is a
+# link bar ("Back to the home page", a site title linking home, "[D]" description links).
+LINK_BAR_WORDS = 30
+BODY = ["p", "li", "dt", "dd", "caption", "figcaption"]
+HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+WORD = re.compile(r"\w+")
+
+
+def remove_navigation(document) -> None:
+    """Take every navigation element out of a parsed page: what NAVIGATION and LANDMARKS name,
+    then links standing alone on their line to a place in the same page (a table of contents),
+    then link bars, then the headings these leave with nothing under them."""
+    chrome = document.select(", ".join(NAVIGATION))
+    chrome += [node for node in document.find_all(LANDMARKS)
+               if not node.find_parent(["article", "main"]) and not node.find_parent(attrs={"role": "main"})]
+    remove(chrome)
+    remove([link for link in document.select('a[href^="#"]')
+            if alone_on_its_line(link) and not link.find_parent(HEADINGS)])
+    remove([box for box in document.find_all(["div", "table"]) if is_link_bar(box)])
+    remove(empty_headings(document))
+
+
+def remove(nodes: list) -> None:
+    for node in nodes:
+        if not node.decomposed:  # inside one already removed
+            node.decompose()
+
+
+def alone_on_its_line(node) -> bool:
+    from bs4 import NavigableString
+
+    def blank_until_break(sibling) -> bool:
+        while sibling is not None:
+            if isinstance(sibling, NavigableString):
+                if sibling.strip():
+                    return False
+            elif sibling.name == "br" or sibling.name in BLOCKS:
+                return True
+            elif sibling.get_text().strip():
+                return False
+            sibling = sibling.next_sibling if forward else sibling.previous_sibling
+        return True
+
+    forward = False
+    before = blank_until_break(node.previous_sibling)
+    forward = True
+    return before and blank_until_break(node.next_sibling) and (node.parent.name in BLOCKS or node.parent.name == "body")
+
+
+def empty_headings(document) -> list:
+    """Headings with no text before the next heading of the same or a higher rank, other than
+    headings that are empty themselves (those of a table of contents without its links)."""
+    from bs4 import NavigableString
+    from bs4.element import PreformattedString
+
+    headings = document.find_all(HEADINGS)
+    rank = {id(h): int(h.name[1]) for h in headings}
+    empty = set()
+    for heading in reversed(headings):
+        for element in heading.next_elements:
+            if id(element) in rank:
+                if rank[id(element)] <= rank[id(heading)]:
+                    empty.add(id(heading))
+                    break
+                if id(element) not in empty:
+                    break
+            elif (isinstance(element, NavigableString) and not isinstance(element, PreformattedString)
+                  and element.strip() and not any(id(parent) in rank for parent in element.parents)):
+                break
+        else:
+            empty.add(id(heading))
+    return [heading for heading in headings if id(heading) in empty]
+
+
+def is_link_bar(box) -> bool:
+    if box.decomposed or box.find(BODY):
+        return False
+    words = len(WORD.findall(box.get_text(" ")))
+    linked = sum(len(WORD.findall(link.get_text(" "))) for link in box.find_all("a", href=True))
+    return 0 < words <= LINK_BAR_WORDS and linked * 2 >= words
+
+
+def text_of(node) -> str:
+    """The text of an element as a reader sees it: inline elements (of any class) stay inside their
+    sentence, each block on its own line, table cells one per line, preformatted text as it is."""
+    from bs4 import NavigableString
+    from bs4.element import PreformattedString  # comments, doctypes, CDATA
+
+    lines: list[str] = []
+    line: list[str] = []
+
+    def end_line():
+        text = " ".join("".join(line).split())
+        line.clear()
+        if text:
+            lines.append(text)
+
+    stack: list = [node]
+    while stack:
+        item = stack.pop()
+        if item is LINE_END or item is PARAGRAPH_END:
+            end_line()
+            if item is PARAGRAPH_END:
+                lines.append("")
+        elif isinstance(item, NavigableString):
+            if not isinstance(item, PreformattedString):
+                line.append(str(item))
+        elif item.name == "br":
+            end_line()
+        elif item.name == "pre":
+            end_line()
+            lines.extend([*item.get_text().strip("\n").split("\n"), ""])
+        elif item.name in BLOCKS:
+            end_line()
+            stack.append(PARAGRAPH_END if item.name in PARAGRAPHS else LINE_END)
+            stack.extend(reversed(item.contents))
+        else:
+            stack.extend(reversed(item.contents))
+    end_line()
+    return tidy("\n".join(lines))
+
+
+LINE_END, PARAGRAPH_END = object(), object()
+
+
+@dataclass
+class Extraction:
+    """A page's main text, and what extraction did: the characters of the page's visible text it
+    kept and dropped, and the words of the page's paragraphs, list items and captions outside its
+    navigation (`reference`), for the scrape report's word recall."""
+    text: str
+    kept_chars: int
+    dropped_chars: int
+    reference: Counter
+
+
+def extract(html: str, selector: str = "") -> Extraction:
+    from mlproject.data.fidelity import body_words
+
     document = soup(html)
-    for node in document.select(", ".join(NAVIGATION)):
-        node.decompose()
-    return document
+    visible = len(text_of(document.body or document))
+    remove_navigation(document)
+    if selector:
+        nodes = document.select(selector)
+    else:
+        marked = document.select(MAIN)
+        nodes = marked[:1] if len(marked) == 1 else [document.body or document]
+    text = tidy("\n\n".join(text_of(node) for node in nodes))
+    return Extraction(text, len(text), max(0, visible - len(text)), body_words(document.body or document))
 
 
 def main_text(html: str, selector: str = "") -> str:
-    """The text a reader came for: the selected elements, or what trafilatura finds as main content."""
-    document = without_navigation(html)
-    if selector:
-        return tidy("\n\n".join(node.get_text("\n") for node in document.select(selector)))
-    import trafilatura
-
-    # Tables come out as Markdown pipes, which a text generator would learn as prose: left out.
-    text = trafilatura.extract(str(document), include_comments=False, include_tables=False,
-                               favor_precision=True, deduplicate=False)
-    return tidy(text or "")
+    """The text a reader came for: the selected elements, or the page's main content (the element
+    marked main, else the whole body) without its navigation."""
+    return extract(html, selector).text
 
 
 def links(html: str, base_url: str) -> list[str]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
 
 from mlproject.config import StageFailed, ConfigError, Paths, ScrapeConfig, Source
-from mlproject.data.extract import gutenberg_title, links, main_text, strip_gutenberg, title_of
+from mlproject.data.extract import extract, gutenberg_title, links, strip_gutenberg, title_of
+from mlproject.data.fidelity import Recall, recall, words
 from mlproject.data.fetch import Page, PageCache, PoliteFetcher, decode_body
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
 from mlproject.data.text import normalise
@@ -158,6 +159,15 @@ class Harvest:
         text = cached[1].decode(record["charset"], errors="replace") if cached else ""
         return Page(**record, text=text)
 
+    def extracted(self, page: Page, extraction) -> None:
+        """What extraction did to the page just got: its record gains the characters kept and
+        dropped and the word recall (mlproject/data/fidelity.py)."""
+        record = self.records[-1]
+        assert record["url"] == page.url
+        found = recall(extraction.reference, words(extraction.text))
+        record.update(kept_chars=extraction.kept_chars, dropped_chars=extraction.dropped_chars,
+                      body_words=found.total, body_words_found=found.found)
+
     def skip(self, source: Source, url: str, reason: str) -> None:
         self.records.append({"source": source.name, "url": url, "outcome": "not_visited",
                              "reason": reason, "resumed": False})
@@ -186,14 +196,16 @@ def make_document(source: Source, locator: str, url: str, title: str, text: str,
     return document
 
 
-def page_documents(source: Source, page: Page, fetched_at: str) -> list[dict]:
+def page_documents(source: Source, page: Page, harvest: Harvest) -> list[dict]:
     """An HTML page is one document (its main text); a text file splits by the source's format.
     An unchanged page keeps the time it was first downloaded, so a rescrape that finds nothing
     new writes the very same documents and DVC reruns nothing downstream."""
-    fetched_at = page.fetched_at or fetched_at
+    fetched_at = page.fetched_at or harvest.fetched_at
     if page.content_type in HTML_TYPES:
-        return [make_document(source, page.url, page.final_url, title_of(page.text),
-                              main_text(page.text, source.selector), fetched_at)]
+        extraction = extract(page.text, source.selector)
+        harvest.extracted(page, extraction)
+        return [make_document(source, page.url, page.final_url, title_of(page.text), extraction.text,
+                              fetched_at)]
     return [make_document(source, f"{page.url}#{i}", page.final_url, title or "", body, fetched_at)
             for i, (body, title) in enumerate(split_documents(page.text, source.format))]
 
@@ -219,7 +231,7 @@ def read_files(source: Source, harvest: Harvest) -> Iterator[dict]:
 def read_url(source: Source, harvest: Harvest) -> Iterator[dict]:
     page = harvest.get(source, source.location)
     if page.outcome in ("fetched", "not_modified"):
-        yield from page_documents(source, page, harvest.fetched_at)
+        yield from page_documents(source, page, harvest)
 
 
 def read_gutenberg(source: Source, harvest: Harvest) -> Iterator[dict]:
@@ -248,7 +260,7 @@ def read_crawl(source: Source, harvest: Harvest) -> Iterator[dict]:
             bar.update(1)
             if page.outcome not in ("fetched", "not_modified"):
                 continue
-            yield from page_documents(source, page, harvest.fetched_at)
+            yield from page_documents(source, page, harvest)
             if depth >= source.max_depth or page.content_type not in HTML_TYPES:
                 continue
             for link in links(page.text, page.final_url):
@@ -280,6 +292,23 @@ def drop_duplicates(documents: list[dict]) -> tuple[list[dict], list[dict]]:
     return kept, duplicates
 
 
+def extraction_summary(source: Source, records: list[dict]) -> dict:
+    """For a source of HTML pages: characters kept and dropped, and the word recall of its pages
+    (printed, so a bad extraction is seen before training on it)."""
+    pages = [r for r in records if r["source"] == source.name and "body_words" in r]
+    if not pages:
+        return {}
+    total = sum((Recall(r["body_words_found"], r["body_words"]) for r in pages), Recall())
+    worst = min(pages, key=lambda r: Recall(r["body_words_found"], r["body_words"]).share)
+    print(f"scrape: {source.name}: {len(pages)} HTML pages, word recall {total.share:.2%} "
+          f"({total.missing} of {total.total} words of paragraphs, list items and captions missing; "
+          f"lowest {Recall(worst['body_words_found'], worst['body_words']).share:.2%}: {worst['url']})",
+          flush=True)
+    return {"html_pages": len(pages), "kept_chars": sum(r["kept_chars"] for r in pages),
+            "dropped_chars": sum(r["dropped_chars"] for r in pages), "body_words": total.total,
+            "body_words_missing": total.missing, "word_recall": round(total.share, 5)}
+
+
 def check_failures(records: list[dict], max_share: float, report_path: str) -> None:
     attempted = [r for r in records if r["outcome"] != "not_visited"]
     failed = [r for r in attempted if r["outcome"] == "failed"]
@@ -299,7 +328,8 @@ def scrape(config: ScrapeConfig, paths: Paths) -> dict:
         found = list(READERS[source.kind](source, harvest))
         per_source[source.name] = {"kind": source.kind, "documents": len(found),
                                    "characters": sum(len(d["text"]) for d in found),
-                                   "encoding_errors": sum("encoding_error" in d for d in found)}
+                                   "encoding_errors": sum("encoding_error" in d for d in found),
+                                   **extraction_summary(source, harvest.records)}
         collected.extend(found)
     documents, duplicates = drop_duplicates(collected)
     report = {"documents": len(documents), "characters": sum(len(d["text"]) for d in documents),
