@@ -142,13 +142,27 @@ class ValidateConfig:
     max_chars: int = param(5000, "longest document kept, in characters", minimum=1)
     min_documents: int = param(10, "fewest accepted documents that can train a model", minimum=1)
     min_corpus_chars: int = param(2000, "fewest accepted characters that can train a model", minimum=1)
-    language: str = param("es", "corpus language, for the alphabet check; any turns it off",
-                          ("es", "en", "any"))
+    language: str | list = param("es", "the corpus language, or a list of them, as ISO 639 codes "
+                                 "(es, en, fr...): documents identified as another language are "
+                                 "rejected, and those outside the alphabets of es and en too; any "
+                                 "turns both checks off")
+    language_min_chars: int = param(100, "documents shorter than this are judged by the alphabet "
+                                    "check alone: language identification is unreliable on a few "
+                                    "words", minimum=1)
+    language_min_confidence: float = param(0.7, "a document is rejected when identified as another "
+                                           "language with at least this probability",
+                                           minimum=0.0, maximum=1.0)
     max_foreign_share: float = param(0.1, "largest share of a document's characters outside the "
                                      "language's alphabet, digits and punctuation",
                                      minimum=0.0, maximum=1.0)
     max_duplicate_share: float = param(0.5, "the corpus fails when more than this share of its "
                                        "documents are duplicates", minimum=0.0, maximum=1.0)
+
+    @property
+    def languages(self) -> list:
+        """The expected languages; empty when any language goes."""
+        codes = [self.language] if isinstance(self.language, str) else list(self.language)
+        return [] if "any" in codes else codes
 
 
 @dataclass(frozen=True)
@@ -345,7 +359,7 @@ def _check_value(cls, name: str, value, key: str):
     else:
         ok = isinstance(value, expected)
     if not ok:
-        raise ConfigError(f"{key} = {value!r}: expected {expected.__name__}")
+        raise ConfigError(f"{key} = {value!r}: expected {getattr(expected, '__name__', expected)}")
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(meta['choices'])}")
     if meta.get("minimum") is not None and value < meta["minimum"]:
@@ -411,6 +425,11 @@ def _check_consistency(params: Params) -> None:
     if params.validate.min_chars > params.validate.max_chars:
         raise ConfigError(f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
                           f"validate.max_chars ({params.validate.max_chars})")
+    language = params.validate.language
+    codes = [language] if isinstance(language, str) else language
+    if not codes or not all(isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}|any", code) for code in codes):
+        raise ConfigError(f"validate.language = {params.validate.language!r}: expected an ISO 639 "
+                          "code (es, en, fr...), a list of them, or any")
     if not params.evaluate.temperatures:
         raise ConfigError("evaluate.temperatures = []: expected at least one temperature")
     for index, temperature in enumerate(params.evaluate.temperatures):

@@ -1,6 +1,7 @@
 """Great Expectations splits documents into accepted and rejected, keeping every reason."""
 
 import json
+import re
 
 import pytest
 
@@ -80,3 +81,34 @@ def test_a_corpus_of_duplicates_fails(tmp_path):
     config = ValidateConfig(min_documents=1, min_corpus_chars=10, max_duplicate_share=0.3)
     with pytest.raises(CorpusRejected, match="documents are duplicates"):
         run_validate(tmp_path, documents, config)
+
+
+SPANISH = ["El viento del norte trajo lluvia durante toda la semana, y los campesinos celebraron que "
+           "por fin los pozos volvieran a llenarse después de tres años de sequía.",
+           "La biblioteca municipal abrirá sus puertas también los domingos, para que quienes trabajan "
+           "entre semana puedan pedir prestados libros y leer el periódico con calma.",
+           "Mi abuela decía que quien madruga encuentra el pan todavía caliente en la panadería de la "
+           "esquina, y que por eso nunca se quedaba dormida ni un solo día del año."]
+ENGLISH = ["The northern wind brought rain for the whole week, and the farmers were glad that the wells "
+           "were finally filling up again after three long years of drought.",
+           "The city library will also open on Sundays, so that people who work during the week can "
+           "borrow books and read the newspaper in peace and quiet."]
+
+
+def test_documents_in_another_language_are_rejected_with_the_language_found(tmp_path):
+    documents = ([doc(i, f"{text} ({i})") for i, text in enumerate(SPANISH * 4)]
+                 + [doc(100 + i, text) for i, text in enumerate(ENGLISH)]
+                 + [doc(200, "Good morning to you all.")])  # too short to identify: alphabet check only
+    config = ValidateConfig(min_documents=5, min_corpus_chars=100, language="es")
+    report, (accepted, rejected, _, _) = run_validate(tmp_path, documents, config)
+    reasons = {r["id"]: r["reasons"] for r in map(json.loads, rejected.read_text().splitlines())}
+    assert set(reasons) == {"d100", "d101"}
+    for reason in (reasons["d100"][0], reasons["d101"][0]):
+        assert re.fullmatch(r"written in another language than es \(validate\.language\): "
+                            r"identified as en \((0\.[7-9]\d|1\.00)\)", reason), reason
+    assert report["rejected_by_reason"] == {"written in another language than es (validate.language)": 2}
+    assert "d200" in accepted.read_text()
+
+    both = ValidateConfig(min_documents=5, min_corpus_chars=100, language=["es", "en"])
+    report, _ = run_validate(tmp_path, documents, both)
+    assert report["rejected"] == 0

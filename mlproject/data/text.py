@@ -18,11 +18,12 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
-def foreign_share(text: str, language: str) -> float:
-    """Share of characters outside the language's alphabet (case-folded) and common marks."""
-    if not text or language not in ALPHABETS:
+def foreign_share(text: str, languages: list[str]) -> float:
+    """Share of characters outside the languages' alphabets (case-folded) and common marks; 0 when
+    a language's alphabet is not listed here."""
+    if not text or not languages or any(language not in ALPHABETS for language in languages):
         return 0.0
-    allowed = set(ALPHABETS[language]) | COMMON
+    allowed = set("".join(ALPHABETS[language] for language in languages)) | COMMON
     folded = unicodedata.normalize("NFC", text).casefold()
     return sum(ch not in allowed for ch in folded) / len(folded)
 

@@ -17,6 +17,7 @@ import pandas as pd
 from mlproject.config import StageFailed, Paths, ValidateConfig
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
 from mlproject.data.data_docs import make_offline
+from mlproject.data.language import identify
 from mlproject.data.text import BOILERPLATE, MARKUP, foreign_share, normalise
 
 
@@ -24,7 +25,18 @@ class CorpusRejected(StageFailed):
     """What was accepted cannot train a model; the message says why in one line."""
 
 
-def document_frame(documents: list[dict], language: str) -> pd.DataFrame:
+def other_language(text: str, config: ValidateConfig) -> str | None:
+    """'<language> (<probability>)' when a long enough document is identified, confidently enough,
+    as a language other than the expected ones; None otherwise."""
+    if not config.languages or len(text) < config.language_min_chars:
+        return None
+    language, probability = identify(text)
+    if language in config.languages or probability < config.language_min_confidence:
+        return None
+    return f"{language} ({probability:.2f})"
+
+
+def document_frame(documents: list[dict], config: ValidateConfig) -> pd.DataFrame:
     """One row per document with the derived columns the expectations read."""
     seen: dict[str, str] = {}
     duplicate_of = []
@@ -37,7 +49,8 @@ def document_frame(documents: list[dict], language: str) -> pd.DataFrame:
         "text": [d["text"].strip() for d in documents],
         "encoding_error": [d.get("encoding_error") for d in documents],
         "duplicate_of": duplicate_of,
-        "foreign_share": [foreign_share(d["text"], language) for d in documents],
+        "foreign_share": [foreign_share(d["text"], config.languages) for d in documents],
+        "other_language": [other_language(d["text"].strip(), config) for d in documents],
     })
 
 
@@ -45,6 +58,7 @@ def document_expectations(config: ValidateConfig):
     import great_expectations as gx
 
     E = gx.expectations
+    expected = "/".join(config.languages) or "any"
     return [
         E.ExpectColumnValuesToBeNull(column="encoding_error", meta={
             "reason": "not valid UTF-8: bytes were replaced, the text is corrupt"}),
@@ -63,7 +77,10 @@ def document_expectations(config: ValidateConfig):
                 "reason": "boilerplate (cookie banner, navigation, newsletter): not the author's text"}),
         E.ExpectColumnValuesToBeBetween(column="foreign_share", max_value=config.max_foreign_share, meta={
             "reason": f"more than {config.max_foreign_share:.0%} of characters outside the "
-                      f"'{config.language}' alphabet (validate.max_foreign_share): wrong language or junk"}),
+                      f"{expected} alphabet (validate.max_foreign_share): wrong language or junk"}),
+        E.ExpectColumnValuesToBeNull(column="other_language", meta={
+            "reason": f"written in another language than {expected} (validate.language)",
+            "detail": "identified as"}),
     ]
 
 
@@ -103,11 +120,16 @@ def run_suite(context, name: str, expectations, frame: pd.DataFrame):
     return next(iter(result.run_results.values())).results
 
 
-def reasons_by_row(results) -> dict[int, list[str]]:
-    reasons: dict[int, list[str]] = {}
+def reasons_by_row(results, frame: pd.DataFrame) -> dict[int, list[tuple[str, str]]]:
+    """Each rejected row's reasons, as (the expectation's reason, what the row is told): an
+    expectation with a `detail` adds the row's own value (the language a document was identified
+    as, and how sure)."""
+    reasons: dict[int, list[tuple[str, str]]] = {}
     for result in results:
+        meta, column = result.expectation_config.meta, result.expectation_config.kwargs["column"]
         for index in result.result.get("unexpected_index_list") or []:
-            reasons.setdefault(index, []).append(result.expectation_config.meta["reason"])
+            detail = f": {meta['detail']} {frame[column][index]}" if "detail" in meta else ""
+            reasons.setdefault(index, []).append((meta["reason"], meta["reason"] + detail))
     return reasons
 
 
@@ -123,10 +145,10 @@ def validate(config: ValidateConfig, paths: Paths) -> dict:
     """Split documents into accepted and rejected files; raise CorpusRejected if too little is left."""
     documents_path, rejected_path = paths.raw_documents, paths.rejected_documents
     documents = read_jsonl(documents_path)
-    frame = document_frame(documents, config.language)
+    frame = document_frame(documents, config)
     with tempfile.TemporaryDirectory(prefix="gx-") as workdir:
         context = open_context(Path(workdir))
-        reasons = reasons_by_row(run_suite(context, "documents", document_expectations(config), frame))
+        reasons = reasons_by_row(run_suite(context, "documents", document_expectations(config), frame), frame)
         accepted_rows = [i for i in range(len(documents)) if i not in reasons]
         is_accepted = frame.index.isin(accepted_rows).astype(int)
         corpus = pd.DataFrame({"accepted": is_accepted, "accepted_chars": frame["text"].str.len() * is_accepted,
@@ -134,13 +156,13 @@ def validate(config: ValidateConfig, paths: Paths) -> dict:
         corpus_results = run_suite(context, "corpus", corpus_expectations(config), corpus)
         publish_data_docs(Path(workdir), Path(paths.data_docs))
     accepted = [documents[i] for i in accepted_rows]
-    rejected = [{**documents[i], "reasons": reasons[i]} for i in sorted(reasons)]
+    rejected = [{**documents[i], "reasons": [told for _, told in reasons[i]]} for i in sorted(reasons)]
     corpus_failures = [r.expectation_config.meta["reason"] for r in corpus_results if not r.success]
     report = {
         "documents": len(documents), "accepted": len(accepted), "rejected": len(rejected),
         "accepted_characters": int(corpus["accepted_chars"].sum()),
         "duplicate_share": float(corpus["duplicate"].mean()) if len(corpus) else 0.0,
-        "rejected_by_reason": dict(Counter(r for i in reasons for r in reasons[i])),
+        "rejected_by_reason": dict(Counter(reason for row in reasons.values() for reason, _ in row)),
         "corpus_checks_failed": corpus_failures,
     }
     assert report["accepted"] + report["rejected"] == report["documents"]
