@@ -99,7 +99,8 @@ deployments: setup
 test: setup corpus test-site postgres chromium
 	$(BIN)/python -m pytest
 
-bench: setup corpus
+bench: setup corpus test-site
+	$(BIN)/python -m benchmarks.fidelity
 	$(BIN)/python -m benchmarks.run --size full --out benchmarks/RESULTS.md
 
 clean:

@@ -4,7 +4,8 @@
     python -m benchmarks.run --render-only        # puts it in RESULTS.md (section 9)
 
 Real pages made by five site generators (benchmarks/fidelity/sites/, their sources and licences in
-its README) are served on localhost and crawled by the scrape stage. Each page's main content and
+its README), and a sixth set held out (the Debian Reference, from debian-reference-es: no rule of
+the extraction was written looking at it), are served on localhost and crawled by the scrape stage. Each page's main content and
 navigation are marked by hand in benchmarks/fidelity/sites.json, as an annotator reading the
 generator's markup would; the extractor never sees those marks. Figures:
 
@@ -68,8 +69,20 @@ class Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-def served(directory: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(directory)))
+def site_folder(site: dict) -> Path:
+    """Where a generator's pages are: vendored under sites/, or a Debian package's folder."""
+    folder = Path(site.get("directory") or SITES / "sites" / site["generator"])
+    if not folder.is_dir():
+        raise SystemExit(f"benchmarks/fidelity/sites.json {site['generator']}: {folder} does not exist; "
+                         f"install {site['package']} (make test-site)")
+    return folder
+
+
+def served(sites: list[dict], root: Path):
+    """One localhost server for every generator, each under /<generator>/."""
+    for site in sites:
+        (root / site["generator"]).symlink_to(site_folder(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -120,7 +133,7 @@ def score(sites: list[dict], texts: dict[str, str], base: str) -> list[dict]:
         sides.update({name: {"recall": Recall(), "leaked": 0, "seconds": []} for name in BASELINES})
         navigation_total, missing = 0, {}
         for page in site["pages"]:
-            html = (SITES / "sites" / site["generator"] / page).read_text(encoding="utf-8", errors="replace")
+            html = (site_folder(site) / page).read_text(encoding="utf-8", errors="replace")
             navigation, main, body = annotated(html, site)
             navigation_total += sum(navigation.values())
             outputs = {"this project": texts[f"{base}/{site['generator']}/{page}"]}
@@ -160,14 +173,15 @@ def measure(pages_per_site: int | None = None) -> dict:
     sites = json.loads((SITES / "sites.json").read_text(encoding="utf-8"))
     if pages_per_site:
         sites = [{**site, "pages": site["pages"][:pages_per_site]} for site in sites]
-    server, base = served(SITES / "sites")
-    try:
-        with tempfile.TemporaryDirectory(prefix="fidelity-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as workdir:
+        (Path(workdir) / "site").mkdir()
+        server, base = served(sites, Path(workdir) / "site")
+        try:
             start = time.perf_counter()
-            texts, report = crawl(sites, base, Path(workdir))
+            texts, report = crawl(sites, base, Path(workdir) / "scrape")
             crawl_seconds = time.perf_counter() - start
-    finally:
-        server.shutdown()
+        finally:
+            server.shutdown()
     rows = score(sites, texts, base)
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "target": TARGET, "rows": rows,
             "total": totals(rows), "crawl_seconds": crawl_seconds,
@@ -203,7 +217,10 @@ def lines(figures: dict | None) -> list[str]:
                    + " | ".join(f"{percent(row['sides'][n]['recall'])} ({row['sides'][n]['missing']} missing)"
                                 for n in names) + " | "
                    + " | ".join(str(row["sides"][n]["leaked"]) for n in names) + " |")
-    out += ["", "Generators: " + "; ".join(f"{r['generator']}: {r['made_with']}" for r in figures["rows"]) + "."]
+    out += ["", "The scrape report's own estimate on the same pages, without the hand marks (the "
+            "main content a page marks, less the navigation its generator names): " + ", ".join(
+                f"{name} {percent(share)}" for name, share in figures["report_recall"].items()) + ".",
+            "", "Generators: " + "; ".join(f"{r['generator']}: {r['made_with']}" for r in figures["rows"]) + "."]
     examples = {r["generator"]: r["missing_examples"] for r in figures["rows"] if r["missing_examples"]}
     if examples:
         out += ["", "Words the scrape stage missed, per page: " + "; ".join(

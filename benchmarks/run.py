@@ -262,12 +262,16 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
     return "\n".join(lines)
 
 
-def with_batch_section(text: str, out: str) -> str:
-    """Section 8, from the figures `python -m benchmarks.batch_generation` recorded beside `out`."""
-    from benchmarks.batch_generation import lines
+def with_recorded_sections(text: str, out: str) -> str:
+    """Sections 8 and 9, from the figures `python -m benchmarks.batch_generation` and
+    `python -m benchmarks.fidelity` recorded beside `out`."""
+    from benchmarks import batch_generation, fidelity
 
-    recorded = Path(out).with_name("RESULTS-batch.json")
-    section = "\n".join(lines(json.loads(recorded.read_text()) if recorded.is_file() else None))
+    sections = []
+    for name, module in (("RESULTS-batch.json", batch_generation), ("RESULTS-fidelity.json", fidelity)):
+        recorded = Path(out).with_name(name)
+        sections += module.lines(json.loads(recorded.read_text()) if recorded.is_file() else None)
+    section = "\n".join(sections)
     marker = "## What moved the figures"
     return text.replace(marker, section + "\n" + marker, 1) if section and marker in text else text + section
 
@@ -285,7 +289,7 @@ def main() -> None:
         from mlproject.fileio import write_text
 
         recorded = json.loads(Path(args.out).with_suffix(".json").read_text())
-        write_text(args.out, with_batch_section(render(
+        write_text(args.out, with_recorded_sections(render(
             recorded["size"], SIZES[recorded["size"]], recorded["machine"],
             *(recorded[k] for k in ("training", "notebook", "generation", "evaluation", "overhead", "quality",
                                     "transformers"))), args.out))
@@ -304,7 +308,7 @@ def main() -> None:
                   transformers)
     from mlproject.fileio import write_json, write_text
 
-    write_text(args.out, with_batch_section(text, args.out))
+    write_text(args.out, with_recorded_sections(text, args.out))
     write_json(Path(args.out).with_suffix(".json"), {
         "size": args.size, "machine": facts, "training": training, "notebook": notebook,
         "generation": generation, "evaluation": evaluation, "overhead": overhead, "quality": quality,

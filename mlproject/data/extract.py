@@ -35,22 +35,21 @@ def tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-# Site chrome, removed before the main text is read. Matched on element names, ARIA roles and
-# whole class or id names, never on parts of class names: an inline element's class (guimenu,
-# guibutton, menuchoice...) says what it shows in a sentence, not that it is chrome.
-NAVIGATION = [
-    # not text, or not shown
-    "script", "style", "noscript", "template", "button", "select", "[hidden]", "[aria-hidden=true]",
-    "[role=dialog]",
-    # landmarks (header, footer and aside only at page level: see `page_chrome`)
-    "nav", "[role=navigation]", "[role=banner]", "[role=contentinfo]", "[role=complementary]",
-    "[role=search]",
-    # tables of contents, breadcrumbs, previous/next bars, sidebars, edit links, permalinks
+# What is never main text: elements that are not text or not shown, and the landmarks a page
+# itself marks as navigation, banner, footer, sidebar or search.
+MARKED_CHROME = ["script", "style", "noscript", "template", "button", "select", "[hidden]",
+                 "[aria-hidden=true]", "[role=dialog]", "nav", "[role=navigation]", "[role=banner]",
+                 "[role=contentinfo]", "[role=complementary]", "[role=search]"]
+# Navigation known by the names site generators give it: tables of contents, breadcrumbs,
+# previous/next bars, sidebars, edit links, permalinks, cookie banners. Matched on whole class or
+# id names, never on parts of them: an inline element's class (guimenu, guibutton, menuchoice...)
+# says what it shows in a sentence, not that it is chrome; only "cookie" and "consent" name the
+# whole box whatever it holds.
+NAMED_CHROME = [
     ".toc", "#toc", ".toctree-wrapper", ".breadcrumb", ".breadcrumbs", ".navheader", ".navfooter",
     ".sphinxsidebar", ".related", ".headerlink", "#sidebar", ".skip-link", "#header", "#footer",
     ".mw-editsection", "#mw-navigation", "#mw-panel", "#catlinks", "#siteSub", "#jump-to-nav",
     ".mw-jump-link", ".printfooter",
-    # cookie and consent banners: these names mean the whole box, whatever it holds
     "div[id*=cookie i]", "div[class*=cookie i]", "div[id*=consent i]", "div[class*=consent i]",
 ]
 # Page-level banners, footers, sidebars and contact lines; inside an article or the main content
@@ -76,14 +75,18 @@ HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 WORD = re.compile(r"\w+")
 
 
-def remove_navigation(document) -> None:
-    """Take every navigation element out of a parsed page: what NAVIGATION and LANDMARKS name,
-    then links standing alone on their line to a place in the same page (a table of contents),
-    then link bars, then the headings these leave with nothing under them."""
-    chrome = document.select(", ".join(NAVIGATION))
-    chrome += [node for node in document.find_all(LANDMARKS)
-               if not node.find_parent(["article", "main"]) and not node.find_parent(attrs={"role": "main"})]
-    remove(chrome)
+def remove_named_chrome(document) -> None:
+    """Take out what the page or its generator names as not main text: MARKED_CHROME,
+    NAMED_CHROME and page-level LANDMARKS."""
+    remove(document.select(", ".join(MARKED_CHROME + NAMED_CHROME)))
+    remove([node for node in document.find_all(LANDMARKS)
+            if not node.find_parent(["article", "main"]) and not node.find_parent(attrs={"role": "main"})])
+
+
+def remove_unnamed_navigation(document) -> None:
+    """Take out navigation known by its shape alone: links standing alone on their line to a
+    place in the same page (a table of contents), link bars, then the headings these leave with
+    nothing under them."""
     remove([link for link in document.select('a[href^="#"]')
             if alone_on_its_line(link) and not link.find_parent(HEADINGS)])
     remove([box for box in document.find_all(["div", "table"]) if is_link_bar(box)])
@@ -196,8 +199,9 @@ LINE_END, PARAGRAPH_END = object(), object()
 @dataclass
 class Extraction:
     """A page's main text, and what extraction did: the characters of the page's visible text it
-    kept and dropped, and the words of the page's paragraphs, list items and captions outside its
-    navigation (`reference`), for the scrape report's word recall."""
+    kept and dropped, and the words of the paragraphs, list items and captions of its main content
+    without named chrome (`reference`: before the rules that judge by shape alone, or a source's
+    selector, removed anything), for the scrape report's word recall."""
     text: str
     kept_chars: int
     dropped_chars: int
@@ -209,19 +213,19 @@ def extract(html: str, selector: str = "") -> Extraction:
 
     document = soup(html)
     visible = len(text_of(document.body or document))
-    remove_navigation(document)
-    if selector:
-        nodes = document.select(selector)
-    else:
-        marked = document.select(MAIN)
-        nodes = marked[:1] if len(marked) == 1 else [document.body or document]
+    remove_named_chrome(document)
+    marked = document.select(MAIN)
+    main = marked[0] if len(marked) == 1 else document.body or document
+    reference = body_words(main)
+    remove_unnamed_navigation(document)
+    nodes = document.select(selector) if selector else [main]
     text = tidy("\n\n".join(text_of(node) for node in nodes))
-    return Extraction(text, len(text), max(0, visible - len(text)), body_words(document.body or document))
+    return Extraction(text, len(text), max(0, visible - len(text)), reference)
 
 
 def main_text(html: str, selector: str = "") -> str:
     """The text a reader came for: the selected elements, or the page's main content (the element
-    marked main, else the whole body) without its navigation."""
+    marked main, else the whole body), without navigation."""
     return extract(html, selector).text
 
 
