@@ -97,7 +97,9 @@ def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
         available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
         raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
                               f"available: {available}")
-    return apply_values(params_path, YAML().load(preset_path.read_text(encoding="utf-8")) or {})
+    reader = YAML()
+    reader.preserve_quotes = True  # the preset's quoted URLs keep their quotes in params.yaml
+    return apply_values(params_path, reader.load(preset_path.read_text(encoding="utf-8")) or {})
 
 
 def apply_values(params_path: Path, values: dict) -> list[str]:
@@ -118,7 +120,8 @@ def apply_values(params_path: Path, values: dict) -> list[str]:
     merge_into(document, values, "", changed)
     buffer = io.StringIO()
     yaml.dump(document, buffer)
-    # Validate the text exactly as DVC and the stages will read it.
+    # Validate the text exactly as DVC (ruamel, YAML 1.2) and the stages (PyYAML) will read it.
+    YAML(typ="safe").load(buffer.getvalue())
     cfg.params_from_dict(plain_yaml.safe_load(buffer.getvalue()))
     write_text(params_path, buffer.getvalue())
     return changed

@@ -53,7 +53,11 @@ def test_corpus_preset_merges_nested_params_and_stays_readable_yaml(tmp_path):
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     apply_preset(tmp_path / "params.yaml", ROOT / "presets" / "debian-reference-crawl.yaml")
-    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    from ruamel.yaml import YAML
+
+    text = (tmp_path / "params.yaml").read_text()
+    raw = yaml.safe_load(text)
+    assert YAML(typ="safe").load(text) == raw  # DVC reads params.yaml with ruamel (YAML 1.2)
     assert raw["scrape"]["sources"][0]["seeds"] == ["http://127.0.0.1:8765/index.es.html"]
     assert raw["scrape"]["http"]["delay_seconds"] == 0.2
     assert raw["scrape"]["http"]["max_retries"] == 3  # the keys the preset does not name stay
