@@ -102,8 +102,8 @@ class Source:
                          "(empty: every link on an allowed host)")
     max_pages: int = param(100, "crawl: most pages fetched", minimum=1)
     max_depth: int = param(2, "crawl: most links followed from a seed", minimum=0)
-    selector: str = param("", "crawl and url: CSS selector of the text to keep; empty means a "
-                          "main-content extractor (trafilatura) decides")
+    selector: str = param("", "crawl and url: CSS selector of the text to keep; empty means the "
+                          "page's main content (mlproject/data/extract.py) without navigation")
     headers_from_env: dict = param({}, "HTTP header -> name of the environment variable holding "
                                    "its value (API tokens stay out of params, logs and reports)")
 

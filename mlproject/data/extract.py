@@ -70,6 +70,7 @@ PARAGRAPHS = {"blockquote", "dl", "figure", "h1", "h2", "h3", "h4", "h5", "h6", 
 # A box outside any paragraph, of at most this many words, half of them or more link text, is a
 # link bar ("Back to the home page", a site title linking home, "[D]" description links).
 LINK_BAR_WORDS = 30
+# What a reader came for, in any page: paragraphs, list items, definition lists and captions.
 BODY = ["p", "li", "dt", "dd", "caption", "figcaption"]
 HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
 WORD = re.compile(r"\w+")

@@ -7,16 +7,11 @@ page says twice must be in the document twice.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
-from mlproject.data.extract import text_of
-
-WORD = re.compile(r"\w+")
-# What a reader came for, in any page: paragraphs, list items, definition lists and captions.
-BODY = ["p", "li", "dt", "dd", "caption", "figcaption"]
+from mlproject.data.extract import BODY, WORD, text_of
 
 
 def words(text: str) -> Counter:
