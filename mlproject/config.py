@@ -142,6 +142,9 @@ class ValidateConfig:
     max_chars: int = param(5000, "longest document kept, in characters", minimum=1)
     min_documents: int = param(10, "fewest accepted documents that can train a model", minimum=1)
     min_corpus_chars: int = param(2000, "fewest accepted characters that can train a model", minimum=1)
+    max_markup_per_1000_chars: float = param(0.5, "HTML tags or entities per 1,000 characters above "
+                                             "which a document is rejected as markup residue (a "
+                                             "manual that shows a few as text is kept)", minimum=0.0)
     language: str | list = param("es", "the corpus language, or a list of them, as ISO 639 codes "
                                  "(es, en, fr...): documents identified as another language are "
                                  "rejected, and those outside the alphabets of es and en too; any "

@@ -112,3 +112,14 @@ def test_documents_in_another_language_are_rejected_with_the_language_found(tmp_
     both = ValidateConfig(min_documents=5, min_corpus_chars=100, language=["es", "en"])
     report, _ = run_validate(tmp_path, documents, both)
     assert report["rejected"] == 0
+
+
+def test_a_text_that_shows_a_few_entities_is_kept_and_residue_is_not(tmp_path):
+    manual = " ".join(SPANISH) * 12 + " En XML, la entidad &quot; escribe unas comillas y &lt; el signo menor."
+    residue = " ".join(SPANISH) + " <div class='pie'>Aviso</div> &nbsp;&nbsp; <span>Más</span>"
+    documents = [doc(i, f"{text} ({i})") for i, text in enumerate(SPANISH * 4)] + [doc(300, manual), doc(301, residue)]
+    config = ValidateConfig(min_documents=5, min_corpus_chars=100, max_chars=10000)
+    report, (accepted, rejected, _, _) = run_validate(tmp_path, documents, config)
+    assert '"d300"' in accepted.read_text()
+    reasons = {r["id"]: r["reasons"] for r in map(json.loads, rejected.read_text().splitlines())}
+    assert list(reasons) == ["d301"] and "validate.max_markup_per_1000_chars" in reasons["d301"][0]

@@ -31,6 +31,12 @@ def foreign_share(text: str, languages: list[str]) -> float:
 MARKUP = re.compile(r"</?(?:html|head|body|div|span|p|a|script|style|br|table|tr|td|li|ul|ol|img|nav|"
                     r"footer|header|iframe|form|input|button)\b[^>]*>|&(?:nbsp|amp|lt|gt|quot|#\d+);",
                     re.IGNORECASE)
+def markup_per_1000_chars(text: str) -> float:
+    """HTML tags and entities per 1,000 characters: many in extraction residue, a few in a text
+    that shows them (a manual listing XML's entities)."""
+    return 1000 * len(MARKUP.findall(text)) / len(text) if text else 0.0
+
+
 BOILERPLATE = [
     r"(?i)\b(?:we use|this (?:web)?site uses) cookies\b", r"(?i)\baccept (?:all )?cookies\b",
     r"(?i)\bcookie (?:policy|settings|preferences)\b", r"(?i)\b(?:utilizamos|usamos) cookies\b",

@@ -18,7 +18,7 @@ from mlproject.config import StageFailed, Paths, ValidateConfig
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
 from mlproject.data.data_docs import make_offline
 from mlproject.data.language import identify
-from mlproject.data.text import BOILERPLATE, MARKUP, foreign_share, normalise
+from mlproject.data.text import BOILERPLATE, foreign_share, markup_per_1000_chars, normalise
 
 
 class CorpusRejected(StageFailed):
@@ -49,6 +49,7 @@ def document_frame(documents: list[dict], config: ValidateConfig) -> pd.DataFram
         "text": [d["text"].strip() for d in documents],
         "encoding_error": [d.get("encoding_error") for d in documents],
         "duplicate_of": duplicate_of,
+        "markup_per_1000_chars": [markup_per_1000_chars(d["text"].strip()) for d in documents],
         "foreign_share": [foreign_share(d["text"], config.languages) for d in documents],
         "other_language": [other_language(d["text"].strip(), config) for d in documents],
     })
@@ -70,8 +71,9 @@ def document_expectations(config: ValidateConfig):
                           "(validate.min_chars, validate.max_chars)"}),
         E.ExpectColumnValuesToBeNull(column="duplicate_of", meta={
             "reason": "duplicate of an earlier document: repeats overweight one text"}),
-        E.ExpectColumnValuesToNotMatchRegex(column="text", regex=f"(?i){MARKUP.pattern}", meta={
-            "reason": "markup or HTML residue: tags or entities would be learnt as text"}),
+        E.ExpectColumnValuesToBeBetween(column="markup_per_1000_chars", max_value=config.max_markup_per_1000_chars, meta={
+            "reason": f"markup or HTML residue: more than {config.max_markup_per_1000_chars} tags or entities per "
+                      "1,000 characters (validate.max_markup_per_1000_chars) would be learnt as text"}),
         E.ExpectColumnValuesToNotMatchRegexList(
             column="text", regex_list=[f"(?m){p}" for p in BOILERPLATE], meta={
                 "reason": "boilerplate (cookie banner, navigation, newsletter): not the author's text"}),
