@@ -147,8 +147,8 @@ class ValidateConfig:
                                              "manual that shows a few as text is kept)", minimum=0.0)
     language: str | list = param("es", "the corpus language, or a list of them, as ISO 639 codes "
                                  "(es, en, fr...): documents identified as another language are "
-                                 "rejected, and those outside the alphabets of es and en too; any "
-                                 "turns both checks off")
+                                 "rejected (and, for es and en, those mostly outside its alphabet); "
+                                 "any turns both checks off")
     language_min_chars: int = param(100, "documents shorter than this are judged by the alphabet "
                                     "check alone: language identification is unreliable on a few "
                                     "words", minimum=1)

@@ -101,24 +101,23 @@ def remove(nodes: list) -> None:
 
 
 def alone_on_its_line(node) -> bool:
+    """Nothing but blanks between the element and the line breaks on either side of it."""
+    return node.parent.name in BLOCKS and all(
+        blank_until_a_break(siblings) for siblings in (node.previous_siblings, node.next_siblings))
+
+
+def blank_until_a_break(siblings) -> bool:
     from bs4 import NavigableString
 
-    def blank_until_break(sibling) -> bool:
-        while sibling is not None:
-            if isinstance(sibling, NavigableString):
-                if sibling.strip():
-                    return False
-            elif sibling.name == "br" or sibling.name in BLOCKS:
-                return True
-            elif sibling.get_text().strip():
+    for sibling in siblings:
+        if isinstance(sibling, NavigableString):
+            if sibling.strip():
                 return False
-            sibling = sibling.next_sibling if forward else sibling.previous_sibling
-        return True
-
-    forward = False
-    before = blank_until_break(node.previous_sibling)
-    forward = True
-    return before and blank_until_break(node.next_sibling) and (node.parent.name in BLOCKS or node.parent.name == "body")
+        elif sibling.name == "br" or sibling.name in BLOCKS:
+            return True
+        elif sibling.get_text().strip():
+            return False
+    return True
 
 
 def empty_headings(document) -> list:
@@ -147,11 +146,15 @@ def empty_headings(document) -> list:
 
 
 def is_link_bar(box) -> bool:
+    """A box outside any paragraph, short, and half or more of its words link text."""
     if box.decomposed or box.find(BODY):
         return False
     words = len(WORD.findall(box.get_text(" ")))
     linked = sum(len(WORD.findall(link.get_text(" "))) for link in box.find_all("a", href=True))
     return 0 < words <= LINK_BAR_WORDS and linked * 2 >= words
+
+
+LINE_END, PARAGRAPH_END = object(), object()  # pushed to close a block element
 
 
 def text_of(node) -> str:
@@ -192,9 +195,6 @@ def text_of(node) -> str:
             stack.extend(reversed(item.contents))
     end_line()
     return tidy("\n".join(lines))
-
-
-LINE_END, PARAGRAPH_END = object(), object()
 
 
 @dataclass
