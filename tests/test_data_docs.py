@@ -39,7 +39,7 @@ def test_data_docs_open_offline_with_the_run_listed_and_styled(tmp_path, browser
     with page.expect_navigation():
         run.click()  # the row's link is followed by script, as a person would do it
     assert "/validations/documents/" in page.url
-    assert page.get_by_text("values must be null").count() == 2  # encoding_error, duplicate_of
+    assert page.get_by_text("values must be null").count() == 3  # encoding_error, duplicate_of, other_language
     expect(page.get_by_text("must not match any of the following regular expressions")).to_be_visible()
     icons = page.locator("i.fas.fa-check-circle, i.fas.fa-times")
     expect(icons.first).to_be_visible()

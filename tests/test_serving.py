@@ -65,8 +65,9 @@ def serving(two_versions, tmp_path: Path):
     params_path = write_params(tmp_path, params)
     url = f"http://127.0.0.1:{params['serve']['port']}/"
     with server_process(["mlproject", "serve", "--params", str(params_path)], two_versions.project, url,
-                        tmp_path / "serve.log"):
+                        tmp_path / "serve.log") as process:
         yield url
+    assert process.returncode == 0 and "serve: stopped" in (tmp_path / "serve.log").read_text()
 
 
 def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:
