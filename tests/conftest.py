@@ -223,6 +223,12 @@ def two_versions(tmp_path_factory) -> TwoVersions:
     return TwoVersions(project, project / "params.yaml", params["mlflow"]["tracking_uri"])
 
 
+def default_interrupt() -> None:
+    """Ctrl-C as in a terminal: a test run started in the background inherits SIGINT ignored, and
+    a Python program that starts with it ignored never sees a KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def server_process(command: list[str], cwd: Path, url: str, log: Path, stop_signal=signal.SIGINT) -> Iterator[subprocess.Popen]:
     """A console command of the project's environment that serves `url`, started as a user would,
@@ -232,7 +238,8 @@ def server_process(command: list[str], cwd: Path, url: str, log: Path, stop_sign
 
     with open(log, "wb") as output:  # a file: a pipe nobody reads fills up and stalls the server
         process = subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=cwd, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=default_interrupt)
     try:
         try:
             wait_for(url, command[0], 120, process)

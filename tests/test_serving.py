@@ -67,7 +67,7 @@ def serving(two_versions, tmp_path: Path):
     with server_process(["mlproject", "serve", "--params", str(params_path)], two_versions.project, url,
                         tmp_path / "serve.log") as process:
         yield url
-    assert process.returncode == 0 and "serve: stopped" in (tmp_path / "serve.log").read_text()
+    assert process.returncode == 0
 
 
 def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:

@@ -8,8 +8,6 @@ gets one line in the page; the server keeps serving.
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -180,9 +178,3 @@ def serve(config: ServeConfig, model_name: str, defaults: GenerateConfig, seed: 
     except OSError as error:  # Gradio's word for an address it cannot listen on
         raise StageFailed(f"serve.port = {config.port}: cannot listen on {config.host}:{config.port} "
                           f"({str(error).splitlines()[0]}); stop what holds it, or choose another port") from None
-    # Gradio returns here after Ctrl-C with its server closed. A worker thread still writing for a
-    # browser tab, or one the ML libraries keep, can hold the interpreter's exit for as long as it
-    # runs (a CI run once waited over 30 s); the page keeps no state, so the process ends now.
-    print("serve: stopped", flush=True)
-    sys.stderr.flush()
-    os._exit(0)
