@@ -48,12 +48,16 @@ def run_stage(stage: str, repo_dir: str) -> str:
 @task
 def publish_scrape_report(repo_dir: str) -> None:
     report = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.scrape_report)
-    rows = [{"source": r["source"], "url": r["url"], "outcome": r["outcome"], "reason": r["reason"]}
+    rows = [{"source": r["source"], "url": r["url"], "outcome": r["outcome"], "reason": r["reason"],
+             "word recall": f"{r['body_words_found'] / r['body_words']:.2%}" if r.get("body_words") else "",
+             "characters kept": r.get("kept_chars", ""), "characters dropped": r.get("dropped_chars", "")}
             for r in report["pages"]] or [{"source": name, "url": "(local files)", "outcome": "read",
                                            "reason": f"{s['documents']} documents"}
                                           for name, s in report["sources"].items()]
+    recall = "".join(f"; {name}: word recall {s['word_recall']:.2%}" for name, s in report["sources"].items()
+                     if "word_recall" in s)
     create_table_artifact(key="scrape-report", table=rows,
-                          description=f"{report['documents']} documents; every URL with its outcome")
+                          description=f"{report['documents']} documents{recall}; every URL with its outcome")
 
 
 @task
