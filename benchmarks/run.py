@@ -26,7 +26,7 @@ SIZES = {
              "notebook_length": 100, "eval_chars": 30000, "quality": [300, 900], "corpus_chars": 0,
              "lm": {"base": "smollm2", "steps": 6, "batch": 4, "block": 256, "batches": [1, 16, 64],
                     "length": 32, "pipeline_prompts": 4, "quality_steps": 60, "eval_chars": 20000}},
-    "tiny": {"train": [("gru", 32), ("lstm", 32)], "steps": 3, "repeats": 1, "units": 32,
+    "tiny": {"train": [("gru", 32)], "steps": 3, "repeats": 1, "units": 32,
              "batches": [1, 4], "length": 10, "notebook_length": 10, "eval_chars": 500,
              "quality": [2, 4], "corpus_chars": 100000,
              "lm": {"base": "tiny", "steps": 2, "batch": 2, "block": 64, "batches": [1, 4], "length": 8,
