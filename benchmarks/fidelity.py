@@ -107,16 +107,14 @@ def crawl(sites: list[dict], base: str, workdir: Path) -> tuple[dict[str, str], 
 def annotated(html: str, site: dict):
     """The hand-marked parts of a page: navigation words, main-content words, body words."""
     from mlproject.data.extract import soup, text_of
-    from mlproject.data.fidelity import body_words, words
+    from mlproject.data.fidelity import body_words, outermost, words, words_of
 
     document = soup(html)
     for node in document.select("script, style"):
         node.decompose()
-    chrome = [node for selector in site["navigation"] for node in document.select(selector)]
-    outermost = [node for node in chrome if not any(node is not other and other in node.parents
-                                                    for other in chrome)]
-    navigation = sum((words(text_of(node)) for node in outermost), words(""))
-    for node in outermost:
+    chrome = outermost([node for selector in site["navigation"] for node in document.select(selector)])
+    navigation = words_of(chrome)
+    for node in chrome:
         node.decompose()
     main = document.select(site["main"])
     if len(main) != 1:

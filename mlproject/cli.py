@@ -91,15 +91,22 @@ def merge_into(target, values, prefix: str, changed: list[str]) -> None:
 
 def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
     """Merge a preset's keys into params.yaml, keeping its comments; validate before writing."""
-    from ruamel.yaml import YAML
-
     if not preset_path.is_file():
         available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
         raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
                               f"available: {available}")
-    reader = YAML()
-    reader.preserve_quotes = True  # the preset's quoted URLs keep their quotes in params.yaml
-    return apply_values(params_path, reader.load(preset_path.read_text(encoding="utf-8")) or {})
+    return apply_values(params_path, round_trip_yaml().load(preset_path.read_text(encoding="utf-8")) or {})
+
+
+def round_trip_yaml():
+    """ruamel as params.yaml is read and written: comments kept, and quotes, which a URL in a
+    flow sequence needs to stay YAML (in the preset read and in the file written alike)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
 
 
 def apply_values(params_path: Path, values: dict) -> list[str]:
@@ -112,9 +119,7 @@ def apply_values(params_path: Path, values: dict) -> list[str]:
 
     from mlproject.fileio import write_text
 
-    yaml = YAML()
-    yaml.preserve_quotes = True  # a URL in a flow sequence needs its quotes to stay YAML
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml = round_trip_yaml()
     document = yaml.load(params_path.read_text(encoding="utf-8"))
     changed: list[str] = []
     merge_into(document, values, "", changed)

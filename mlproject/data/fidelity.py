@@ -20,8 +20,17 @@ def words(text: str) -> Counter:
 
 def body_words(region) -> Counter:
     """Words of the outermost paragraphs, list items, definition terms and captions in `region`."""
-    outermost = [node for node in region.find_all(BODY) if not node.find_parent(BODY)]
-    return sum((words(text_of(node)) for node in outermost), Counter())
+    return words_of(outermost(region.find_all(BODY)))
+
+
+def outermost(nodes: list) -> list:
+    """The nodes not inside another of them, so no word is counted twice."""
+    inside = {id(node) for node in nodes}
+    return [node for node in nodes if not any(id(parent) in inside for parent in node.parents)]
+
+
+def words_of(nodes: list) -> Counter:
+    return sum((words(text_of(node)) for node in nodes), Counter())
 
 
 @dataclass
