@@ -397,6 +397,14 @@ def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
         if source.kind != "crawl" and not source.location:
             raise ConfigError(f"scrape.sources[{i}].location: expected a path, URL or book id "
                               f"for kind {source.kind}")
+        if source.selector:
+            import soupsieve
+
+            try:
+                soupsieve.compile(source.selector)
+            except soupsieve.SelectorSyntaxError as error:
+                raise ConfigError(f"scrape.sources[{i}].selector = {source.selector!r}: not a CSS "
+                                  f"selector ({str(error).splitlines()[0]})") from None
         for j, pattern in enumerate(source.follow):
             try:
                 re.compile(pattern)

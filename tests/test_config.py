@@ -50,6 +50,13 @@ def test_unknown_section_is_named():
         params_from_dict({**default_params(), "trian": {}})
 
 
+def test_a_selector_that_is_not_css_is_named():
+    raw = default_params()
+    raw["scrape"]["sources"] = [{"name": "web", "kind": "url", "location": "http://127.0.0.1/", "selector": "div["}]
+    with pytest.raises(ConfigError, match=r"scrape.sources\[0\].selector = 'div\[': not a CSS selector"):
+        params_from_dict(raw)
+
+
 def test_window_kind_needs_target_last():
     raw = default_params()
     raw["train"]["kind"] = "window_rnn"

@@ -123,3 +123,12 @@ def test_a_text_that_shows_a_few_entities_is_kept_and_residue_is_not(tmp_path):
     assert '"d300"' in accepted.read_text()
     reasons = {r["id"]: r["reasons"] for r in map(json.loads, rejected.read_text().splitlines())}
     assert list(reasons) == ["d301"] and "validate.max_markup_per_1000_chars" in reasons["d301"][0]
+
+
+def test_an_empty_corpus_is_one_line_and_overwrites_nothing(tmp_path):
+    (tmp_path / "accepted.jsonl").write_text("earlier\n")
+    with pytest.raises(CorpusRejected, match="raw.jsonl: no documents to validate") as error:
+        run_validate(tmp_path, [], ValidateConfig())
+    assert "\n" not in str(error.value)
+    assert (tmp_path / "accepted.jsonl").read_text() == "earlier\n"
+    assert not (tmp_path / "rejected.jsonl").exists() and not (tmp_path / "report.json").exists()

@@ -147,6 +147,9 @@ def validate(config: ValidateConfig, paths: Paths) -> dict:
     """Split documents into accepted and rejected files; raise CorpusRejected if too little is left."""
     documents_path, rejected_path = paths.raw_documents, paths.rejected_documents
     documents = read_jsonl(documents_path)
+    if not documents:
+        raise CorpusRejected(f"{documents_path}: no documents to validate; has scrape found any? "
+                             "(see its report)")
     frame = document_frame(documents, config)
     with tempfile.TemporaryDirectory(prefix="gx-") as workdir:
         context = open_context(Path(workdir))
