@@ -64,6 +64,9 @@ def cmd_compare(params: cfg.Params, args) -> None:
     print(table(rows))
     if any(row.git_commit.endswith("*") for row in rows):
         print("* registered with uncommitted changes to tracked files (git_dirty)")
+    if not all(row.comparable for row in rows):
+        print("† scored before every byte was paid for (no score_rule tag): promote never compares it")
+    print("in vocab: the share of validation bytes the version's vocabulary covers; its speller pays for the rest")
     print(f"\n{verdict(rows)}")
     print(f"validation-loss curves: {', '.join(map(str, written))}")
 
@@ -209,6 +212,10 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
         if stage == "train":
             sub.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
                              help="stop after epoch N (a later run resumes from its checkpoint)")
+        if stage == "promote":
+            sub.add_argument("--rescore-champion", action="store_true",
+                             help="score the champion again on the validation text under the current "
+                             "rule, even where it has a figure of its own on that text")
     for name, text in [("summary", "print where the last run's results are and how to open the UIs"),
                        ("compare", "a table of the registered versions (kind, figures, training time, "
                         "the params that differ, data, commit) and a plot of their validation-loss "

@@ -29,13 +29,20 @@ def greedy(length: int) -> Sampling:
 @pytest.mark.parametrize("cell, layers", [("gru", 1), ("lstm", 2)])
 def test_stateful_score_equals_full_sequence_loss(cell, layers):
     model = tiny_model(cell=cell, layers=layers)
-    ids = model.vocabulary.encode(TEXT)
+    ids = model.vocabulary.encode(model.separator + TEXT)  # every token of TEXT, read after the separator
     logits = model.network(ids[None, :-1]).numpy()[0].astype(np.float64)
     log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-    expected = -log_probs[np.arange(len(ids) - 1), ids[1:]].sum()
+    first = len(model.separator)
+    expected = -log_probs[np.arange(first - 1, len(ids) - 1), ids[first:]].sum()
     totals = model.score(TEXT, EvaluateConfig(streams=1, chunk_length=7))  # state carried across 7-token chunks
-    assert totals.tokens == len(ids) - 1
+    assert (totals.tokens, totals.characters) == (len(TEXT), len(TEXT))
     assert totals.nll_nats == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("streams", [1, 4, 32, 1000])
+def test_streams_score_every_token_once(streams):
+    totals = tiny_model().score(TEXT, EvaluateConfig(streams=streams, chunk_length=16))
+    assert (totals.tokens, totals.characters, totals.bytes) == (len(TEXT), len(TEXT), len(TEXT.encode()))
 
 
 def test_figures_derive_from_totals():
@@ -79,11 +86,11 @@ def test_window_model_scores_and_generates():
     model = tiny_model(kind="window_rnn", target="last", cell="lstm")
     assert model.kind == "window_rnn"
     totals = model.score(TEXT, EvaluateConfig())
-    assert totals.tokens == len(TEXT) - model.config.sequence_length
-    ids = model.vocabulary.encode(TEXT)
-    logits = model.network(ids[None, :12]).numpy()[0].astype(np.float64)  # the first scored token
-    first = -(logits - np.logaddexp.reduce(logits))[ids[12]]
-    assert model.score(TEXT[:13], EvaluateConfig()).nll_nats == pytest.approx(first, rel=1e-4)
+    assert totals.tokens == len(TEXT)  # the first ones too, after the separator
+    window = model.prime_grid([model.vocabulary.encode(model.separator)])  # the separator, padded
+    logits = model.network(window).numpy()[0].astype(np.float64)
+    first = -(logits - np.logaddexp.reduce(logits))[model.vocabulary.encode(TEXT)[0]]
+    assert model.score(TEXT[:1], EvaluateConfig()).nll_nats == pytest.approx(first, rel=1e-4)
     texts = model.generate(["Más vale", "A"], Sampling(max_length=10, seed=1))
     assert [len(t) for t in texts] == [10, 10]
 

@@ -1,7 +1,9 @@
 """Tokenize stage: a vocabulary and a deterministic train/validation split by document.
 
 A document goes to validation by a hash of its text, not by its position in the file, so adding
-or reordering documents never moves the others between the two sides.
+or reordering documents never moves the others between the two sides. A token outside the
+vocabulary is `<unk>` to the network and spelled by the vocabulary's speller (speller.py), which
+learns from the training text's own rare tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mlproject.config import ConfigError, Paths, TokenizeConfig
+from mlproject.data.speller import Speller
 from mlproject.fileio import atomic_path, read_jsonl, write_json, write_text
 
 UNKNOWN = "<unk>"
@@ -27,6 +30,12 @@ WORD_PATTERN = re.compile(r"\s*\w+|\s*[^\w\s]|\s+")
 class Vocabulary:
     level: str
     tokens: tuple[str, ...]  # tokens[0] is UNKNOWN
+    # Spells what UNKNOWN stands for; without one (a vocabulary saved before spellers), by bytes alone.
+    speller: Speller | None = None
+
+    def __post_init__(self):
+        if self.speller is None:
+            object.__setattr__(self, "speller", Speller(whole_token=self.level != "char"))
 
     def split(self, text: str) -> list[str]:
         return list(text) if self.level == "char" else WORD_PATTERN.findall(text)
@@ -35,27 +44,53 @@ class Vocabulary:
         index = {token: i for i, token in enumerate(self.tokens)}
         return np.array([index.get(t, 0) for t in self.split(text)], dtype=np.int32)
 
-    def decode(self, ids) -> str:
-        return "".join(self.tokens[int(i)] for i in ids)
+    def decode(self, ids, spelled: list[str] | None = None) -> str:
+        """The text of `ids`; each UNKNOWN is the next of `spelled` (what it stood for, or what
+        the speller wrote for it). Without `spelled`, UNKNOWN is written as itself."""
+        spelled = iter(spelled or [])
+        return "".join(next(spelled, UNKNOWN) if i == 0 else self.tokens[int(i)] for i in ids)
+
+    def round_trip(self, text: str) -> str:
+        """The text that the tokens of `text` stand for, each UNKNOWN spelled out: `text` itself
+        when every character falls in one token."""
+        pieces = self.split(text)
+        ids = self.encode(text)
+        return self.decode(ids, [piece for piece, i in zip(pieces, ids) if i == 0])
+
+    def spelling(self, text: str) -> tuple[float, int]:
+        """The speller's nats for the tokens of `text` outside the vocabulary, and their UTF-8 bytes."""
+        unknown = [piece for piece, i in zip(self.split(text), self.encode(text)) if i == 0]
+        return sum(self.speller.nats(piece) for piece in unknown), sum(len(p.encode("utf-8")) for p in unknown)
+
+    def spell_unknown(self, ids, seed: int) -> str:
+        """The text of generated `ids`, each UNKNOWN a token the speller draws (seeded per row)."""
+        rng = np.random.default_rng(seed)
+        return self.decode(ids, [self.speller.sample(rng) for i in ids if i == 0])
 
     def to_json(self) -> str:
-        return json.dumps({"level": self.level, "tokens": list(self.tokens)}, ensure_ascii=False)
+        return json.dumps({"level": self.level, "tokens": list(self.tokens), "speller": self.speller.to_dict()},
+                          ensure_ascii=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(level=data["level"], tokens=tuple(data["tokens"]))
+        speller = Speller.from_dict(data["speller"]) if "speller" in data else None
+        return cls(level=data["level"], tokens=tuple(data["tokens"]), speller=speller)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
 
 def build_vocabulary(text: str, level: str, max_vocab: int, min_count: int) -> Vocabulary:
-    """Tokens seen at least `min_count` times, the commonest `max_vocab - 1`, plus UNKNOWN."""
+    """Tokens seen at least `min_count` times, the commonest `max_vocab - 1`, plus UNKNOWN, and a
+    speller learnt from every occurrence of the tokens left out."""
     probe = Vocabulary(level, (UNKNOWN,))
-    counts = Counter(probe.split(text))
+    pieces = probe.split(text)
+    counts = Counter(pieces)
     kept = [t for t, n in counts.most_common() if n >= min_count][: max_vocab - 1]
-    return Vocabulary(level, (UNKNOWN, *sorted(kept)))
+    left_out = set(counts) - set(kept)
+    speller = Speller.fit((p for p in pieces if p in left_out), whole_token=level != "char")
+    return Vocabulary(level, (UNKNOWN, *sorted(kept)), speller)
 
 
 def in_validation(document: dict, fraction: float) -> bool:

@@ -20,16 +20,18 @@ from mlproject.config import EvaluateConfig, Paths, Sampling, TrainConfig
 @dataclass(frozen=True)
 class Totals:
     """Sums over the scored text; every derived figure comes from these, never from averages."""
-    nll_nats: float
+    nll_nats: float  # what every scored byte cost, spelled ones included
     tokens: int
-    characters: int
+    characters: int  # of the text the scored tokens stand for
     bytes: int
+    spelled_bytes: int = 0  # of tokens outside the vocabulary, paid for by its speller
 
     def figures(self) -> dict:
         ln2 = float(np.log(2.0))
         return {
             "nll_nats": self.nll_nats, "tokens": self.tokens, "characters": self.characters,
-            "bytes": self.bytes,
+            "bytes": self.bytes, "spelled_bytes": self.spelled_bytes,
+            "vocabulary_byte_coverage": 1 - self.spelled_bytes / self.bytes,
             "perplexity": float(np.exp(self.nll_nats / self.tokens)),
             "bits_per_token": self.nll_nats / self.tokens / ln2,
             "bits_per_character": self.nll_nats / self.characters / ln2,
@@ -84,8 +86,13 @@ class LanguageModel(ABC):
         return {}
 
     @abstractmethod
+    def round_trip(self, text: str) -> str:
+        """The text the model's tokens of `text` stand for (encoded, then decoded, any token outside
+        the vocabulary spelled out): a score is a cost of `text` only where this is `text`."""
+
+    @abstractmethod
     def score(self, text: str, config: EvaluateConfig) -> Totals:
-        """Summed negative log-likelihood of `text` and what it was summed over."""
+        """Summed negative log-likelihood of every byte of `text` and what it was summed over."""
 
     @abstractmethod
     def generate(self, prompts: list[str], sampling: Sampling) -> list[str]:

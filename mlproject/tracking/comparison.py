@@ -14,6 +14,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from mlproject.config import CompareConfig
+from mlproject.models.evaluation import SCORE_RULE
 
 DATA_TAG = "data_md5:"
 
@@ -32,6 +33,8 @@ class VersionRow:
     run_id: str
     promotion: str  # the promote stage's reason for this version's alias
     params: dict[str, str] = field(default_factory=dict)
+    byte_coverage: float | None = None  # share of validation bytes its vocabulary covers directly
+    comparable: bool = True  # its figure is under the current score rule (every byte paid for)
 
     @property
     def bits_per_byte_per_nat(self) -> float | None:
@@ -67,7 +70,8 @@ def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow
         perplexity=number(tags.get("perplexity")), training_seconds=run.metrics.get("training_seconds"),
         data_hash=data_hash(tags),
         git_commit=tags.get("git_commit", "")[:10] + ("*" if tags.get("git_dirty") == "true" else ""),
-        run_id=version.run_id, promotion=tags.get("promotion.reason", ""), params=dict(run.params))
+        run_id=version.run_id, promotion=tags.get("promotion.reason", ""), params=dict(run.params),
+        byte_coverage=number(tags.get("vocabulary_byte_coverage")), comparable=tags.get("score_rule") == SCORE_RULE)
 
 
 def aliases_of(client: MlflowClient, name: str) -> dict[str, list[str]]:
@@ -100,10 +104,11 @@ def figure(value: float | None, digits: int = 4) -> str:
 def table(rows: list[VersionRow]) -> str:
     """The rows as a text table; the params column holds only what differs between versions."""
     differing = differing_params(rows)
-    header = ["version", "alias", "kind", "bits/byte", "bits/char", "train time", "data", "commit",
+    header = ["version", "alias", "kind", "bits/byte", "bits/char", "in vocab", "train time", "data", "commit",
               "params that differ"]
-    lines = [[row.version, ",".join(row.aliases) or "-", row.kind, figure(row.bits_per_byte),
-              figure(row.bits_per_character),
+    lines = [[row.version, ",".join(row.aliases) or "-", row.kind,
+              figure(row.bits_per_byte) + ("" if row.comparable else "†"), figure(row.bits_per_character),
+              "-" if row.byte_coverage is None else f"{row.byte_coverage:.1%}",
               "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
               row.data_hash, row.git_commit or "-",
               " ".join(f"{key}={row.params.get(key, '-')}" for key in differing) or "-"] for row in rows]
@@ -117,7 +122,7 @@ def verdict(rows: list[VersionRow]) -> str:
     champion = next((row for row in rows if "champion" in row.aliases), None)
     if champion is None:
         return "no version holds the alias champion yet (run the promote stage)"
-    scored = [row for row in rows if row.bits_per_byte is not None]
+    scored = [row for row in rows if row.bits_per_byte is not None and row.comparable]
     best = min(scored, key=lambda row: row.bits_per_byte) if scored else None
     lowest = ("the lowest bits per byte listed" if best is champion else
               f"v{best.version} scores lower ({best.bits_per_byte:.4f}) on its own validation text" if best else "")

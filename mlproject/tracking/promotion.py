@@ -1,8 +1,10 @@
 """Promote stage: the champion alias moves only to a version that scores better.
 
 A new version becomes champion only if its bits per byte beats the champion's on the same
-validation text; a champion scored on other data is re-scored first. A worse model never wins,
-whatever its kind: both figures come through the same language-model interface.
+validation text, both measured under the same rule (evaluation.SCORE_RULE: every byte paid for);
+a champion scored on other data is re-scored first. A figure of another rule is never compared:
+the aliases stay as they are and the report says why. A worse model never wins, whatever its kind:
+both figures come through the same language-model interface.
 """
 
 from __future__ import annotations
@@ -12,8 +14,14 @@ from mlflow import MlflowClient
 
 from mlproject.config import EvaluateConfig, MlflowConfig, Paths, PromoteConfig
 from mlproject.fileio import read_json, write_json
+from mlproject.models.evaluation import SCORE_RULE, NotEveryByte
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+NOT_COMPARED = "not compared"
+
+
+class NotComparable(Exception):
+    """Two figures that do not measure the same thing; the message says why, in one line."""
 
 
 def champion_version(client: MlflowClient, name: str):
@@ -23,18 +31,39 @@ def champion_version(client: MlflowClient, name: str):
         return None
 
 
+def rescored_tag(validation_md5: str) -> str:
+    """The champion's tag holding its figure re-scored on another validation text."""
+    return f"bits_per_byte.{SCORE_RULE}.on.{validation_md5}"
+
+
+def recorded_bits_per_byte(tags: dict, validation_md5: str) -> float | None:
+    """The version's figure on this validation text under the current rule, if it has one."""
+    if tags.get("validation_md5") == validation_md5 and tags.get("score_rule") == SCORE_RULE and "bits_per_byte" in tags:
+        return float(tags["bits_per_byte"])
+    return float(tags[rescored_tag(validation_md5)]) if rescored_tag(validation_md5) in tags else None
+
+
 def champion_bits_per_byte(client, name: str, champion, validation_md5: str, tokens_dir: str,
-                           evaluate_config: EvaluateConfig) -> tuple[float, str]:
-    """The champion's figure on the current validation text: recorded, or re-scored now."""
+                           evaluate_config: EvaluateConfig, rescore: bool = False) -> tuple[float, str]:
+    """The champion's figure on the current validation text under the current rule: recorded, or
+    re-scored now when the text changed (or when asked). Its own figure on this very text under an
+    older rule raises NotComparable."""
     from mlproject.models.evaluation import score_validation
 
-    tags = champion.tags
-    if tags.get("validation_md5") == validation_md5 and "bits_per_byte" in tags:
-        return float(tags["bits_per_byte"]), "recorded"
+    recorded = recorded_bits_per_byte(champion.tags, validation_md5)
+    if recorded is not None:
+        return recorded, "recorded"
+    if champion.tags.get("validation_md5") == validation_md5 and not rescore:
+        raise NotComparable(
+            f"champion version {champion.version} was scored before every byte was paid for (its tag "
+            f"score_rule is {champion.tags.get('score_rule', 'missing')}, not {SCORE_RULE}); "
+            "`mlproject promote --rescore-champion` scores it again under the current rule")
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
-    figures = score_validation(loaded.unwrap_python_model().model, tokens_dir, evaluate_config)
-    client.set_model_version_tag(name, champion.version, f"bits_per_byte.on.{validation_md5}",
-                                 str(figures["bits_per_byte"]))
+    try:
+        figures = score_validation(loaded.unwrap_python_model().model, tokens_dir, evaluate_config)
+    except NotEveryByte as error:
+        raise NotComparable(f"champion version {champion.version}: {error}") from None
+    client.set_model_version_tag(name, champion.version, rescored_tag(validation_md5), str(figures["bits_per_byte"]))
     return figures["bits_per_byte"], "re-scored on the current validation text"
 
 
@@ -48,30 +77,38 @@ def decide(candidate_bpb: float, champion_bpb: float | None, margin: float) -> t
 
 
 def promote(config: PromoteConfig, mlflow_config: MlflowConfig, evaluate_config: EvaluateConfig,
-            paths: Paths) -> dict:
+            paths: Paths, rescore_champion: bool = False) -> dict:
     client = MlflowClient()
     name = mlflow_config.model_name
     candidate = read_json(paths.registered)["version"]
     metrics = read_json(paths.metrics)
     champion = champion_version(client, name)
-    champion_bpb, source = None, None
+    champion_bpb, source, decision = None, None, None
     if champion is not None and str(champion.version) == candidate:
         champion_bpb, source = metrics["bits_per_byte"], "the candidate itself"
-        promoted, reason = True, "already the champion"
+        decision, reason = "promoted", "already the champion"
+    elif metrics.get("score_rule") != SCORE_RULE:
+        decision, reason = NOT_COMPARED, (f"version {candidate}'s figure was not measured under the rule "
+                                          f"{SCORE_RULE} (every byte paid for); run the evaluate stage again")
     else:
-        if champion is not None:
-            champion_bpb, source = champion_bits_per_byte(
-                client, name, champion, metrics["validation_md5"], paths.tokens, evaluate_config)
-        promoted, reason = decide(metrics["bits_per_byte"], champion_bpb, config.min_improvement_bpb)
-    client.set_registered_model_alias(name, CHAMPION if promoted else CHALLENGER, candidate)
+        try:
+            if champion is not None:
+                champion_bpb, source = champion_bits_per_byte(client, name, champion, metrics["validation_md5"],
+                                                              paths.tokens, evaluate_config, rescore_champion)
+            promoted, reason = decide(metrics["bits_per_byte"], champion_bpb, config.min_improvement_bpb)
+            decision = "promoted" if promoted else "challenger"
+        except NotComparable as error:
+            decision, reason = NOT_COMPARED, str(error)
+    if decision != NOT_COMPARED:
+        client.set_registered_model_alias(name, CHAMPION if decision == "promoted" else CHALLENGER, candidate)
     report = {
         "model_name": name, "candidate_version": candidate,
         "candidate_bits_per_byte": metrics["bits_per_byte"],
         "champion_version": str(champion.version) if champion is not None else None,
         "champion_bits_per_byte": champion_bpb, "champion_figure": source,
-        "validation_md5": metrics["validation_md5"], "margin": config.min_improvement_bpb,
-        "decision": "promoted" if promoted else "challenger", "reason": reason,
-        "champion_now": candidate if promoted else str(champion.version),
+        "validation_md5": metrics["validation_md5"], "score_rule": SCORE_RULE, "margin": config.min_improvement_bpb,
+        "decision": decision, "reason": reason,
+        "champion_now": candidate if decision == "promoted" else str(champion.version) if champion else None,
     }
     for key in ("decision", "reason", "candidate_bits_per_byte", "champion_bits_per_byte", "champion_version"):
         client.set_model_version_tag(name, candidate, f"promotion.{key}", str(report[key]))

@@ -88,7 +88,7 @@ def data_lineage(tokens_dir: str, lock_path: str = "dvc.lock") -> dict[str, str]
 
 # What a registered version needs to load and generate, copied beside it (MLflow puts it first on
 # the import path when it loads the version), so each version runs with the code it was trained by.
-PYFUNC_CODE = ["__init__.py", "config.py", "fileio.py", "data/__init__.py", "data/tokens.py", "models",
+PYFUNC_CODE = ["__init__.py", "config.py", "fileio.py", "data/__init__.py", "data/tokens.py", "data/speller.py", "models",
                "tracking/__init__.py", "tracking/pyfunc.py"]
 
 
@@ -155,8 +155,11 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     from mlproject.tracking.pyfunc import MODEL_ARTIFACT, TextGenerator, signature
 
     metrics = read_json(paths.metrics)
-    scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity")}
-    figures = {"validation_md5": metrics["validation_md5"], **{k: str(v) for k, v in scores.items()}}
+    scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity",
+                                      "vocabulary_byte_coverage") if k in metrics}
+    # score_rule says which figures promotion may compare with these (evaluation.SCORE_RULE).
+    figures = {**{k: metrics[k] for k in ("validation_md5", "score_rule") if k in metrics},
+               **{k: str(v) for k, v in scores.items()}}
     client, name, model_md5 = MlflowClient(), config.model_name, folder_md5(paths.model)
     existing = version_of_same_model(client, name, run_id, model_md5)
     if existing is not None:

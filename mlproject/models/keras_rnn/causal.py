@@ -2,6 +2,8 @@
 
 It scores text statefully (each token predicted from all the text before it in its stream) and
 samples a whole batch of prompts one recurrent step per new token, both through `inference.Forward`.
+A token outside the vocabulary costs P(<unk>) times its spelling (the vocabulary's speller), and a
+generated <unk> is a token the speller writes.
 """
 
 from __future__ import annotations
@@ -75,49 +77,58 @@ class RecurrentModel(LanguageModel):
 
         return self.compiled("forward", lambda: Forward(self.network, self.config))
 
+    def round_trip(self, text: str) -> str:
+        return self.vocabulary.round_trip(text)
+
     # -- scoring -----------------------------------------------------------------------------
     def score(self, text: str, config: EvaluateConfig) -> Totals:
-        """Summed negative log-likelihood of `text`, read statefully in parallel contiguous streams.
+        """Summed negative log-likelihood of every token of `text`, read statefully in parallel
+        contiguous streams after the document separator (as every document in training follows one).
 
         The text is cut into `config.streams` contiguous pieces read side by side; within a piece
         the recurrent state is carried from chunk to chunk, so every token is predicted from all
-        the text before it in its piece. The first token of each piece has no context and is not
-        scored.
+        the text before it in its piece (the first piece's first token from the separator, each
+        other piece's first token from the token before it).
         """
-        ids = self.vocabulary.encode(text)
-        nll, scored = self.score_ids(ids, config)
+        context = self.context_ids()
+        nll, scored = self.score_ids(np.concatenate([context, self.vocabulary.encode(text)]), len(context), config)
         return self.totals(text, nll, scored)
 
-    def totals(self, text: str, nll: float, scored: list[int]) -> Totals:
-        pieces = self.vocabulary.split(text)
-        characters = sum(len(pieces[i]) for i in scored)
-        utf8 = sum(len(pieces[i].encode("utf-8")) for i in scored)
-        return Totals(float(nll), len(scored), characters, utf8)
+    def context_ids(self) -> np.ndarray:
+        """What a text is read after: the separator's tokens, or <unk> where it is empty."""
+        return self.vocabulary.encode(self.separator) if self.separator else np.zeros(1, np.int32)
 
-    def score_ids(self, ids: np.ndarray, config: EvaluateConfig) -> tuple[float, list[int]]:
+    def totals(self, text: str, nll: float, scored: list[int]) -> Totals:
+        """The scored tokens' totals; those outside the vocabulary also pay for their spelling."""
+        pieces, ids = self.vocabulary.split(text), self.vocabulary.encode(text)
+        spelled = [pieces[i] for i in scored if ids[i] == 0]
+        spelling = sum(self.vocabulary.speller.nats(piece) for piece in spelled)
+        return Totals(float(nll) + spelling, len(scored), sum(len(pieces[i]) for i in scored),
+                      sum(len(pieces[i].encode("utf-8")) for i in scored),
+                      sum(len(piece.encode("utf-8")) for piece in spelled))
+
+    def score_ids(self, ids: np.ndarray, first: int, config: EvaluateConfig) -> tuple[float, list[int]]:
+        """Summed NLL of `ids[first:]`, and which of them (counted from `first`) were scored."""
         import tensorflow as tf
 
         from mlproject.models.keras_rnn.inference import make_scorer
 
         forward = self.forward()
         score_chunk = self.compiled("scorer", lambda: make_scorer(forward))
-        streams = max(1, min(config.streams, len(ids) // 2))
-        length = -(-len(ids) // streams)
-        padded = np.full(streams * length, -1, dtype=np.int64)
-        padded[: len(ids)] = ids
-        grid = padded.reshape(streams, length)
-        positions = np.arange(streams * length).reshape(streams, length)
-        states = forward.zero_states(streams)
+        positions = stream_rows(len(ids), first, config.streams)
+        grid = np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
+        states = forward.zero_states(len(grid))
         total, scored = 0.0, []
-        for start in range(0, length - 1, config.chunk_length):
+        for start in range(0, grid.shape[1] - 1, config.chunk_length):
             inputs = grid[:, start:start + config.chunk_length]
             targets = grid[:, start + 1:start + 1 + config.chunk_length]
             inputs = inputs[:, : targets.shape[1]]
             picked, states = score_chunk(tf.constant(np.maximum(inputs, 0), tf.int32),
                                          tf.constant(np.maximum(targets, 0), tf.int32), states)
-            valid = (targets >= 0) & (inputs >= 0)
+            target_positions = positions[:, start + 1:start + 1 + targets.shape[1]]
+            valid = (targets >= 0) & (inputs >= 0) & (target_positions >= first)
             total -= picked.numpy().astype(np.float64)[valid].sum()
-            scored.extend(positions[:, start + 1:start + 1 + targets.shape[1]][valid].tolist())
+            scored.extend((target_positions[valid] - first).tolist())
         return total, sorted(scored)
 
     # -- generation --------------------------------------------------------------------------
@@ -128,8 +139,9 @@ class RecurrentModel(LanguageModel):
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start:start + batch_size]
             primes = [self.vocabulary.encode(self.separator + p) for p in batch]
-            ids = self.sample(primes, sampling, noise.row_seeds(sampling.seed, batch))
-            texts.extend(self.vocabulary.decode(row) for row in ids)
+            seeds = noise.row_seeds(sampling.seed, batch)
+            ids = self.sample(primes, sampling, seeds)
+            texts.extend(self.vocabulary.spell_unknown(row, seed) for row, seed in zip(ids, seeds))
         return texts
 
     def prime_grid(self, primes: list[np.ndarray]) -> np.ndarray:
@@ -155,3 +167,17 @@ class RecurrentModel(LanguageModel):
                              tf.constant(float(sampling.temperature)), tf.constant(int(sampling.top_k)),
                              tf.constant(float(sampling.top_p)), tf.constant(seeds, tf.uint32))
         return ids.numpy()
+
+
+def stream_rows(length: int, first: int, streams: int) -> np.ndarray:
+    """The positions of a stream of `length` tokens read as rows side by side (-1 pads): the
+    positions from `first` on cut into up to `streams` contiguous pieces, each row starting one
+    token before its piece (the first row at 0, so all of `ids[:first]` is its context)."""
+    streams = max(1, min(streams, (length - first) // 2))
+    bounds = np.linspace(first, length, streams + 1).round().astype(int)
+    rows = [np.arange(0 if k == 0 else start - 1, end)
+            for k, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    grid = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
+    for k, row in enumerate(rows):
+        grid[k, : len(row)] = row
+    return grid

@@ -83,13 +83,13 @@ def make_scorer(forward: Forward):
 
 
 def filter_logits(logits, temperature, top_k, top_p):
-    """Temperature, then top-k and top-p (nucleus) truncation; <unk> (id 0) is never sampled.
+    """Temperature, then top-k and top-p (nucleus) truncation; <unk> (id 0) is drawn as the model
+    gives it, and the vocabulary's speller writes the token it stands for.
 
     Each truncation runs only when asked for: the sort top-p needs is a fifth of a step's time
     at batch 256 (benchmarks/optimisations.md)."""
     very_negative = tf.constant(-1e9, logits.dtype)
     logits = logits / temperature
-    logits = tf.concat([tf.fill([tf.shape(logits)[0], 1], very_negative), logits[:, 1:]], axis=-1)
 
     def keep_top_k():
         kth = tf.math.top_k(logits, k=tf.minimum(top_k, tf.shape(logits)[-1])).values[:, -1:]

@@ -112,7 +112,8 @@ def code_files() -> list[Path]:
     """
     package = Path(mlproject.__file__).parent
     shared = [package / "__init__.py", package / "config.py", package / "fileio.py",
-              package / "data" / "__init__.py", package / "data" / "tokens.py"]
+              package / "data" / "__init__.py", package / "data" / "tokens.py",
+              package / "data" / "speller.py"]
     return shared + sorted((package / "models").rglob("*.py"))
 
 

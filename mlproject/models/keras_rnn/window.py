@@ -2,8 +2,8 @@
 model), predicting the token after the window.
 
 It has no causal state to carry, so it scores and samples by re-reading the window before each
-token (`inference.window_logits`, batched and compiled); the first `sequence_length` tokens of a
-text are not scored.
+token (`inference.window_logits`, batched and compiled); a text's first tokens are read after the
+document separator, padded as a prompt is.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ class WindowModel(RecurrentModel):
     kind = "window_rnn"
 
     def score(self, text: str, config: EvaluateConfig, batch_size: int = 256) -> Totals:
-        """Each token after the first full window, predicted from the window before it."""
+        """Every token, predicted from the window before it (the first ones after the separator)."""
         from mlproject.models.keras_rnn.inference import window_logits
 
         logits_of = self.compiled("window_logits", lambda: window_logits(self.network))
-        ids = self.vocabulary.encode(text)
         length = self.config.sequence_length
+        ids = np.concatenate([self.prime_grid([self.context_ids()])[0], self.vocabulary.encode(text)])
         targets = np.arange(length, len(ids))
         total = 0.0
         for start in range(0, len(targets), batch_size):
@@ -32,7 +32,7 @@ class WindowModel(RecurrentModel):
             logits = logits_of(np.stack([ids[t - length:t] for t in chunk])).numpy().astype(np.float64)
             log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
             total -= log_probs[np.arange(len(chunk)), ids[chunk]].sum()
-        return self.totals(text, total, targets.tolist())
+        return self.totals(text, total, (targets - length).tolist())
 
     def prime_grid(self, primes: list[np.ndarray]) -> np.ndarray:
         """The last window of each prompt, right-aligned after separator padding."""
