@@ -5,6 +5,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from mlproject.models import kinds
@@ -18,7 +19,7 @@ from mlproject.models.keras_rnn.network import build_network, set_seed
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.promotion import decide, promote
 from mlproject.tracking.registry import connect, register
-from tests.conftest import SAMPLE_CORPUS, paths_in
+from tests.conftest import ROOT, SAMPLE_CORPUS, paths_in
 
 TINY = TrainConfig(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2,
                    max_steps_per_epoch=25)
@@ -100,6 +101,44 @@ def test_champion_is_rescored_when_validation_text_changed(workdir, bundles):
     assert report["champion_figure"].startswith("re-scored")
     assert report["champion_bits_per_byte"] != pytest.approx(recorded, abs=1e-9)
     assert report["decision"] == "challenger" and champion() == "1"
+
+
+def test_a_champion_scored_under_the_old_rule_is_never_compared_until_rescored(workdir, bundles, capsys):
+    from mlproject.cli import main
+
+    register_and_promote(workdir, bundles, "untrained")
+    client = MlflowClient()
+    client.delete_model_version_tag(NAME, "1", "score_rule")  # as registered before the rule existed
+    report = register_and_promote(workdir, bundles, "trained")  # better, on the same validation text
+    assert report["decision"] == "not compared" and champion() == "1"
+    assert "champion version 1 was scored before every byte was paid for" in report["reason"]
+    assert "challenger" not in client.get_registered_model(NAME).aliases  # no alias moved
+    assert read_json(workdir / "reports" / "promotion.json")["decision"] == "not compared"
+    # The command line says so in one line, and --rescore-champion compares them.
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(streams=8)  # how the champion is re-scored: as EVALUATE does
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["promote"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("promote: version 2 not compared: champion version 1 was")
+    assert main(["promote", "--rescore-champion"]) == 0
+    assert champion() == "2" and "re-scored" in read_json(workdir / "reports" / "promotion.json")["champion_figure"]
+
+
+def test_a_candidate_whose_figure_skips_text_is_not_compared(workdir, bundles):
+    import json
+
+    register_and_promote(workdir, bundles, "untrained")
+    paths = paths_in(workdir, model_dir=bundles / "trained")
+    evaluate(EVALUATE, 1, paths)
+    metrics = read_json(paths.metrics)
+    (workdir / "reports" / "metrics.json").write_text(json.dumps({**metrics, "score_rule": None}))
+    with mlflow.start_run() as run:
+        pass
+    register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
+    report = promote(PromoteConfig(), MlflowConfig(), EVALUATE, paths)
+    assert report["decision"] == "not compared" and champion() == "1"
+    assert "not measured under the rule every-byte" in report["reason"]
 
 
 def test_registered_model_generates_through_the_pyfunc(workdir, bundles):

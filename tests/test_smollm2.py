@@ -62,7 +62,8 @@ def test_smollm2_fine_tune_is_scored_registered_promoted_over_the_char_rnn_and_g
     smollm2 = register_and_promote(tmp_path, corpus, trained, "smollm2")
     figures = smollm2["metrics"]
     assert figures["level"] == "subword" and figures["validation_md5"] == rnn["metrics"]["validation_md5"]
-    assert figures["bytes"] >= rnn["metrics"]["bytes"]  # every byte; the RNN skips each stream's first
+    assert figures["bytes"] == rnn["metrics"]["bytes"]  # every byte, for every kind
+    assert figures["vocabulary_byte_coverage"] == 1 and figures["score_rule"] == "every-byte"
     assert 0 < figures["bits_per_byte"] < rnn["metrics"]["bits_per_byte"]
     assert figures["zero_shot_bits_per_byte"] > 0  # the base before fine-tuning, same text and window
     assert smollm2["decision"] == "promoted" and smollm2["champion_version"] == "1"
@@ -83,3 +84,11 @@ def test_smollm2_fine_tune_is_scored_registered_promoted_over_the_char_rnn_and_g
     alone = model.predict(pd.DataFrame({"prompt": prompts[1:2]}), params={"max_length": 6, "temperature": 0.0})
     assert alone["text"][0] == greedy["text"][1]
     assert read_json(tmp_path / "reports" / "promotion.json")["champion_now"] == "2"
+
+
+def test_the_fine_tunes_tokens_give_back_text_it_never_saw(trained):
+    from mlproject.models.evaluation import check_every_byte
+    from tests.test_every_byte import HARD
+
+    model = kinds.load(trained / "smollm2" / "model")
+    check_every_byte(model, HARD, model.score(HARD, EVALUATE))
