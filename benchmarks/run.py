@@ -263,12 +263,13 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
 
 
 def with_recorded_sections(text: str, out: str) -> str:
-    """Sections 8 and 9, from the figures `python -m benchmarks.batch_generation` and
-    `python -m benchmarks.fidelity` recorded beside `out`."""
-    from benchmarks import batch_generation, fidelity
+    """Sections 8, 9 and 10, from the figures `python -m benchmarks.batch_generation`,
+    `python -m benchmarks.fidelity` and `python -m benchmarks.speller` recorded beside `out`."""
+    from benchmarks import batch_generation, fidelity, speller
 
     sections = []
-    for name, module in (("RESULTS-batch.json", batch_generation), ("RESULTS-fidelity.json", fidelity)):
+    for name, module in (("RESULTS-batch.json", batch_generation), ("RESULTS-fidelity.json", fidelity),
+                         ("RESULTS-speller.json", speller)):
         recorded = Path(out).with_name(name)
         sections += module.lines(json.loads(recorded.read_text()) if recorded.is_file() else None)
     section = "\n".join(sections)

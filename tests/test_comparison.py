@@ -73,15 +73,18 @@ def test_the_verdict_says_why_the_champion_is_champion():
     assert "the lowest bits per byte listed" in verdict([row("2", 1.0, ["champion"]), row("1", 1.2)])
     assert "v3 scores lower" in verdict([row("2", 1.0, ["champion"]), row("3", 0.9)])
     assert "no version holds the alias champion" in verdict([row("1", 1.0)])
+    old_rule = dataclasses.replace(row("3", 0.5), comparable=False)  # registered before every byte was paid for
+    assert "the lowest bits per byte listed" in verdict([row("2", 1.0, ["champion"]), old_rule])
 
 
 def test_compare_prints_one_table_and_writes_the_curves(two_versions, tmp_path):
     result = run(["mlproject", "compare", "--params", str(two_versions.params)], two_versions.project)
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("version"))
-    assert all(column in header for column in ("alias", "kind", "bits/byte", "bits/char", "train time", "data",
-                                               "commit", "params that differ"))
+    assert all(column in header for column in ("alias", "kind", "bits/byte", "bits/char", "in vocab", "train time",
+                                               "data", "commit", "params that differ"))
     v1, v2 = (next(line for line in lines if line.startswith(f"{v} ")) for v in ("1", "2"))
+    assert " 100.0% " in v2 and "†" not in v1 + v2  # the GPT's byte-level BPE covers every byte; both new
     assert "champion" in v1 and " rnn " in v1 and "challenger" in v2 and " gpt " in v2
     assert "train.kind=gpt" in v2 and "train.kind=rnn" in v1 and "train.units=" not in v1 + v2  # the same in both
     assert "champion v1:" in result.stdout and "promote said:" in result.stdout
