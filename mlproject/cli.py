@@ -215,7 +215,7 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
         if stage == "promote":
             sub.add_argument("--rescore-champion", action="store_true",
                              help="score the champion again on the validation text under the current "
-                             "rule, even where it has a figure of its own on that text")
+                             "rule, even where a figure of it on that text is recorded")
     for name, text in [("summary", "print where the last run's results are and how to open the UIs"),
                        ("compare", "a table of the registered versions (kind, figures, training time, "
                         "the params that differ, data, commit) and a plot of their validation-loss "

@@ -75,7 +75,7 @@ def publish_promotion(repo_dir: str) -> None:
              f"{report['reason']}", "", "| | version | bits per byte |", "|---|---|---|",
              f"| candidate | {report['candidate_version']} | {report['candidate_bits_per_byte']} |",
              f"| champion before | {report['champion_version']} | {report['champion_bits_per_byte']} |",
-             "", f"Champion now: version {report['champion_now']}."]
+             "", f"Champion now: version {report['champion_now'] or 'none'}."]
     create_markdown_artifact(key="promotion", markdown="\n".join(lines),
                              description="Whether the new model became champion, and why")
 

@@ -93,3 +93,15 @@ def test_a_generated_unk_is_a_word_the_speller_writes_never_the_mark():
     words = [w for text in texts for w in text.split()]
     assert len(words) >= 8 and all(w.isalpha() for w in words)
     assert texts == model.generate(["el", "el el"], Sampling(max_length=5, seed=4))
+
+
+def test_a_model_whose_speller_learnt_nothing_never_draws_unk():
+    """A vocabulary saved before spellers (or with no rare token) would spell noise: <unk> is blocked."""
+    model = keras_model("rnn", "word", min_count=1, text=TRAINING)
+    assert not model.vocabulary.speller.fitted
+    logits = model.network.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([kernel, bias + np.eye(len(bias))[0] * 50.0])  # <unk> by far the likeliest
+    primes = [model.vocabulary.encode(model.separator + prompt) for prompt in ["Más", "A buen"]]
+    ids = model.sample(primes, Sampling(max_length=6, seed=2), seeds=[1, 2])
+    assert ids.shape == (2, 6) and (ids > 0).all()

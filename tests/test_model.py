@@ -157,7 +157,7 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
     ids = list(model.vocabulary.encode(model.separator + "Más"))
     for _ in range(15):
         logits = model.network(np.array([ids]), training=False).numpy()[0, -1]
-        ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> (id 0) is never sampled
+        ids.append(int(np.argmax(logits[1:])) + 1)  # <unk> blocked: every training character is known
     expected = model.vocabulary.decode(ids[-15:])
     assert model.generate(["Más"], greedy(15)) == [expected]
 

@@ -8,6 +8,7 @@ sums to at most 1, so the probabilities of all finite strings do too: -log P is 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -65,21 +66,30 @@ class Speller:
             p = self.smoothed(context[len(context) - k:], symbol, p)
         return p
 
+    @functools.cached_property
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Per context: how many symbols followed it, and how many different ones."""
+        return {context: (sum(followers.values()), len(followers)) for context, followers in self.counts.items()}
+
+    @property
+    def fitted(self) -> bool:
+        """Whether it learnt from any token (else it spells by bytes alone, and writes noise)."""
+        return bool(self.counts)
+
     def smoothed(self, context: str, symbol: str, lower: float) -> float:
-        followers = self.counts.get(context)
-        if not followers:
+        if context not in self.sizes:
             return lower
-        seen, kinds = sum(followers.values()), len(followers)
-        return (followers.get(symbol, 0) + kinds * lower) / (seen + kinds)
+        seen, kinds = self.sizes[context]
+        return (self.counts[context].get(symbol, 0) + kinds * lower) / (seen + kinds)
 
     def base_share(self, context: str) -> float:
         """What reaches the byte-level base after `context`: the product over the levels of the
         share each leaves to the one below (kinds / (seen + kinds))."""
         share = 1.0
         for k in range(len(context) + 1):
-            followers = self.counts.get(context[len(context) - k:])
-            if followers:
-                share *= len(followers) / (sum(followers.values()) + len(followers))
+            seen, kinds = self.sizes.get(context[len(context) - k:], (0, 0))
+            if kinds:
+                share *= kinds / (seen + kinds)
         return share
 
     def nats(self, token: str) -> float:
@@ -90,7 +100,7 @@ class Speller:
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> str:
         """A token drawn from the model (cut at LONGEST_SAMPLE characters)."""
-        alphabet = sorted({s for followers in self.counts.values() for s in followers} - {END})
+        alphabet = sorted(set(self.counts.get("", {})) - {END})  # every symbol it saw follows ""
         token = ""
         for _ in range(LONGEST_SAMPLE):
             history = START * (self.order - 1) + token

@@ -57,11 +57,6 @@ class Vocabulary:
         ids = self.encode(text)
         return self.decode(ids, [piece for piece, i in zip(pieces, ids) if i == 0])
 
-    def spelling(self, text: str) -> tuple[float, int]:
-        """The speller's nats for the tokens of `text` outside the vocabulary, and their UTF-8 bytes."""
-        unknown = [piece for piece, i in zip(self.split(text), self.encode(text)) if i == 0]
-        return sum(self.speller.nats(piece) for piece in unknown), sum(len(p.encode("utf-8")) for p in unknown)
-
     def spell_unknown(self, ids, seed: int) -> str:
         """The text of generated `ids`, each UNKNOWN a token the speller draws (seeded per row)."""
         rng = np.random.default_rng(seed)

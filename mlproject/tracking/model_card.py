@@ -7,8 +7,8 @@ from __future__ import annotations
 
 def figures_line(metrics: dict) -> str:
     coverage = metrics.get("vocabulary_byte_coverage")
-    spelled = ("" if coverage is None else f"; its vocabulary covers {coverage:.2%} of those bytes directly, "
-               "its speller pays for the rest")
+    spelled = ("" if coverage is None else "; its tokens cover every byte" if coverage == 1 else
+               f"; its vocabulary covers {coverage:.2%} of those bytes directly, its speller pays for the rest")
     return (f"**{metrics['bits_per_byte']:.4f} bits per byte**, {metrics['bits_per_character']:.4f} bits "
             f"per character, perplexity {metrics['perplexity']:.2f} per token, on {metrics['characters']:,} "
             f"characters ({metrics['bytes']:,} UTF-8 bytes) of validation text "

@@ -51,7 +51,7 @@ def champion_bits_per_byte(client, name: str, champion, validation_md5: str, tok
     from mlproject.models.evaluation import score_validation
 
     recorded = recorded_bits_per_byte(champion.tags, validation_md5)
-    if recorded is not None:
+    if recorded is not None and not rescore:
         return recorded, "recorded"
     if champion.tags.get("validation_md5") == validation_md5 and not rescore:
         raise NotComparable(
@@ -106,7 +106,7 @@ def promote(config: PromoteConfig, mlflow_config: MlflowConfig, evaluate_config:
         "candidate_bits_per_byte": metrics["bits_per_byte"],
         "champion_version": str(champion.version) if champion is not None else None,
         "champion_bits_per_byte": champion_bpb, "champion_figure": source,
-        "validation_md5": metrics["validation_md5"], "score_rule": SCORE_RULE, "margin": config.min_improvement_bpb,
+        "validation_md5": metrics["validation_md5"], "score_rule": metrics.get("score_rule"), "margin": config.min_improvement_bpb,
         "decision": decision, "reason": reason,
         "champion_now": candidate if decision == "promoted" else str(champion.version) if champion else None,
     }

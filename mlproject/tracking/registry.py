@@ -158,7 +158,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity",
                                       "vocabulary_byte_coverage") if k in metrics}
     # score_rule says which figures promotion may compare with these (evaluation.SCORE_RULE).
-    figures = {**{k: metrics[k] for k in ("validation_md5", "score_rule") if k in metrics},
+    figures = {"validation_md5": metrics["validation_md5"], "score_rule": str(metrics.get("score_rule")),
                **{k: str(v) for k, v in scores.items()}}
     client, name, model_md5 = MlflowClient(), config.model_name, folder_md5(paths.model)
     existing = version_of_same_model(client, name, run_id, model_md5)

@@ -154,7 +154,7 @@ class RecurrentModel(LanguageModel):
     def sampler(self):
         from mlproject.models.keras_rnn.inference import make_sampler
 
-        return self.compiled("sampler", lambda: make_sampler(self.forward()))
+        return self.compiled("sampler", lambda: make_sampler(self.forward(), not self.vocabulary.speller.fitted))
 
     def sample(self, primes: list[np.ndarray], sampling: Sampling, seeds: list[int]) -> np.ndarray:
         import tensorflow as tf

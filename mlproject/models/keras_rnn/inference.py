@@ -82,14 +82,17 @@ def make_scorer(forward: Forward):
     return score_chunk
 
 
-def filter_logits(logits, temperature, top_k, top_p):
-    """Temperature, then top-k and top-p (nucleus) truncation; <unk> (id 0) is drawn as the model
-    gives it, and the vocabulary's speller writes the token it stands for.
+def filter_logits(logits, temperature, top_k, top_p, block_unknown: bool = False):
+    """Temperature, then top-k and top-p (nucleus) truncation. <unk> (id 0) is drawn as the model
+    gives it and the vocabulary's speller writes the token it stands for, unless `block_unknown`
+    (a speller that learnt nothing, saved before spellers: it would write noise).
 
     Each truncation runs only when asked for: the sort top-p needs is a fifth of a step's time
     at batch 256 (benchmarks/optimisations.md)."""
     very_negative = tf.constant(-1e9, logits.dtype)
     logits = logits / temperature
+    if block_unknown:
+        logits = tf.concat([tf.fill([tf.shape(logits)[0], 1], very_negative), logits[:, 1:]], axis=-1)
 
     def keep_top_k():
         kth = tf.math.top_k(logits, k=tf.minimum(top_k, tf.shape(logits)[-1])).values[:, -1:]
@@ -127,17 +130,17 @@ TF_BITS = noise.Bits(xor=tf.bitwise.bitwise_xor, shift_right=uint32_shift_right,
                      wrap=uint32_wrap, to_float32=to_float32)
 
 
-def draw(logits, temperature, top_k, top_p, seeds, step):
+def draw(logits, temperature, top_k, top_p, seeds, step, block_unknown: bool = False):
     """One token per row: the Gumbel-max draw whose noise is keyed by the row's prompt seed
     (mlproject/models/noise.py), so a row's text never depends on the other rows."""
-    filtered = filter_logits(logits, temperature, top_k, top_p)
+    filtered = filter_logits(logits, temperature, top_k, top_p, block_unknown)
     token_ids = tf.cast(tf.range(tf.shape(logits)[1]), tf.uint32)[None, :]
     hashes = noise.hashed(seeds[:, None], tf.cast(step, tf.uint32), token_ids, TF_BITS)
     noisy = filtered + tf.cast(noise.gumbel(hashes, tf.math.log, TF_BITS), filtered.dtype)
     return tf.cast(tf.argmax(noisy, axis=-1), tf.int32)
 
 
-def make_sampler(forward: Forward):
+def make_sampler(forward: Forward, block_unknown: bool = False):
     """A compiled function (prime, lengths, steps, temperature, top_k, top_p, seeds) -> new ids;
     `seeds` holds each row's key (noise.row_seeds)."""
     @tf.function(reduce_retracing=True)
@@ -155,7 +158,7 @@ def make_sampler(forward: Forward):
             logits = tf.where(active, step_logits, logits)
         out = tf.TensorArray(tf.int32, size=steps)
         for i in tf.range(steps):
-            token = draw(logits, temperature, top_k, top_p, seeds, i)
+            token = draw(logits, temperature, top_k, top_p, seeds, i, block_unknown)
             out = out.write(i, token)
             logits, states = forward.step(prepared, token, states)
         return tf.transpose(out.stack())
@@ -168,7 +171,7 @@ def window_logits(network):
     return tf.function(lambda windows: network(windows, training=False), reduce_retracing=True)
 
 
-def make_window_sampler(network):
+def make_window_sampler(network, block_unknown: bool = False):
     logits_of = window_logits(network)
 
     @tf.function(reduce_retracing=True)
@@ -176,7 +179,7 @@ def make_window_sampler(network):
         window = prime
         out = tf.TensorArray(tf.int32, size=steps)
         for i in tf.range(steps):
-            token = draw(logits_of(window), temperature, top_k, top_p, seeds, i)
+            token = draw(logits_of(window), temperature, top_k, top_p, seeds, i, block_unknown)
             out = out.write(i, token)
             window = tf.concat([window[:, 1:], token[:, None]], axis=1)
         return tf.transpose(out.stack())

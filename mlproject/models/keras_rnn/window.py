@@ -47,4 +47,4 @@ class WindowModel(RecurrentModel):
     def sampler(self):
         from mlproject.models.keras_rnn.inference import make_window_sampler
 
-        return self.compiled("sampler", lambda: make_window_sampler(self.network))
+        return self.compiled("sampler", lambda: make_window_sampler(self.network, not self.vocabulary.speller.fitted))

@@ -119,7 +119,9 @@ class CausalLM(LanguageModel):
             for batch in batches:
                 total += self.window_nll(stream, batch)
                 progress.update(len(batch))
-        return Totals(total, len(ids), len(text), len(text.encode("utf-8")))
+        scored = sum(count for *_, count in spans)  # the last ones: what the windows reached
+        covered = text if scored == len(ids) else self.tokenizer.decode(ids[len(ids) - scored:])
+        return Totals(total, scored, len(covered), len(covered.encode("utf-8")))
 
     def window_nll(self, stream: np.ndarray, batch: list[tuple[int, int, int]]) -> float:
         """Summed NLL of the last `scored` tokens of each window (start, end, scored)."""
