@@ -78,9 +78,9 @@ run: setup corpus
 serve-site: test-site
 	python3 -m http.server 8765 --bind 127.0.0.1 --directory /usr/share/debian-reference
 
+# The flow runs this checkout's last commit in a workspace of its own (printed at the end).
 flow: setup corpus
 	$(BIN)/python -m flows.training
-	@mlproject summary
 
 # After `make run`: Ctrl-C stops the page.
 demo: setup

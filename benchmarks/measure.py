@@ -205,12 +205,14 @@ print(json.dumps([total, asyncio.run(stages())]))
 
 def flow_beyond_stages(project: Path, env: dict, prefect_home: str) -> tuple[float, float]:
     """Wall time of `python -m flows.training`-equivalent (imports and the temporary server
-    included) and the summed run time of its stage tasks."""
+    included; a fresh workspace restored from the DVC remote) and the summed run time of its
+    stage tasks."""
     from mlproject.cli import STAGES
 
     result = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(project), ",".join(STAGES)],
                             cwd=Path(__file__).resolve().parents[1], text=True,
-                            capture_output=True, env={**env, "PREFECT_HOME": prefect_home})
+                            capture_output=True, env={**env, "PREFECT_HOME": prefect_home,
+                                                      "MLPROJECT_RUNS_DIR": str(Path(prefect_home) / "runs")})
     if result.returncode != 0:
         raise RuntimeError(f"the training flow failed:\n{result.stderr[-3000:]}")
     total, stages = json.loads(result.stdout.strip().splitlines()[-1])

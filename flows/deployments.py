@@ -24,8 +24,8 @@ from infra.servers import WORK_POOL
 
 TRAINING = ("flows/training.py:training_flow", "weekly", "0 3 * * 1")  # Mondays 03:00
 GENERATION = ("flows/generation.py:generation_flow", "daily", "0 6 * * *")  # every day 06:00
-# Two runs of one deployment never share the workspace: the second waits in the queue
-# (mlproject.workspace refuses one started by hand while a run holds it).
+# Each run works in a workspace of its own (mlproject.workspace); runs of one deployment still
+# queue for one slot, because two promotes at once are not yet safe against each other.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
@@ -63,7 +63,7 @@ def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str) -> l
         flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=ONE_AT_A_TIME,
                     parameters={"repo_dir": str(repo)}, build=False, push=False, print_next_steps=False)
         names.append(f"{flow.name}/{name}")
-        print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, workspace {repo}")
+        print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, runs cloned from {repo}")
     return names
 
 
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m flows.deployments",
         description="Create the training (weekly) and batch-generation (daily) deployments on the Prefect "
                     "server at PREFECT_API_URL, in a process work pool that runs them in --repo.")
-    parser.add_argument("--repo", default=".", help="the DVC workspace the runs work in (default: here)")
+    parser.add_argument("--repo", default=".", help="the checkout whose commit each run clones into a "
+                        "workspace of its own (default: here)")
     parser.add_argument("--pool", default=WORK_POOL, help=f"work pool, created as a process pool if missing "
                                                          f"(default: {WORK_POOL})")
     parser.add_argument("--training-cron", default=TRAINING[2], help=f"default: '{TRAINING[2]}'")

@@ -1,4 +1,5 @@
-"""The training flow: every pipeline stage as a Prefect task, run through DVC in order.
+"""The training flow: every pipeline stage as a Prefect task, run through DVC in order, in a
+workspace of the run's own.
 
 Run it with `make flow` or `python -m flows.training`; deployed with a weekly schedule by
 `flows/deployments.py`; watch it in the Prefect UI.
@@ -6,14 +7,14 @@ Run it with `make flow` or `python -m flows.training`; deployed with a weekly sc
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 from prefect import flow, runtime
 
 from mlproject.cli import STAGES
-from mlproject.workspace import one_run_at_a_time, params_for_this_run
-from tasks.stages import (publish_links, publish_metrics, publish_params, publish_promotion,
-                          publish_scrape_report, run_stage)
+from tasks.stages import (open_run_workspace, publish_links, publish_metrics, publish_params, publish_promotion,
+                          publish_scrape_report, record_run, run_stage)
 
 # The web fails transiently; the other stages fail for reasons a retry does not mend.
 RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
@@ -21,22 +22,27 @@ RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
 
 @flow(name="training", log_prints=True)
 def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | None = None,
-                  sources: list[dict] | None = None, prompts_file: str | None = None) -> dict[str, str]:
-    """Each stage's outcome: 'ran' or 'skipped' (DVC found nothing changed). A preset (from
-    presets/), `epochs`, the corpus `sources` and the `prompts_file` override params.yaml for
-    this run only; one run holds the workspace at a time."""
-    with (one_run_at_a_time(repo_dir, f"flow run {runtime.flow_run.name or 'training'}"),
-          params_for_this_run(repo_dir, preset, epochs=epochs, sources=sources, prompts_file=prompts_file) as changed):
-        publish_params(changed)
-        # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
-        outcomes = {stage: RUNNERS.get(stage, run_stage)(stage, repo_dir, return_state=True).result()
-                    for stage in STAGES}
-        publish_scrape_report(repo_dir)
-        publish_metrics(repo_dir)
-        publish_promotion(repo_dir)
-        publish_links(repo_dir)
-    return outcomes
+                  sources: list[dict] | None = None, prompts_file: str | None = None,
+                  values: list[str] | None = None) -> dict:
+    """The run's workspace and each stage's outcome ('ran', or 'skipped': unchanged or restored
+    from the DVC remote). The run clones `repo_dir`'s commit into a workspace of its own; a preset
+    (from presets/), `epochs`, the corpus `sources`, the `prompts_file` and `values`
+    (section.key=value) override its params.yaml there only."""
+    workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", preset, values,
+                                   epochs, sources, prompts_file)
+    publish_params(workspace.changed)
+    # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
+    outcomes = {stage: RUNNERS.get(stage, run_stage)(stage, str(workspace.path), workspace.env,
+                                                     return_state=True).result()
+                for stage in STAGES}
+    record_run(workspace)
+    publish_scrape_report(str(workspace.path))
+    publish_metrics(str(workspace.path))
+    publish_promotion(str(workspace.path))
+    publish_links(str(workspace.path), workspace.env.get("MLFLOW_TRACKING_URI"))
+    return {"workspace": str(workspace.path), "commit": workspace.commit, "stages": outcomes}
 
 
 if __name__ == "__main__":
-    training_flow(sys.argv[1] if len(sys.argv) > 1 else ".")
+    result = training_flow(sys.argv[1] if len(sys.argv) > 1 else ".")
+    subprocess.run([sys.executable, "-m", "mlproject.cli", "summary"], cwd=result["workspace"], check=True)

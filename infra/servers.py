@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlproject.workspace import RUNS_DIR
+
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15 (make servers installs it)
 WORK_POOL = "mlproject"  # the process work pool the deployments run in (flows/deployments.py)
 BIN = Path(sys.executable).parent
@@ -115,6 +117,32 @@ class Postgres:
                          name])
 
 
+def postgres_data_dir(state_dir: Path) -> Path:
+    """Where the cluster keeps its data: `state_dir`/postgres, unless we are root and the
+    `postgres` user cannot enter `state_dir` (a clone in root's home or in a `mktemp -d` folder);
+    then a folder in that user's home named after `state_dir`, linked from `state_dir`/postgres."""
+    import hashlib
+    import pwd
+
+    inside = state_dir / "postgres"
+    if os.geteuid() != 0 or inside.is_symlink() or postgres_can_enter(state_dir):
+        return inside.resolve() if inside.is_symlink() else inside
+    home = Path(pwd.getpwnam("postgres").pw_dir) / "mlproject"
+    outside = home / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.chown(home, "postgres", "postgres")
+    inside.symlink_to(outside)
+    print(f"servers: user postgres cannot enter {state_dir}; PostgreSQL keeps its data in {outside} "
+          f"(linked from {inside})", flush=True)
+    return outside
+
+
+def postgres_can_enter(folder: Path) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(folder)]).returncode == 0
+
+
 @dataclass
 class Servers:
     """PostgreSQL, MLflow and Prefect (and optionally a worker) under `state_dir`; stop() ends them all."""
@@ -126,7 +154,7 @@ class Servers:
 
     @property
     def postgres(self) -> Postgres:
-        return Postgres(self.state_dir / "postgres", self.postgres_port)
+        return Postgres(postgres_data_dir(self.state_dir), self.postgres_port)
 
     @property
     def mlflow_url(self) -> str:
@@ -170,8 +198,10 @@ class Servers:
             self.start_worker(worker_dir)
 
     def start_worker(self, workdir: Path) -> subprocess.Popen:
+        # Each flow run clones `workdir`'s commit into a workspace of its own under runs/.
         return self.spawn("worker", worker_command(), {**self.client_environment(),
-                                                       "PREFECT_HOME": str(self.state_dir / "worker-home")},
+                                                       "PREFECT_HOME": str(self.state_dir / "worker-home"),
+                                                       RUNS_DIR: str(self.state_dir / "runs")},
                           cwd=workdir)
 
     def stop(self) -> None:

@@ -1,43 +1,45 @@
-"""The DVC workspace an orchestrated run works in: one run at a time, and the params it is given
-for that run only (written where dvc.lock and the MLflow run record them, then put back).
+"""The workspace an orchestrated run works in: a checkout of its own, the params of this run, and
+the DVC remote that carries every stage's outputs and run-cache between runners.
+
+A run never writes the checkout it starts from. It clones that checkout's commit into a folder of
+its own under the runs folder, applies its overrides there, pulls what earlier runs anywhere made
+and pushes what it makes, so deleting the workspace afterwards loses nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
+import json
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
 
 from mlproject.cli import apply_preset, apply_values
-from mlproject.config import StageFailed
+from mlproject.config import ConfigError, StageFailed, load_params
 
-LOCK_FILE = ".dvc/tmp/mlproject-run.lock"  # inside .dvc/tmp: git and DVC ignore it
+RUNS_DIR = "MLPROJECT_RUNS_DIR"  # where workspaces are made; the worker names it
+OVERRIDES = "MLPROJECT_RUN_OVERRIDES"  # the run's overrides, for the MLflow runs its stages make
+REMOTE_TIMEOUT = 5.0  # seconds a network remote has to accept a connection
 
 
-@contextmanager
-def one_run_at_a_time(repo_dir: str | Path, holder: str) -> Iterator[None]:
-    """Hold the workspace for the whole run (DVC's own lock lasts one `dvc repro`, not eight);
-    a second run is refused in one line naming the run that holds it."""
-    path = Path(repo_dir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise StageFailed(f"{Path(repo_dir).resolve()}: another training run holds this workspace "
-                              f"({handle.read().strip() or 'unknown'}); wait for it to finish, or cancel it") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
+@dataclass(frozen=True)
+class Workspace:
+    path: Path
+    commit: str
+    changed: list[str]  # the params lines this run changed, as `mlproject preset` prints them
+    overrides: dict  # nested params sections, as applied
+    env: dict[str, str]  # what its stages run with
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR) or Path.home() / ".cache" / "mlproject" / "runs")
 
 
 def overrides(epochs: int | None = None, sources: list[dict] | None = None,
@@ -49,20 +51,139 @@ def overrides(epochs: int | None = None, sources: list[dict] | None = None,
             for section, keys in values.items() if any(v is not None for v in keys.values())}
 
 
-@contextmanager
-def params_for_this_run(repo_dir: str | Path, preset: str | None = None, **values) -> Iterator[list[str]]:
-    """params.yaml with a preset (from presets/) and then `overrides(**values)` applied, each
-    validated before anything runs; afterwards params.yaml is put back as it was, so the next run
-    starts from the team's params while dvc.lock keeps what this one ran."""
-    params_path = Path(repo_dir) / "params.yaml"
-    original = params_path.read_text(encoding="utf-8")
-    try:
-        changed = apply_preset(params_path, Path(repo_dir) / "presets" / f"{preset}.yaml") if preset else []
-        if overrides(**values):
-            changed += apply_values(params_path, overrides(**values))
-        yield changed
-    finally:
-        if params_path.read_text(encoding="utf-8") != original:
-            from mlproject.fileio import write_text
+def parse_assignments(pairs: list[str]) -> dict:
+    """`train.epochs=3` as {"train": {"epochs": 3}}, each value read as YAML."""
+    nested: dict = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip() or "." not in key:
+            raise ConfigError(f"{pair!r}: expected section.key=value, e.g. train.epochs=3")
+        *sections, last = key.strip().split(".")
+        place = nested
+        for section in sections:
+            place = place.setdefault(section, {})
+        place[last] = yaml.safe_load(value)
+    return nested
 
-            write_text(params_path, original)
+
+def merged(first: dict, second: dict) -> dict:
+    out = dict(first)
+    for key, value in second.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StageFailed(f"{repo}: git {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return result.stdout.strip()
+
+
+def dvc(repo: Path, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StageFailed(f"{repo}: dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
+    return result.stdout.strip()
+
+
+def default_remote(repo: Path) -> tuple[str, str]:
+    """The name and address of the checkout's default DVC remote: its URL (a local path made
+    absolute), or for an object store with an endpoint, that endpoint."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        config = dvc_repo.config
+        name = config["core"].get("remote")
+        if not name or name not in config["remote"]:
+            raise StageFailed(f"{repo}: no default DVC remote; a run keeps what it makes there "
+                              "(dvc remote add -d NAME URL)")
+        remote = config["remote"][name]
+        return name, str(remote.get("endpointurl") or remote["url"])
+
+
+def check_remote(name: str, url: str) -> None:
+    """One line naming the remote when it cannot be reached; before any stage runs."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        folder = Path(parsed.path if parsed.scheme else url)
+        if not folder.parent.is_dir():
+            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: {folder.parent} does not exist; "
+                              "no stage ran")
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as error:
+            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: {error.strerror}; no stage ran") from None
+        if not os.access(folder, os.W_OK):
+            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: not writable; no stage ran")
+        return
+    port = parsed.port or {"ssh": 22, "http": 80, "https": 443}.get(parsed.scheme)
+    if parsed.hostname and port:
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=REMOTE_TIMEOUT).close()
+        except OSError as error:
+            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: {error.strerror or error}; "
+                              "no stage ran") from None
+
+
+def tracking_uri(source: Path, workspace: Path) -> str | None:
+    """The MLflow store a workspace's stages must share with the checkout it came from: a
+    relative SQLite file in its params means the source's file, not one inside the workspace."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    uri = load_params(workspace / "params.yaml").mlflow.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{source / uri.removeprefix('sqlite:///')}"
+    return None
+
+
+def open_workspace(source: str | Path, name: str, preset: str | None = None, values: list[str] | None = None,
+                   **named) -> Workspace:
+    """A fresh checkout of `source`'s commit under runs_dir(), pointed at its DVC remote and cache,
+    with the preset, the named overrides (`overrides`) and `values` (key=value) applied to its
+    params.yaml. Bad params or an unreachable remote fail here, in one line, before any stage."""
+    source = Path(source).resolve()
+    applied = merged(overrides(**named), parse_assignments(values or []))
+    remote, url = default_remote(source)
+    check_remote(remote, url)
+    commit = git(source, "rev-parse", "HEAD")
+    runs_dir().mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
+    try:
+        changed = checkout(source, commit, path, remote, url, preset, applied)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # nothing half-made is left to be mistaken for a run
+        raise
+    env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True)}
+    uri = tracking_uri(source, path)
+    if uri:
+        env["MLFLOW_TRACKING_URI"] = uri
+    return Workspace(path, commit, changed, applied, env)
+
+
+def checkout(source: Path, commit: str, path: Path, remote: str, url: str, preset: str | None,
+             applied: dict) -> list[str]:
+    """`source`'s commit in the empty folder `path`, its remote and cache set, its params changed."""
+    git(path, "clone", "--quiet", "--no-checkout", str(source), ".")
+    git(path, "checkout", "--quiet", "--detach", commit)
+    if (source / ".dvc" / "config.local").is_file():  # the remote's keys, which git leaves out
+        shutil.copy2(source / ".dvc" / "config.local", path / ".dvc" / "config.local")
+    if urlparse(url).scheme in ("", "file"):  # a folder: the same one, wherever the workspace is
+        dvc(path, "remote", "add", "--local", "--force", remote, url)
+    dvc(path, "remote", "default", "--local", remote)
+    dvc(path, "cache", "dir", "--local", str(source / ".dvc" / "cache"))  # one copy per machine
+    params = path / "params.yaml"
+    changed = apply_preset(params, path / "presets" / f"{preset}.yaml") if preset else []
+    if applied:
+        changed += apply_values(params, applied)
+    # The run's params differ from the commit by design (recorded as the run's overrides), so
+    # they do not make the registered version `git_dirty`.
+    git(path, "update-index", "--skip-worktree", "params.yaml")
+    return changed
+
+
+def stage_commands(stage: str) -> list[list[str]]:
+    """Run one stage in a workspace: restored from the remote when its command, deps and params
+    match a run anywhere (run-cache), else run; then what it made goes to the remote."""
+    return [[sys.executable, "-m", "dvc", "repro", "--pull", "--single-item", stage],
+            [sys.executable, "-m", "dvc", "push", "--run-cache", stage]]

@@ -181,6 +181,15 @@ def test_deployed_training_runs_from_the_cli_fires_on_schedule_and_never_overlap
     assert "validation_bits_per_byte" in training_run.data.metrics
     champion = mlflow.get_model_version_by_alias("text-generator", "champion")
     assert champion.run_id == training_run.info.run_id and champion.tags["prefect_flow_run_id"] == str(trained)
+    # Each run worked in a workspace of its own and kept what it made in the DVC remote and MLflow:
+    # the worker's checkout is as the commit left it, and the run's dvc.lock is with its MLflow run.
+    assert champion.tags["git_dirty"] == "false"
+    assert not (project / "dvc.lock").exists() and not (project / "models").exists()
+    assert git(project, "status", "--porcelain", "--untracked-files=no").stdout == ""
+    assert len(list((servers.state_dir / "runs").iterdir())) >= len(finished)
+    assert (project / "dvc-remote" / "runs").is_dir()  # DVC's run-cache, for the next workspace
+    assert [a.path for a in mlflow.list_artifacts(training_run.info.run_id, f"flow-runs/{trained}")] == \
+        [f"flow-runs/{trained}/dvc.lock"]
 
 
 def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browser_page):
@@ -271,3 +280,17 @@ def running_task_names() -> list[str]:
     running = TaskRunFilter(state=TaskRunFilterState(name=TaskRunFilterStateName(any_=["Running"])))
     with get_client(sync_client=True) as client:
         return [t.name for t in client.read_task_runs(task_run_filter=running)]
+
+
+def test_postgres_keeps_its_data_where_its_user_can_reach_it_wherever_the_clone_is():
+    root = Path(tempfile.mkdtemp(prefix="mlproject-private-"))  # mode 0700: user postgres cannot enter it
+    postgres = Servers(root / "state", free_port(), free_port(), free_port()).postgres
+    try:
+        postgres.start()
+        postgres.create_database("mlflow")
+        assert (root / "state" / "postgres" / "PG_VERSION").is_file()  # reached from the state folder
+        assert os.geteuid() != 0 or root not in postgres.data_dir.parents  # as root: kept outside it
+    finally:
+        postgres.stop()
+        shutil.rmtree(postgres.data_dir, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,9 +1,12 @@
-"""One DVC workspace shared by orchestrated runs: the run lock, a run's own params, the DVC
-remote another machine rebuilds it from (test_pipeline.py), and the deployment command's bad input."""
+"""A workspace per run: its own checkout of the commit, its params for that run only, the DVC
+remote that restores what any earlier run made, a remote that cannot be reached named in one line,
+and the deployment command's bad input."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,40 +15,99 @@ import time
 import pytest
 import yaml
 
+from mlproject.cli import STAGES
 from mlproject.config import ConfigError, StageFailed
-from mlproject.workspace import one_run_at_a_time, params_for_this_run
-from tests.conftest import ROOT, run
+from mlproject.workspace import RUNS_DIR, open_workspace, stage_commands
+from tests.conftest import BIN, ROOT, git, run
 
 
-def test_a_second_run_is_refused_in_one_line_naming_the_holder(project):
-    with one_run_at_a_time(project, "flow run brave-otter"):
-        with pytest.raises(StageFailed) as refused:
-            with one_run_at_a_time(project, "flow run second"):
-                pytest.fail("two runs held one workspace")
-    assert "another training run holds this workspace (flow run brave-otter" in str(refused.value)
-    assert "\n" not in str(refused.value)
-    with one_run_at_a_time(project, "flow run third"):  # released once the first ended
-        pass
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    folder = tmp_path / "runs"
+    monkeypatch.setenv(RUNS_DIR, str(folder))
+    return folder
 
 
-def test_a_runs_params_apply_to_that_run_only_and_bad_ones_change_nothing(project):
+def test_a_runs_params_apply_in_its_own_workspace_and_never_in_the_checkout(project, runs, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     original = (project / "params.yaml").read_text()
-    with params_for_this_run(project, None, epochs=1, prompts_file="prompts/other.txt") as changed:
-        params = yaml.safe_load((project / "params.yaml").read_text())
-        assert (params["train"]["epochs"], params["generate"]["prompts_file"]) == (1, "prompts/other.txt")
-        assert any("train.epochs" in line for line in changed)
-    assert (project / "params.yaml").read_text() == original
+    first = open_workspace(project, "brave-otter", values=["train.units=8", "evaluate.temperatures=[0.3]",
+                                                           "mlflow.tracking_uri=sqlite:///mlflow.db"],
+                           epochs=1, prompts_file="prompts/other.txt")
+    second = open_workspace(project, "brave-otter")
+    assert first.path.parent == runs and first.path != second.path  # never two runs in one workspace
+    params = yaml.safe_load((first.path / "params.yaml").read_text())
+    assert (params["train"]["epochs"], params["train"]["units"], params["generate"]["prompts_file"],
+            params["evaluate"]["temperatures"]) == (1, 8, "prompts/other.txt", [0.3])
+    assert any("train.epochs" in line for line in first.changed)
+    assert first.commit == git(project, "rev-parse", "HEAD").stdout.strip()
+    assert (project / "params.yaml").read_text() == original and not (project / "dvc.lock").exists()
+    # The run's params are recorded as its overrides, so the version it registers is not git_dirty.
+    assert git(first.path, "status", "--porcelain", "--untracked-files=no").stdout == ""
+    assert '"epochs": 1' in first.env["MLPROJECT_RUN_OVERRIDES"]
+    assert first.env["MLFLOW_TRACKING_URI"] == f"sqlite:///{project / 'mlflow.db'}"  # the checkout's store
 
-    with pytest.raises(ConfigError, match="epochs"):
-        with params_for_this_run(project, None, epochs=0):
-            pytest.fail("a run started with epochs = 0")
-    assert (project / "params.yaml").read_text() == original
+
+def workspaces(runs) -> list:
+    return list(runs.iterdir()) if runs.exists() else []
+
+
+@pytest.mark.parametrize("values, named, expected", [
+    ([], {"epochs": 0}, "train.epochs"), (["train.epochs"], {}, "expected section.key=value"),
+    (["train.layers=two"], {}, "train.layers")])
+def test_bad_params_fail_in_one_line_and_leave_no_workspace(project, runs, values, named, expected):
+    with pytest.raises(ConfigError, match=expected) as refused:
+        open_workspace(project, "bad", values=values, **named)
+    assert "\n" not in str(refused.value) and workspaces(runs) == []
+
+
+def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_from_the_remote(project, runs):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+    def pipeline(workspace) -> str:
+        printed = []
+        for stage in STAGES:
+            for command in stage_commands(stage):
+                result = subprocess.run(command, cwd=workspace.path, env={**env, **workspace.env},
+                                        text=True, capture_output=True)
+                assert result.returncode == 0, f"{stage}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+                printed.append(result.stdout)
+        return "".join(printed)
+
+    def made(workspace) -> dict[str, str]:
+        files = [workspace.path / "reports" / "metrics.json", *sorted((workspace.path / "models" / "model").iterdir())]
+        return {str(f.relative_to(workspace.path)): hashlib.md5(f.read_bytes()).hexdigest() for f in files}
+
+    first = open_workspace(project, "first")
+    assert "Running stage 'train'" in pipeline(first)
+    figures = made(first)
+    shutil.rmtree(first.path)  # a workspace can vanish: everything a later run needs is in the remote
+    second = open_workspace(project, "second")
+    printed = pipeline(second)
+    assert "Running stage" not in printed
+    assert all(f"Stage '{stage}' is cached - skipping run" in printed for stage in STAGES), printed[-3000:]
+    assert made(second) == figures
+    assert not (project / "dvc.lock").exists() and not (project / "models").exists()
 
 
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("url", ["ssh://127.0.0.1:{port}/dvc", "http://127.0.0.1:{port}/dvc",
+                                 "{tmp}/no-such-folder/dvc-remote"])
+def test_a_remote_that_cannot_be_reached_fails_in_one_line_before_any_stage(project, runs, tmp_path, url):
+    url = url.format(port=closed_port(), tmp=tmp_path)
+    run(["dvc", "remote", "modify", "--local", "local", "url", url], project)
+    started = time.monotonic()
+    with pytest.raises(StageFailed) as refused:
+        open_workspace(project, "unreachable")
+    assert time.monotonic() - started < 30
+    message = str(refused.value)
+    assert message.startswith(f"DVC remote 'local' ({url}) cannot be reached") and "\n" not in message
+    assert workspaces(runs) == []
 
 
 @pytest.mark.parametrize("env, expected", [

@@ -50,7 +50,8 @@ def connect(config: MlflowConfig) -> str:
 
 # Set by the Prefect task that runs a stage (tasks/stages.py), so the MLflow run and the version
 # link back to the flow run that made them; absent when a stage runs by hand or under `dvc repro`.
-ORCHESTRATOR_TAGS = {"MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id", "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url"}
+ORCHESTRATOR_TAGS = {"MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id", "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url",
+                     "MLPROJECT_RUN_OVERRIDES": "run_overrides"}
 
 
 def orchestrator_tags() -> dict[str, str]:
@@ -214,3 +215,16 @@ def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str
               "model_uri": f"models:/{name}/{version}", "git_commit": commit}
     write_json(paths.registered, record)
     return record
+
+
+def record_workspace(workspace: Path, tracking_uri: str | None, flow_run_id: str) -> str:
+    """The workspace's dvc.lock (what ran on which data) on the MLflow run of the version it
+    registered, so nothing is lost when the workspace is deleted; returns that run's id. (The
+    run's overrides reach the run and the version as the tag run_overrides.)"""
+    from mlproject.config import load_params
+
+    params = load_params(workspace / "params.yaml")
+    record = read_json(workspace / params.paths.registered)
+    client = MlflowClient(tracking_uri=tracking_uri or store_uri(params.mlflow))
+    client.log_artifact(record["run_id"], str(workspace / "dvc.lock"), f"flow-runs/{flow_run_id}")
+    return record["run_id"]
