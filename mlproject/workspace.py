@@ -36,6 +36,7 @@ class Workspace:
     changed: list[str]  # the params lines this run changed, as `mlproject preset` prints them
     overrides: dict  # nested params sections, as applied
     env: dict[str, str]  # what its stages run with
+    left_out: bool = False  # the source had uncommitted changes, which the run does not have
 
 
 def runs_dir() -> Path:
@@ -158,7 +159,8 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
     uri = tracking_uri(source, path)
     if uri:
         env["MLFLOW_TRACKING_URI"] = uri
-    return Workspace(path, commit, changed, applied, env)
+    left_out = bool(git(source, "status", "--porcelain", "--untracked-files=no"))
+    return Workspace(path, commit, changed, applied, env, left_out)
 
 
 def checkout(source: Path, commit: str, path: Path, remote: str, url: str, preset: str | None,

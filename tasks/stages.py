@@ -59,7 +59,10 @@ def open_run_workspace(repo_dir: str, name: str, preset: str | None, values: lis
                        epochs: int | None, sources: list[dict] | None, prompts_file: str | None) -> Workspace:
     workspace = open_workspace(repo_dir, name, preset, values, epochs=epochs, sources=sources,
                                prompts_file=prompts_file)
-    get_run_logger().info(f"workspace {workspace.path}: commit {workspace.commit[:10]} of {Path(repo_dir).resolve()}")
+    logger = get_run_logger()
+    logger.info(f"workspace {workspace.path}: commit {workspace.commit[:10]} of {Path(repo_dir).resolve()}")
+    if workspace.left_out:
+        logger.warning(f"{Path(repo_dir).resolve()} has uncommitted changes: this run has the commit without them")
     return workspace
 
 
