@@ -193,6 +193,7 @@ def test_deployed_training_runs_from_the_cli_fires_on_schedule_and_never_overlap
 
 
 def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browser_page):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     _, _, env = team
@@ -203,6 +204,12 @@ def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browse
     # The address `make servers` prints: it opens the default UI, where a person clicks Runs.
     page.goto(env["PREFECT_API_URL"].removesuffix("/api"))
     page.get_by_role("link", name="Runs", exact=True).click()
+    for _ in range(3):  # the page fetches the list once: a request lost on a busy machine lists none
+        try:
+            page.get_by_role("link", name=completed[0].name, exact=True).wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            page.reload()
     for run in completed:
         link = page.get_by_role("link", name=run.name, exact=True)
         expect(link).to_have_attribute("href", re.compile(f"/flow-run/{run.id}$"))
