@@ -45,4 +45,5 @@ def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | 
 
 if __name__ == "__main__":
     result = training_flow(sys.argv[1] if len(sys.argv) > 1 else ".")
+    print(f"\nThe run's workspace: {result['workspace']} (commit {result['commit'][:10]}); the paths below are in it.")
     subprocess.run([sys.executable, "-m", "mlproject.cli", "summary"], cwd=result["workspace"], check=True)

@@ -129,9 +129,13 @@ def postgres_data_dir(state_dir: Path) -> Path:
         return inside.resolve() if inside.is_symlink() else inside
     home = Path(pwd.getpwnam("postgres").pw_dir) / "mlproject"
     outside = home / hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
-    state_dir.mkdir(parents=True, exist_ok=True)
     home.mkdir(parents=True, exist_ok=True)
     shutil.chown(home, "postgres", "postgres")
+    # A new link: whatever an earlier cluster of this folder left there (before `make clean`
+    # removed the link) or an earlier start failed to fill is not this state's.
+    shutil.rmtree(outside, ignore_errors=True)
+    if inside.is_dir() and not (inside / "PG_VERSION").exists():
+        shutil.rmtree(inside)
     inside.symlink_to(outside)
     print(f"servers: user postgres cannot enter {state_dir}; PostgreSQL keeps its data in {outside} "
           f"(linked from {inside})", flush=True)

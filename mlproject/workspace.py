@@ -88,9 +88,16 @@ def dvc(repo: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def default_remote(repo: Path) -> tuple[str, str]:
-    """The name and address of the checkout's default DVC remote: its URL (a local path made
-    absolute), or for an object store with an endpoint, that endpoint."""
+@dataclass(frozen=True)
+class Remote:
+    name: str
+    address: str  # its URL (a local folder made absolute), or an object store's endpoint
+    port: int | None  # an SSH remote's `port` option
+    cache: str  # the checkout's DVC cache folder, which its workspaces share
+
+
+def source_remote(repo: Path) -> Remote:
+    """The checkout's default DVC remote and its cache folder."""
     from dvc.repo import Repo
 
     with Repo(str(repo)) as dvc_repo:
@@ -99,12 +106,16 @@ def default_remote(repo: Path) -> tuple[str, str]:
         if not name or name not in config["remote"]:
             raise StageFailed(f"{repo}: no default DVC remote; a run keeps what it makes there "
                               "(dvc remote add -d NAME URL)")
-        remote = config["remote"][name]
-        return name, str(remote.get("endpointurl") or remote["url"])
+        section = config["remote"][name]
+        return Remote(name, str(section.get("endpointurl") or section["url"]), section.get("port"),
+                      str(dvc_repo.cache.local.path))
 
 
-def check_remote(name: str, url: str) -> None:
-    """One line naming the remote when it cannot be reached; before any stage runs."""
+def check_remote(remote: Remote) -> None:
+    """One line naming the remote when it cannot be reached; before any stage runs. A folder must
+    be writable under an existing parent; an SSH, HTTP or endpoint remote must accept a
+    connection. (An object store without an endpoint is left to DVC.)"""
+    name, url = remote.name, remote.address
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         folder = Path(parsed.path if parsed.scheme else url)
@@ -118,7 +129,7 @@ def check_remote(name: str, url: str) -> None:
         if not os.access(folder, os.W_OK):
             raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: not writable; no stage ran")
         return
-    port = parsed.port or {"ssh": 22, "http": 80, "https": 443}.get(parsed.scheme)
+    port = parsed.port or remote.port or {"ssh": 22, "http": 80, "https": 443}.get(parsed.scheme)
     if parsed.hostname and port:
         try:
             socket.create_connection((parsed.hostname, port), timeout=REMOTE_TIMEOUT).close()
@@ -129,10 +140,9 @@ def check_remote(name: str, url: str) -> None:
 
 def tracking_uri(source: Path, workspace: Path) -> str | None:
     """The MLflow store a workspace's stages must share with the checkout it came from: a
-    relative SQLite file in its params means the source's file, not one inside the workspace."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None
-    uri = load_params(workspace / "params.yaml").mlflow.tracking_uri
+    relative SQLite file (in MLFLOW_TRACKING_URI or params) means the source's file, not one
+    inside the workspace."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or load_params(workspace / "params.yaml").mlflow.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return f"sqlite:///{source / uri.removeprefix('sqlite:///')}"
     return None
@@ -145,43 +155,62 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
     params.yaml. Bad params or an unreachable remote fail here, in one line, before any stage."""
     source = Path(source).resolve()
     applied = merged(overrides(**named), parse_assignments(values or []))
-    remote, url = default_remote(source)
-    check_remote(remote, url)
-    commit = git(source, "rev-parse", "HEAD")
+    remote = source_remote(source)
+    check_remote(remote)
     runs_dir().mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
     try:
-        changed = checkout(source, commit, path, remote, url, preset, applied)
+        commit, left_out = copy_source(source, path)
+        if urlparse(remote.address).scheme in ("", "file"):  # a folder: the same one, wherever the workspace is
+            dvc(path, "remote", "add", "--local", "--force", remote.name, remote.address)
+        dvc(path, "remote", "default", "--local", remote.name)
+        dvc(path, "cache", "dir", "--local", remote.cache)  # one copy of the data per machine
+        params = path / "params.yaml"
+        changed = apply_preset(params, path / "presets" / f"{preset}.yaml") if preset else []
+        if applied:
+            changed += apply_values(params, applied)
+        if (path / ".git").is_dir():
+            # The run's params differ from the commit by design (recorded as the run's overrides),
+            # so they do not make the registered version `git_dirty`.
+            git(path, "update-index", "--skip-worktree", "params.yaml")
+        env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True)}
+        uri = tracking_uri(source, path)
+        if uri:
+            env["MLFLOW_TRACKING_URI"] = uri
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # nothing half-made is left to be mistaken for a run
         raise
-    env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True)}
-    uri = tracking_uri(source, path)
-    if uri:
-        env["MLFLOW_TRACKING_URI"] = uri
-    left_out = bool(git(source, "status", "--porcelain", "--untracked-files=no"))
     return Workspace(path, commit, changed, applied, env, left_out)
 
 
-def checkout(source: Path, commit: str, path: Path, remote: str, url: str, preset: str | None,
-             applied: dict) -> list[str]:
-    """`source`'s commit in the empty folder `path`, its remote and cache set, its params changed."""
-    git(path, "clone", "--quiet", "--no-checkout", str(source), ".")
-    git(path, "checkout", "--quiet", "--detach", commit)
-    if (source / ".dvc" / "config.local").is_file():  # the remote's keys, which git leaves out
+# What a checkout that is not a git repository (an image's copy of the project) holds beside its
+# sources: outputs, state and environments, which a workspace must not start with.
+NOT_SOURCES = {".git", ".venv", "data", "models", "reports", "outputs", "mlruns", "mlartifacts", "mlflow.db",
+               "gx", ".prefect", ".servers", "dvc-remote", "dvc.lock", ".dvc/cache", ".dvc/tmp"}
+
+
+def copy_source(source: Path, path: Path) -> tuple[str, bool]:
+    """`source`'s last commit (a clone) into the empty folder `path`, with its remote's keys
+    (`.dvc/config.local`, which git leaves out); where `source` is no git repository, a copy of
+    its sources. Returns the commit ("unknown" without git) and whether changes were left out."""
+    if (source / ".git").exists():
+        commit = git(source, "rev-parse", "HEAD")
+        git(path, "clone", "--quiet", "--no-checkout", str(source), ".")
+        git(path, "checkout", "--quiet", "--detach", commit)
+        left_out = bool(git(source, "status", "--porcelain", "--untracked-files=no"))
+    else:
+        commit, left_out = "unknown", False
+        runs = runs_dir().resolve()
+
+        def left_out_names(folder: str, names: list[str]) -> list[str]:
+            inside = Path(folder).relative_to(source)
+            return [n for n in names if (inside / n).as_posix() in NOT_SOURCES or n == "__pycache__"
+                    or Path(folder, n) == runs]  # the workspaces, where they are inside the checkout
+
+        shutil.copytree(source, path, dirs_exist_ok=True, symlinks=True, ignore=left_out_names)
+    if (source / ".dvc" / "config.local").is_file():
         shutil.copy2(source / ".dvc" / "config.local", path / ".dvc" / "config.local")
-    if urlparse(url).scheme in ("", "file"):  # a folder: the same one, wherever the workspace is
-        dvc(path, "remote", "add", "--local", "--force", remote, url)
-    dvc(path, "remote", "default", "--local", remote)
-    dvc(path, "cache", "dir", "--local", str(source / ".dvc" / "cache"))  # one copy per machine
-    params = path / "params.yaml"
-    changed = apply_preset(params, path / "presets" / f"{preset}.yaml") if preset else []
-    if applied:
-        changed += apply_values(params, applied)
-    # The run's params differ from the commit by design (recorded as the run's overrides), so
-    # they do not make the registered version `git_dirty`.
-    git(path, "update-index", "--skip-worktree", "params.yaml")
-    return changed
+    return commit, left_out
 
 
 def stage_commands(stage: str) -> list[list[str]]:

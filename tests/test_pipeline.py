@@ -32,8 +32,8 @@ def assert_a_clone_pulls_the_whole_workspace(project: Path, elsewhere: Path) -> 
     product and finds nothing to rerun."""
     git(project, "add", "dvc.lock")
     git(project, "commit", "-qm", "what ran")
-    pushed = run(["dvc", "push"], project)
-    assert "pushed" in pushed.stdout and (project / "dvc-remote").is_dir()  # the default remote, .dvc/config
+    pushed = run(["dvc", "push"], project)  # up to date where a flow run on this project pushed it all already
+    assert ("pushed" in pushed.stdout or "up to date" in pushed.stdout) and (project / "dvc-remote").is_dir()
 
     clone = elsewhere / "worker"
     git(elsewhere, "clone", "-q", str(project), str(clone))

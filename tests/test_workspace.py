@@ -89,6 +89,20 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
     assert all(f"Stage '{stage}' is cached - skipping run" in printed for stage in STAGES), printed[-3000:]
     assert made(second) == figures
     assert not (project / "dvc.lock").exists() and not (project / "models").exists()
+    # The registered model's files went beside the MLflow store, not into the deleted workspace.
+    assert len(list((project / "mlruns").rglob("MLmodel"))) == 1
+
+
+def test_a_checkout_without_git_is_copied_without_its_outputs(project, runs):
+    (project / "models").mkdir()
+    (project / "models" / "stale.txt").write_text("an output of an earlier run")
+    shutil.rmtree(project / ".git")  # as in the images, which leave .git out and tell DVC so
+    run(["dvc", "config", "core.no_scm", "true"], project)
+    workspace = open_workspace(project, "image", epochs=1)
+    assert workspace.commit == "unknown"
+    assert (workspace.path / "mlproject" / "data" / "tokens.py").is_file()  # sources, at any depth
+    assert not (workspace.path / "models").exists()
+    assert yaml.safe_load((workspace.path / "params.yaml").read_text())["train"]["epochs"] == 1
 
 
 def closed_port() -> int:

@@ -40,12 +40,27 @@ def connect(config: MlflowConfig) -> str:
     mlflow.set_tracking_uri(uri)  # which MLflow also exports as MLFLOW_TRACKING_URI to child processes
     mlflow.set_registry_uri(uri)
     try:
+        root = artifact_root(uri)
+        if root and mlflow.get_experiment_by_name(config.experiment) is None:
+            try:
+                mlflow.create_experiment(config.experiment, artifact_location=root)
+            except mlflow.exceptions.MlflowException:
+                pass  # made meanwhile by another stage: set_experiment finds it
         mlflow.set_experiment(config.experiment)
     except mlflow.exceptions.MlflowException as error:
         reason = str(error).splitlines()[0][:200]
         raise StageFailed(f"mlflow.tracking_uri = {uri}: the tracking store cannot be reached ({reason}); "
                           "start the server, or point MLFLOW_TRACKING_URI at one that answers") from None
     return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a SQLite store's artifacts go: `mlruns/` beside the database file. (MLflow's default
+    is `mlruns/` in the folder the experiment is created from, which for a stage run in a flow
+    run's workspace would be deleted with it.)"""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
 
 
 # Set by the Prefect task that runs a stage (tasks/stages.py), so the MLflow run and the version
