@@ -60,7 +60,7 @@ def artifact_root(uri: str) -> str | None:
     run's workspace would be deleted with it.)"""
     if not uri.startswith("sqlite:///"):
         return None
-    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    return str(Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns")
 
 
 # Set by the Prefect task that runs a stage (tasks/stages.py), so the MLflow run and the version
