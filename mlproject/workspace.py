@@ -115,27 +115,29 @@ def check_remote(remote: Remote) -> None:
     """One line naming the remote when it cannot be reached; before any stage runs. A folder must
     be writable under an existing parent; an SSH, HTTP or endpoint remote must accept a
     connection. (An object store without an endpoint is left to DVC.)"""
-    name, url = remote.name, remote.address
+    url = remote.address
     parsed = urlparse(url)
+
+    def unreachable(reason) -> StageFailed:
+        return StageFailed(f"DVC remote '{remote.name}' ({url}) cannot be reached: {reason}; no stage ran")
+
     if parsed.scheme in ("", "file"):
         folder = Path(parsed.path if parsed.scheme else url)
         if not folder.parent.is_dir():
-            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: {folder.parent} does not exist; "
-                              "no stage ran")
+            raise unreachable(f"{folder.parent} does not exist")
         try:
             folder.mkdir(exist_ok=True)
         except OSError as error:
-            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: {error.strerror}; no stage ran") from None
+            raise unreachable(error.strerror) from None
         if not os.access(folder, os.W_OK):
-            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: not writable; no stage ran")
+            raise unreachable("not writable")
         return
     port = parsed.port or remote.port or {"ssh": 22, "http": 80, "https": 443}.get(parsed.scheme)
     if parsed.hostname and port:
         try:
             socket.create_connection((parsed.hostname, port), timeout=REMOTE_TIMEOUT).close()
         except OSError as error:
-            raise StageFailed(f"DVC remote '{name}' ({url}) cannot be reached: {error.strerror or error}; "
-                              "no stage ran") from None
+            raise unreachable(error.strerror or error) from None
 
 
 def tracking_uri(source: Path, workspace: Path) -> str | None:

@@ -50,12 +50,14 @@ class Vocabulary:
         spelled = iter(spelled or [])
         return "".join(next(spelled, UNKNOWN) if i == 0 else self.tokens[int(i)] for i in ids)
 
+    def unknown_pieces(self, text: str) -> list[tuple[int, str]]:
+        """(position, text) of each token of `text` outside the vocabulary."""
+        return [(k, piece) for k, (piece, i) in enumerate(zip(self.split(text), self.encode(text))) if i == 0]
+
     def round_trip(self, text: str) -> str:
         """The text that the tokens of `text` stand for, each UNKNOWN spelled out: `text` itself
         when every character falls in one token."""
-        pieces = self.split(text)
-        ids = self.encode(text)
-        return self.decode(ids, [piece for piece, i in zip(pieces, ids) if i == 0])
+        return self.decode(self.encode(text), [piece for _, piece in self.unknown_pieces(text)])
 
     def spell_unknown(self, ids, seed: int) -> str:
         """The text of generated `ids`, each UNKNOWN a token the speller draws (seeded per row)."""

@@ -100,8 +100,8 @@ class RecurrentModel(LanguageModel):
 
     def totals(self, text: str, nll: float, scored: list[int]) -> Totals:
         """The scored tokens' totals; those outside the vocabulary also pay for their spelling."""
-        pieces, ids = self.vocabulary.split(text), self.vocabulary.encode(text)
-        spelled = [pieces[i] for i in scored if ids[i] == 0]
+        pieces, scored_set = self.vocabulary.split(text), set(scored)
+        spelled = [piece for k, piece in self.vocabulary.unknown_pieces(text) if k in scored_set]
         spelling = sum(self.vocabulary.speller.nats(piece) for piece in spelled)
         return Totals(float(nll) + spelling, len(scored), sum(len(pieces[i]) for i in scored),
                       sum(len(pieces[i].encode("utf-8")) for i in scored),
