@@ -24,9 +24,9 @@ from infra.servers import WORK_POOL
 
 TRAINING = ("flows/training.py:training_flow", "weekly", "0 3 * * 1")  # Mondays 03:00
 GENERATION = ("flows/generation.py:generation_flow", "daily", "0 6 * * *")  # every day 06:00
-# Each run works in a workspace of its own (mlproject.workspace); runs of one deployment still
-# queue for one slot, because two promotes at once are not yet safe against each other.
-ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+# Each run works in a workspace of its own (mlproject.workspace) and promotions take a lock in the
+# registry, so runs of one deployment may overlap; more than this many queue for a slot.
+CONCURRENCY = 2
 
 
 def check_server(api_url: str | None, seconds: float = 5) -> str:
@@ -55,16 +55,24 @@ def ensure_work_pool(name: str) -> None:
             print(f"created work pool {name} (process); start a worker: prefect worker start --pool {name}")
 
 
-def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str) -> list[str]:
+def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str, concurrency: int = CONCURRENCY) -> list[str]:
     """Create (or update) both deployments; their names as `flow/deployment`."""
     names = []
+    limit = ConcurrencyLimitConfig(limit=concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     for (entrypoint, name, _), cron in ((TRAINING, training_cron), (GENERATION, generation_cron)):
         flow = Flow.from_source(source=str(repo), entrypoint=entrypoint)
-        flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=ONE_AT_A_TIME,
+        flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=limit,
                     parameters={"repo_dir": str(repo)}, build=False, push=False, print_next_steps=False)
         names.append(f"{flow.name}/{name}")
-        print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, runs cloned from {repo}")
+        print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
+              f"runs cloned from {repo}")
     return names
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of runs, 1 or more")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          f"(default: {WORK_POOL})")
     parser.add_argument("--training-cron", default=TRAINING[2], help=f"default: '{TRAINING[2]}'")
     parser.add_argument("--generation-cron", default=GENERATION[2], help=f"default: '{GENERATION[2]}'")
+    parser.add_argument("--concurrency", type=positive, default=CONCURRENCY,
+                        help=f"runs of one deployment at once, each in a workspace of its own; more wait "
+                             f"for a slot (default: {CONCURRENCY})")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     if not (repo / "dvc.yaml").is_file():
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     check_server(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value())
     ensure_work_pool(args.pool)
     try:
-        deploy(repo, args.pool, args.training_cron, args.generation_cron)
+        deploy(repo, args.pool, args.training_cron, args.generation_cron, args.concurrency)
     except ValueError as error:  # a cron Prefect cannot read
         raise SystemExit(f"deployments: {str(error).splitlines()[0]}") from None
     print(f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool})")

@@ -81,13 +81,6 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def dvc(repo: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StageFailed(f"{repo}: dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip()[-300:]}")
-    return result.stdout.strip()
-
-
 @dataclass(frozen=True)
 class Remote:
     name: str
@@ -109,6 +102,20 @@ def source_remote(repo: Path) -> Remote:
         section = config["remote"][name]
         return Remote(name, str(section.get("endpointurl") or section["url"]), section.get("port"),
                       str(dvc_repo.cache.local.path))
+
+
+def point_at(workspace: Path, remote: Remote) -> None:
+    """The workspace's local DVC config (`.dvc/config.local`, beside the source's keys copied
+    there): the source's remote as its default and the source's cache as its own, so the machine
+    keeps one copy of the data however many workspaces it holds. (DVC's Python API: three `dvc`
+    commands would cost three interpreter starts per run.)"""
+    from dvc.config import Config
+
+    with Config(dvc_dir=str(workspace / ".dvc")).edit("local") as config:
+        if urlparse(remote.address).scheme in ("", "file"):  # a folder: the same one, wherever the workspace is
+            config["remote"].setdefault(remote.name, {})["url"] = remote.address
+        config["core"]["remote"] = remote.name
+        config["cache"]["dir"] = remote.cache
 
 
 def check_remote(remote: Remote) -> None:
@@ -163,10 +170,7 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
     path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
     try:
         commit, left_out = copy_source(source, path)
-        if urlparse(remote.address).scheme in ("", "file"):  # a folder: the same one, wherever the workspace is
-            dvc(path, "remote", "add", "--local", "--force", remote.name, remote.address)
-        dvc(path, "remote", "default", "--local", remote.name)
-        dvc(path, "cache", "dir", "--local", remote.cache)  # one copy of the data per machine
+        point_at(path, remote)
         params = path / "params.yaml"
         changed = apply_preset(params, path / "presets" / f"{preset}.yaml") if preset else []
         if applied:
@@ -175,7 +179,10 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
             # The run's params differ from the commit by design (recorded as the run's overrides),
             # so they do not make the registered version `git_dirty`.
             git(path, "update-index", "--skip-worktree", "params.yaml")
-        env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True)}
+        env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True),
+               # The stages run the workspace's code, the code DVC hashes, not the code of the checkout
+               # the environment was installed from (an editable install points there).
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))}
         uri = tracking_uri(source, path)
         if uri:
             env["MLFLOW_TRACKING_URI"] = uri
@@ -215,8 +222,19 @@ def copy_source(source: Path, path: Path) -> tuple[str, bool]:
     return commit, left_out
 
 
-def stage_commands(stage: str) -> list[list[str]]:
-    """Run one stage in a workspace: restored from the remote when its command, deps and params
-    match a run anywhere (run-cache), else run; then what it made goes to the remote."""
-    return [[sys.executable, "-m", "dvc", "repro", "--pull", "--single-item", stage],
-            [sys.executable, "-m", "dvc", "push", "--run-cache", stage]]
+def stage_command(stage: str) -> list[str]:
+    """The process that runs one stage in a workspace (its folder as the working directory)."""
+    return [sys.executable, "-m", "mlproject.workspace", stage]
+
+
+def repro_and_push(stage: str) -> int:
+    """The stage restored from the remote when its command, deps and params match a run anywhere
+    (run-cache), else run; then what it made, and its run-cache entry, go to the remote. DVC's own
+    commands, in one process: `dvc repro --pull --single-item STAGE`, `dvc push --run-cache STAGE`."""
+    from dvc.cli import main as dvc
+
+    return dvc(["repro", "--pull", "--single-item", stage]) or dvc(["push", "--run-cache", stage])
+
+
+if __name__ == "__main__":
+    sys.exit(repro_and_push(sys.argv[1]))

@@ -18,7 +18,7 @@ from prefect.states import Completed
 
 from mlproject.config import load_params
 from mlproject.fileio import read_json
-from mlproject.workspace import Workspace, open_workspace, stage_commands
+from mlproject.workspace import Workspace, open_workspace, stage_command
 
 
 @task(task_run_name="{stage}")
@@ -32,18 +32,17 @@ def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None) -> s
            "MLPROJECT_FLOW_RUN_ID": runtime.flow_run.id or "", "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
            **(env or {})}
     skipped = False
-    for command in stage_commands(stage):
-        process = subprocess.Popen(command, cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
-        last_lines = deque(maxlen=10)
-        for line in process.stdout:
-            logger.info(line.rstrip())
-            last_lines.append(line.rstrip())
-            skipped = skipped or any(f"Stage '{stage}' {words}" in line for words in SKIPPED)
-        if process.wait() != 0:
-            # The state message is what the UI shows of a failed task: its last words, not just a status.
-            tail = " | ".join(line for line in last_lines if line.strip())
-            raise RuntimeError(f"stage {stage} failed ({' '.join(command[2:4])} exit status {process.returncode}): {tail}")
+    process = subprocess.Popen(stage_command(stage), cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    last_lines = deque(maxlen=10)
+    for line in process.stdout:
+        logger.info(line.rstrip())
+        last_lines.append(line.rstrip())
+        skipped = skipped or any(f"Stage '{stage}' {words}" in line for words in SKIPPED)
+    if process.wait() != 0:
+        # The state message is what the UI shows of a failed task: its last words, not just a status.
+        tail = " | ".join(line for line in last_lines if line.strip())
+        raise RuntimeError(f"stage {stage} failed (exit status {process.returncode}): {tail}")
     if skipped:
         return Completed(name="Skipped", message="unchanged inputs, params and code, or restored from the "
                          "DVC remote's run-cache", data="skipped")

@@ -1,6 +1,9 @@
 """Register and promote against a real MLflow store in a SQLite file."""
 
+import json
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import mlflow
@@ -219,3 +222,65 @@ def test_a_lost_training_run_is_registered_under_one_stand_in_however_often_regi
     assert again["version"] == first["version"] == "1" and again["registered_before"]
     assert again["run_id"] == first["run_id"] != lost
     assert MlflowClient().get_run(first["run_id"]).data.tags["stands_for_run"] == lost
+
+
+def test_two_promotes_at_once_end_with_the_better_champion_and_the_other_challenger(workdir, bundles):
+    """Two runs finish together: both promote commands start while another promotion holds the
+    lock, both wait for it (neither decides on a champion the other is about to replace), and when
+    it is released the better model is champion and the worse challenger, whichever went first."""
+    import os
+    import subprocess
+    import sys
+
+    from mlproject.tracking.promotion import LOCK_SUFFIX
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(streams=8)
+    runs = {}
+    for which in ("untrained", "trained"):  # registered in this order: versions 1 and 2
+        run_dir = workdir / which
+        shutil.copytree(workdir / "data", run_dir / "data")
+        (run_dir / "params.yaml").write_text(yaml.safe_dump(params))
+        paths = paths_in(run_dir, model_dir=bundles / which)
+        evaluate(EVALUATE, 1, paths)
+        with mlflow.start_run() as run:
+            pass
+        runs[which] = (run_dir, register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})["version"])
+    client = MlflowClient()
+    lock = f"{NAME}{LOCK_SUFFIX}"
+    # Held as a living process on this machine holds it: by this test's own process.
+    client.create_registered_model(lock, tags={"holder": json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                                     "since": time.time()})})
+    promotes = {which: subprocess.Popen([sys.executable, "-m", "mlproject.cli", "promote"], cwd=run_dir,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
+                for which, (run_dir, _) in runs.items()}
+    try:
+        for process in promotes.values():
+            said = []
+            while not (said and said[-1].startswith(f"promote: waiting for the promotion lock {lock}")):
+                said.append(process.stdout.readline())
+                assert said[-1], "".join(said)  # it ended without waiting
+        assert not any((run_dir / "reports" / "promotion.json").exists() for run_dir, _ in runs.values())
+        assert "champion" not in client.get_registered_model(NAME).aliases
+        client.delete_registered_model(lock)
+        outputs = {which: process.communicate(timeout=120)[0] for which, process in promotes.items()}
+    finally:
+        for process in promotes.values():
+            process.kill()
+    assert all(process.returncode == 0 for process in promotes.values()), outputs
+    assert champion() == runs["trained"][1]
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == runs["untrained"][1]
+    assert [m.name for m in client.search_registered_models()] == [NAME]  # the lock is gone
+
+
+def test_a_promotion_lock_left_by_a_dead_process_is_taken(workdir, bundles):
+    import subprocess
+
+    from mlproject.tracking.promotion import LOCK_SUFFIX
+
+    dead = subprocess.Popen(["true"])  # a process id no one holds any more
+    dead.wait()
+    MlflowClient().create_registered_model(f"{NAME}{LOCK_SUFFIX}", tags={"holder": json.dumps(
+        {"host": socket.gethostname(), "pid": dead.pid, "since": time.time()})})
+    assert register_and_promote(workdir, bundles, "trained")["decision"] == "promoted"
+    assert [m.name for m in MlflowClient().search_registered_models()] == [NAME]

@@ -147,46 +147,54 @@ def test_the_one_command_starts_every_server_and_kill_stops_them_all():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_deployed_training_runs_from_the_cli_fires_on_schedule_and_never_overlaps(team):
+def test_two_deployed_training_runs_at_once_end_with_the_better_champion_then_the_schedule_reruns_nothing(team):
     servers, project, env = team
-    # Every minute, so the scheduler must create a run while the triggered one still works.
-    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project), "--training-cron", "* * * * *"],
-                   ROOT, env)
+    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project)], ROOT, env)
     assert "deployed training/weekly" in deployed.stdout and "deployed batch-generation/daily" in deployed.stdout
+    assert "up to 2 runs at once" in deployed.stdout
 
-    triggered = cli(["prefect", "deployment", "run", "training/weekly"], project, env)
-    assert wait_for_flow_run(triggered_run_id(triggered.stdout)).state.is_completed()
-    # A scheduled run completes too (before or after the triggered one: they queue for one slot).
-    deadline = time.monotonic() + 150
+    # Two people train two settings at once from the Prefect CLI: each run in its own workspace.
+    triggered = [cli(["prefect", "deployment", "run", "training/weekly", *extra], project, env)
+                 for extra in ([], ["--param", 'values=["train.epochs=1"]'])]
+    both = [wait_for_flow_run(triggered_run_id(t.stdout), seconds=420) for t in triggered]
+    assert all(run.state.is_completed() for run in both), [(r.name, r.state.message) for r in both]
+    (start_a, end_a), (start_b, end_b) = ((r.start_time, r.end_time) for r in both)
+    assert start_a < end_b and start_b < end_a, "the two runs did not overlap"
+    # Both trained and promoted; whichever promoted first, the better is champion, the other challenger.
+    mlflow = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)
+    versions = {v.tags["prefect_flow_run_id"]: v for v in mlflow.search_model_versions("name = 'text-generator'")}
+    assert set(versions) == {str(r.id) for r in both}
+    better, worse = sorted(versions.values(), key=lambda v: float(v.tags["bits_per_byte"]))
+    assert float(better.tags["bits_per_byte"]) < float(worse.tags["bits_per_byte"])
+    assert mlflow.get_model_version_by_alias("text-generator", "champion").version == better.version
+    assert mlflow.get_model_version_by_alias("text-generator", "challenger").version == worse.version
+    trained = better.tags["prefect_flow_run_id"]
+
+    # The schedule (every minute now) fires a run of the committed params: all restored, none rerun.
+    cli(["python", "-m", "flows.deployments", "--repo", str(project), "--training-cron", "* * * * *"], ROOT, env)
+    deadline = time.monotonic() + 200
     while not any(r.auto_scheduled and r.state.is_completed() for r in runs_of("weekly")):
         assert time.monotonic() < deadline, [(r.name, r.state.name) for r in runs_of("weekly")]
         time.sleep(3)
     cli(["prefect", "deployment", "schedule", "clear", "training/weekly", "--accept-yes"], project, env)
-
-    finished = [r for r in runs_of("weekly") if r.state.is_completed()]
-    spans = sorted((r.start_time, r.end_time) for r in finished)
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
-    # The first run trained; the next found nothing changed; each published what a person reads.
-    outcomes = {r.id: task_runs_and_artifacts(r.id) for r in finished}
-    [trained] = [i for i, (tasks, _) in outcomes.items() if {tasks[stage] for stage in STAGES} == {"Completed"}]
-    assert all({tasks[stage] for stage in STAGES} == {"Skipped"} for i, (tasks, _) in outcomes.items() if i != trained)
+    [scheduled, *_] = [r for r in runs_of("weekly") if r.auto_scheduled and r.state.is_completed()]
+    outcomes = {r.id: task_runs_and_artifacts(r.id) for r in [*both, scheduled]}
+    assert all(outcomes[r.id][0]["train"] == "Completed" for r in both)
+    assert {outcomes[scheduled.id][0][stage] for stage in STAGES} == {"Skipped"}, outcomes[scheduled.id][0]
     assert all({"run-params", "scrape-report", "validation-metrics", "promotion", "mlflow"} <= artifacts
                for _, artifacts in outcomes.values())
 
-    # Both URIs: a bare MlflowClient reads the registry of whatever store this process last pointed at.
-    mlflow = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)
     [training_run] = mlflow.search_runs(mlflow.get_experiment_by_name("text-generation").experiment_id,
                                         f"tags.prefect_flow_run_id = '{trained}'")
     assert training_run.data.tags["prefect_flow_run_url"].endswith(f"/flow-run/{trained}")
     assert "validation_bits_per_byte" in training_run.data.metrics
-    champion = mlflow.get_model_version_by_alias("text-generator", "champion")
-    assert champion.run_id == training_run.info.run_id and champion.tags["prefect_flow_run_id"] == str(trained)
+    assert better.run_id == training_run.info.run_id
     # Each run worked in a workspace of its own and kept what it made in the DVC remote and MLflow:
     # the worker's checkout is as the commit left it, and the run's dvc.lock is with its MLflow run.
-    assert champion.tags["git_dirty"] == "false"
+    assert better.tags["git_dirty"] == "false"
     assert not (project / "dvc.lock").exists() and not (project / "models").exists()
     assert git(project, "status", "--porcelain", "--untracked-files=no").stdout == ""
-    assert len(list((servers.state_dir / "runs").iterdir())) >= len(finished)
+    assert len(list((servers.state_dir / "runs").iterdir())) >= 3
     assert (project / "dvc-remote" / "runs").is_dir()  # DVC's run-cache, for the next workspace
     assert [a.path for a in mlflow.list_artifacts(training_run.info.run_id, f"flow-runs/{trained}")] == \
         [f"flow-runs/{trained}/dvc.lock"]

@@ -17,7 +17,7 @@ import yaml
 
 from mlproject.cli import STAGES
 from mlproject.config import ConfigError, StageFailed
-from mlproject.workspace import RUNS_DIR, open_workspace, stage_commands
+from mlproject.workspace import RUNS_DIR, open_workspace, stage_command
 from tests.conftest import BIN, ROOT, git, run
 
 
@@ -46,6 +46,9 @@ def test_a_runs_params_apply_in_its_own_workspace_and_never_in_the_checkout(proj
     assert git(first.path, "status", "--porcelain", "--untracked-files=no").stdout == ""
     assert '"epochs": 1' in first.env["MLPROJECT_RUN_OVERRIDES"]
     assert first.env["MLFLOW_TRACKING_URI"] == f"sqlite:///{project / 'mlflow.db'}"  # the checkout's store
+    # Its stages run its own code (the commit DVC hashes), not that of the installed checkout.
+    ran = run(["python", "-c", "import mlproject.cli; print(mlproject.cli.__file__)"], runs, env=first.env)
+    assert ran.stdout.strip() == str(first.path / "mlproject" / "cli.py")
 
 
 def workspaces(runs) -> list:
@@ -67,11 +70,10 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
     def pipeline(workspace) -> str:
         printed = []
         for stage in STAGES:
-            for command in stage_commands(stage):
-                result = subprocess.run(command, cwd=workspace.path, env={**env, **workspace.env},
-                                        text=True, capture_output=True)
-                assert result.returncode == 0, f"{stage}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
-                printed.append(result.stdout)
+            result = subprocess.run(stage_command(stage), cwd=workspace.path, env={**env, **workspace.env},
+                                    text=True, capture_output=True)
+            assert result.returncode == 0, f"{stage}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+            printed.append(result.stdout)
         return "".join(printed)
 
     def made(workspace) -> dict[str, str]:
