@@ -1,5 +1,6 @@
 """The scheduled deployments: training every week, batch generation every day, both run by a
-worker of a process work pool in this repository's folder (`make servers` starts one).
+worker of the CPU work pool; and the training stages that want a GPU (`train.runner`), run by a
+worker of the GPU pool (`make servers` starts one of each, as processes).
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deployments
 
@@ -20,10 +21,12 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.exceptions import ObjectNotFound
 
-from infra.servers import WORK_POOL
+from infra.servers import GPU_POOL, WORK_POOL
+from tasks.stages import GPU_DEPLOYMENT
 
 TRAINING = ("flows/training.py:training_flow", "weekly", "0 3 * * 1")  # Mondays 03:00
 GENERATION = ("flows/generation.py:generation_flow", "daily", "0 6 * * *")  # every day 06:00
+STAGES_ON_GPU = "flows/training.py:training_stages_flow"  # started by training runs, never scheduled
 # Each run works in a workspace of its own (mlproject.workspace) and promotions take a lock in the
 # registry, so runs of one deployment may overlap; more than this many queue for a slot.
 CONCURRENCY = 2
@@ -55,8 +58,9 @@ def ensure_work_pool(name: str) -> None:
             print(f"created work pool {name} (process); start a worker: prefect worker start --pool {name}")
 
 
-def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str, concurrency: int = CONCURRENCY) -> list[str]:
-    """Create (or update) both deployments; their names as `flow/deployment`."""
+def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str, concurrency: int = CONCURRENCY,
+           gpu_pool: str = GPU_POOL, gpu_repo: Path | None = None) -> list[str]:
+    """Create (or update) the deployments; their names as `flow/deployment`."""
     names = []
     limit = ConcurrencyLimitConfig(limit=concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     for (entrypoint, name, _), cron in ((TRAINING, training_cron), (GENERATION, generation_cron)):
@@ -66,6 +70,14 @@ def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str, conc
         names.append(f"{flow.name}/{name}")
         print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
               f"runs cloned from {repo}")
+    gpu_repo = gpu_repo or repo
+    flow = Flow.from_source(source=str(gpu_repo), entrypoint=STAGES_ON_GPU)
+    name = GPU_DEPLOYMENT.split("/")[1]
+    flow.deploy(name=name, work_pool_name=gpu_pool, parameters={"repo_dir": str(gpu_repo)}, build=False, push=False,
+                print_next_steps=False)
+    names.append(f"{flow.name}/{name}")
+    print(f"deployed {flow.name}/{name}: pool {gpu_pool}, train and evaluate of the training runs that want a "
+          f"GPU (train.runner), in workspaces cloned from {gpu_repo}")
     return names
 
 
@@ -79,11 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flows.deployments",
         description="Create the training (weekly) and batch-generation (daily) deployments on the Prefect "
-                    "server at PREFECT_API_URL, in a process work pool that runs them in --repo.")
+                    "server at PREFECT_API_URL, in a process work pool that runs them from --repo, and "
+                    f"{GPU_DEPLOYMENT}, which runs the train and evaluate stages of the training runs that "
+                    "want a GPU (train.runner) in the GPU pool.")
     parser.add_argument("--repo", default=".", help="the checkout whose commit each run clones into a "
                         "workspace of its own (default: here)")
     parser.add_argument("--pool", default=WORK_POOL, help=f"work pool, created as a process pool if missing "
                                                          f"(default: {WORK_POOL})")
+    parser.add_argument("--gpu-pool", default=GPU_POOL, help=f"work pool of the training stages that want a GPU, "
+                        f"created as a process pool if missing (default: {GPU_POOL})")
+    parser.add_argument("--gpu-repo", help="the checkout the GPU pool's runs clone (default: --repo); it must "
+                        "hold the training runs' commits")
     parser.add_argument("--training-cron", default=TRAINING[2], help=f"default: '{TRAINING[2]}'")
     parser.add_argument("--generation-cron", default=GENERATION[2], help=f"default: '{GENERATION[2]}'")
     parser.add_argument("--concurrency", type=positive, default=CONCURRENCY,
@@ -93,15 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     repo = Path(args.repo).resolve()
     if not (repo / "dvc.yaml").is_file():
         raise SystemExit(f"deployments: --repo {args.repo}: no dvc.yaml there; point it at a clone of this project")
+    gpu_repo = Path(args.gpu_repo).resolve() if args.gpu_repo else repo
+    if not (gpu_repo / "dvc.yaml").is_file():
+        raise SystemExit(f"deployments: --gpu-repo {args.gpu_repo}: no dvc.yaml there; point it at a clone of this project")
     from prefect.settings import PREFECT_API_URL
 
     check_server(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value())
     ensure_work_pool(args.pool)
+    ensure_work_pool(args.gpu_pool)
     try:
-        deploy(repo, args.pool, args.training_cron, args.generation_cron, args.concurrency)
+        deploy(repo, args.pool, args.training_cron, args.generation_cron, args.concurrency, args.gpu_pool, gpu_repo)
     except ValueError as error:  # a cron Prefect cannot read
         raise SystemExit(f"deployments: {str(error).splitlines()[0]}") from None
-    print(f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool})")
+    print(f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool}, and one "
+          f"pool {args.gpu_pool} for the runs that want a GPU)")
     return 0
 
 

@@ -1,5 +1,5 @@
 """The training flow: every pipeline stage as a Prefect task, run through DVC in order, in a
-workspace of the run's own.
+workspace of the run's own; train and evaluate on the GPU work pool where `train.runner` says so.
 
 Run it with `make flow` or `python -m flows.training`; deployed with a weekly schedule by
 `flows/deployments.py`; watch it in the Prefect UI.
@@ -13,8 +13,9 @@ import sys
 from prefect import flow, runtime
 
 from mlproject.cli import STAGES
-from tasks.stages import (open_run_workspace, publish_links, publish_metrics, publish_params, publish_promotion,
-                          publish_scrape_report, record_run, run_stage)
+from tasks.stages import (GPU_STAGES, gpu_deployment, open_run_workspace, publish_links, publish_metrics,
+                          publish_params, publish_promotion, publish_scrape_report, record_run, run_elsewhere,
+                          run_stage)
 
 # The web fails transiently; the other stages fail for reasons a retry does not mend.
 RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
@@ -24,23 +25,48 @@ RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
 def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | None = None,
                   sources: list[dict] | None = None, prompts_file: str | None = None,
                   values: list[str] | None = None) -> dict:
-    """The run's workspace and each stage's outcome ('ran', or 'skipped': unchanged or restored
-    from the DVC remote). The run clones `repo_dir`'s commit into a workspace of its own; a preset
-    (from presets/), `epochs`, the corpus `sources`, the `prompts_file` and `values`
-    (section.key=value) override its params.yaml there only."""
-    workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", preset, values,
-                                   epochs, sources, prompts_file)
+    """The run's workspace and each stage's outcome ('ran'; 'skipped': unchanged or restored from
+    the DVC remote; 'restored': run on the GPU pool, then restored here). The run clones `repo_dir`'s
+    commit into a workspace of its own; a preset (from presets/), `epochs`, the corpus `sources`,
+    the `prompts_file` and `values` (section.key=value) override its params.yaml there only."""
+    overrides = {"preset": preset, "epochs": epochs, "sources": sources, "prompts_file": prompts_file,
+                 "values": values}
+    workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", **overrides)
     publish_params(workspace.changed)
-    # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
-    outcomes = {stage: RUNNERS.get(stage, run_stage)(stage, str(workspace.path), workspace.env,
-                                                     return_state=True).result()
-                for stage in STAGES}
+    elsewhere = gpu_deployment(str(workspace.path))
+    outcomes, ran_in = {}, None
+    for stage in STAGES:
+        if elsewhere and stage == GPU_STAGES[0]:
+            # Those stages run there (in a workspace of that worker's), then come back here
+            # through the DVC remote's run-cache, like any stage a run made before.
+            ran_in = run_elsewhere(elsewhere, workspace, overrides)
+        placed = elsewhere and stage in GPU_STAGES
+        runner = RUNNERS.get(stage, run_stage)
+        # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
+        outcomes[stage] = runner(stage, str(workspace.path), workspace.env, ran_in if placed else None,
+                                 return_state=True).result()
     record_run(workspace)
     publish_scrape_report(str(workspace.path))
     publish_metrics(str(workspace.path))
     publish_promotion(str(workspace.path))
     publish_links(str(workspace.path), workspace.env.get("MLFLOW_TRACKING_URI"))
     return {"workspace": str(workspace.path), "commit": workspace.commit, "stages": outcomes}
+
+
+@flow(name="training-stages", log_prints=True)
+def training_stages_flow(repo_dir: str, commit: str, stages: list[str], lineage: dict[str, str],
+                         preset: str | None = None, epochs: int | None = None, sources: list[dict] | None = None,
+                         prompts_file: str | None = None, values: list[str] | None = None) -> dict:
+    """Some stages of a training run, on the work pool this flow is deployed to (the GPU's): in a
+    workspace of this worker's own at the run's `commit` and overrides. The stages before them
+    are restored from the DVC remote; these run and go to it, where the training run picks them
+    up. `lineage` is the training run's id, page and MLflow store, for the runs these stages log."""
+    workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training-stages", preset=preset,
+                                   epochs=epochs, sources=sources, prompts_file=prompts_file, values=values,
+                                   commit=commit)
+    env = {**workspace.env, **lineage}
+    return {stage: run_stage(stage, str(workspace.path), env, return_state=True).result()
+            for stage in STAGES[:STAGES.index(stages[-1]) + 1]}
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from pathlib import Path
 from mlproject.workspace import RUNS_DIR
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15 (make servers installs it)
-WORK_POOL = "mlproject"  # the process work pool the deployments run in (flows/deployments.py)
+# The work pools the deployments run in (flows/deployments.py): every flow on the CPU pool, and
+# a training run's train and evaluate stages on the GPU pool where `train.runner` says so.
+WORK_POOL, GPU_POOL = "cpu", "gpu"
 BIN = Path(sys.executable).parent
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
          "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -37,7 +39,7 @@ def prefect_command(port: int, host: str = "127.0.0.1") -> list[str]:
     return ["prefect", "server", "start", "--host", host, "--port", str(port)]
 
 
-def worker_command(pool: str = WORK_POOL) -> list[str]:
+def worker_command(pool: str) -> list[str]:
     """A worker that runs the deployments' flow runs as local processes."""
     return ["prefect", "worker", "start", "--pool", pool, "--type", "process"]
 
@@ -183,7 +185,8 @@ class Servers:
         return process
 
     def start(self, worker_dir: Path | None = None) -> None:
-        """Start everything, each ready before the next; with `worker_dir`, a worker runs flows there."""
+        """Start everything, each ready before the next; with `worker_dir`, a worker of the CPU pool
+        there and one of the GPU pool in a folder of its own (on one machine both are processes)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.postgres.start()
         for database in ("mlflow", "prefect"):
@@ -199,13 +202,18 @@ class Servers:
         wait_for(f"{self.prefect_api_url}/health", "the Prefect server", 180, prefect)
         wait_for(f"{self.mlflow_url}/health", "the MLflow server", 180, mlflow)
         if worker_dir is not None:
-            self.start_worker(worker_dir)
+            self.start_worker(WORK_POOL, worker_dir, "runs")
+            gpu_dir = self.state_dir / "gpu-worker"
+            gpu_dir.mkdir(exist_ok=True)
+            self.start_worker(GPU_POOL, gpu_dir, "runs-gpu")
 
-    def start_worker(self, workdir: Path) -> subprocess.Popen:
-        # Each flow run clones `workdir`'s commit into a workspace of its own under runs/.
-        return self.spawn("worker", worker_command(), {**self.client_environment(),
-                                                       "PREFECT_HOME": str(self.state_dir / "worker-home"),
-                                                       RUNS_DIR: str(self.state_dir / "runs")},
+    def start_worker(self, pool: str, workdir: Path, runs: str) -> subprocess.Popen:
+        # Each flow run clones its checkout's commit into a workspace of its own under `runs`; the
+        # two workers share nothing on disk but the DVC remote the checkout names.
+        name = "worker" if pool == WORK_POOL else f"{pool}-worker"
+        return self.spawn(name, worker_command(pool), {**self.client_environment(),
+                                                       "PREFECT_HOME": str(self.state_dir / f"{name}-home"),
+                                                       RUNS_DIR: str(self.state_dir / runs)},
                           cwd=workdir)
 
     def stop(self) -> None:
@@ -227,8 +235,9 @@ class Servers:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.servers",
-        description="Start PostgreSQL, an MLflow server and a Prefect server on it, and a Prefect worker "
-                    "running flows in this folder; Ctrl-C stops them all. State and logs in --state.")
+        description="Start PostgreSQL, an MLflow server and a Prefect server on it, a Prefect worker "
+                    f"of pool {WORK_POOL} running flows from this folder and one of pool {GPU_POOL}; Ctrl-C stops "
+                    "them all. State and logs in --state.")
     parser.add_argument("--state", default=".servers", help="folder for the database, artifacts and logs")
     parser.add_argument("--postgres-port", type=int, default=5433)
     parser.add_argument("--mlflow-port", type=int, default=5000)
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Ready. In another shell:")
         for key, value in servers.client_environment().items():
             print(f"  export {key}={value}")
-        print(f"  make deployments             # the training and generation deployments, pool {WORK_POOL}")
+        print(f"  make deployments             # the training and generation deployments, pools {WORK_POOL} and {GPU_POOL}")
         print("  .venv/bin/prefect deployment run training/weekly")
         print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}   MLflow UI: {servers.mlflow_url}   "
               "Ctrl-C stops everything.", flush=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from mlproject.models import KINDS
+from mlproject.models import KINDS, WANT_A_GPU
 
 
 class ConfigError(ValueError):
@@ -186,6 +186,10 @@ class TrainConfig:
                       "preceding tokens (the lyrics model), predicting the token after it; finetune: a "
                       "pretrained transformers causal LM (base_model) fine-tuned; gpt: a small GPT "
                       "trained from scratch with its own byte-level BPE tokenizer", tuple(KINDS))
+    runner: str = param("auto", "where a deployed training flow runs train and evaluate: gpu, the GPU work "
+                        f"pool (a run fails when none is deployed); cpu, the CPU pool with the other stages; "
+                        f"auto, gpu for {' and '.join(WANT_A_GPU)} when a GPU pool has a worker, else cpu. "
+                        "dvc repro and make flow run every stage where they are", ("auto", "cpu", "gpu"))
     cell: str = param("gru", "recurrent cell", ("gru", "lstm"))
     layers: int = param(1, "stacked layers: recurrent, or gpt's transformer blocks", minimum=1, maximum=8)
     units: int = param(256, "units per recurrent layer", minimum=1)

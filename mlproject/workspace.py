@@ -158,10 +158,11 @@ def tracking_uri(source: Path, workspace: Path) -> str | None:
 
 
 def open_workspace(source: str | Path, name: str, preset: str | None = None, values: list[str] | None = None,
-                   **named) -> Workspace:
-    """A fresh checkout of `source`'s commit under runs_dir(), pointed at its DVC remote and cache,
-    with the preset, the named overrides (`overrides`) and `values` (key=value) applied to its
-    params.yaml. Bad params or an unreachable remote fail here, in one line, before any stage."""
+                   commit: str | None = None, **named) -> Workspace:
+    """A fresh checkout of `source`'s last commit (or `commit`) under runs_dir(), pointed at its
+    DVC remote and cache, with the preset, the named overrides (`overrides`) and `values`
+    (key=value) applied to its params.yaml. Bad params or an unreachable remote fail here, in one
+    line, before any stage."""
     source = Path(source).resolve()
     applied = merged(overrides(**named), parse_assignments(values or []))
     remote = source_remote(source)
@@ -169,7 +170,7 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
     runs_dir().mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
     try:
-        commit, left_out = copy_source(source, path)
+        commit, left_out = copy_source(source, path, commit)
         point_at(path, remote)
         params = path / "params.yaml"
         changed = apply_preset(params, path / "presets" / f"{preset}.yaml") if preset else []
@@ -198,15 +199,24 @@ NOT_SOURCES = {".git", ".venv", "data", "models", "reports", "outputs", "mlruns"
                "gx", ".prefect", ".servers", "dvc-remote", "dvc.lock", ".dvc/cache", ".dvc/tmp"}
 
 
-def copy_source(source: Path, path: Path) -> tuple[str, bool]:
-    """`source`'s last commit (a clone) into the empty folder `path`, with its remote's keys
-    (`.dvc/config.local`, which git leaves out); where `source` is no git repository, a copy of
-    its sources. Returns the commit ("unknown" without git) and whether changes were left out."""
+def copy_source(source: Path, path: Path, commit: str | None = None) -> tuple[str, bool]:
+    """`source`'s last commit, or `commit`, (a clone) into the empty folder `path`, with its
+    remote's keys (`.dvc/config.local`, which git leaves out); where `source` is no git
+    repository, a copy of its sources. Returns the commit ("unknown" without git) and whether
+    changes were left out."""
     if (source / ".git").exists():
-        commit = git(source, "rev-parse", "HEAD")
+        if commit and commit != "unknown":
+            try:
+                git(source, "cat-file", "-e", f"{commit}^{{commit}}")
+            except StageFailed:
+                raise StageFailed(f"{source}: no commit {commit[:10]} there; fetch it into this worker's "
+                                  "checkout (the run it works for was made from it)") from None
+            left_out = False
+        else:
+            commit = git(source, "rev-parse", "HEAD")
+            left_out = bool(git(source, "status", "--porcelain", "--untracked-files=no"))
         git(path, "clone", "--quiet", "--no-checkout", str(source), ".")
         git(path, "checkout", "--quiet", "--detach", commit)
-        left_out = bool(git(source, "status", "--porcelain", "--untracked-files=no"))
     else:
         commit, left_out = "unknown", False
         runs = runs_dir().resolve()

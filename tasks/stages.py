@@ -16,15 +16,18 @@ from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed
 
-from mlproject.config import load_params
+from infra.servers import GPU_POOL
+from mlproject.config import StageFailed, load_params
 from mlproject.fileio import read_json
+from mlproject.models import WANT_A_GPU
 from mlproject.workspace import Workspace, open_workspace, stage_command
 
 
 @task(task_run_name="{stage}")
-def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None) -> str:
+def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None, ran_in: str | None = None) -> str:
     """The stage in its run's workspace: restored from the DVC remote or run (`dvc repro --pull`),
-    then pushed with its run-cache; both commands' output streamed to the Prefect log."""
+    then pushed with its run-cache; the output streamed to the Prefect log. `ran_in`: the flow
+    run on another pool that ran it, so here it is restored."""
     logger = get_run_logger()
     # The stage commands (`mlproject ...`) live beside this interpreter, activated or not; the
     # flow run's id and page reach the MLflow run as tags (mlproject.tracking.registry).
@@ -43,10 +46,72 @@ def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None) -> s
         # The state message is what the UI shows of a failed task: its last words, not just a status.
         tail = " | ".join(line for line in last_lines if line.strip())
         raise RuntimeError(f"stage {stage} failed (exit status {process.returncode}): {tail}")
+    if skipped and ran_in:
+        return Completed(name="Restored", message=f"ran in {ran_in}; restored here from the DVC remote",
+                         data="restored")
     if skipped:
         return Completed(name="Skipped", message="unchanged inputs, params and code, or restored from the "
                          "DVC remote's run-cache", data="skipped")
     return "ran"
+
+
+# On the GPU pool when `train.runner` sends them there: evaluate scores with the model's framework
+# on the hardware it was trained on. They run there as the flow `training-stages`.
+GPU_STAGES = ("train", "evaluate")
+GPU_DEPLOYMENT = f"training-stages/{GPU_POOL}"
+
+
+def pool_with_a_worker(deployment: str) -> str | None:
+    """The work pool of `deployment` if it is deployed and a worker of that pool is online."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import WorkPoolStatus
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_deployment_by_name(deployment).work_pool_name
+        except ObjectNotFound:
+            return None
+        return pool if pool and client.read_work_pool(pool).status == WorkPoolStatus.READY else None
+
+
+@task
+def gpu_deployment(repo_dir: str) -> str | None:
+    """The deployment that runs GPU_STAGES of this run, or None to run every stage here."""
+    train = load_params(Path(repo_dir) / "params.yaml").train
+    logger = get_run_logger()
+    if train.runner == "cpu" or (train.runner == "auto" and train.kind not in WANT_A_GPU):
+        return None
+    if runtime.deployment.id is None:
+        logger.info(f"train.runner = {train.runner}: this run is not deployed, so every stage runs here")
+        return None
+    pool = pool_with_a_worker(GPU_DEPLOYMENT)
+    if pool is None and train.runner == "gpu":
+        raise StageFailed(f"train.runner = gpu: no worker serves the deployment {GPU_DEPLOYMENT} (deploy it with "
+                          f"python -m flows.deployments and start a worker of pool {GPU_POOL}), or set train.runner "
+                          "to cpu or auto")
+    if pool is None:
+        logger.info(f"train.runner = auto: no worker serves {GPU_DEPLOYMENT}, so {train.kind} trains here")
+        return None
+    logger.info(f"{', '.join(GPU_STAGES)} run on pool {pool} ({GPU_DEPLOYMENT}), the other stages here")
+    return GPU_DEPLOYMENT
+
+
+@task(task_run_name="{deployment}")
+def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> str:
+    """GPU_STAGES as a flow run of `deployment`, with this run's commit and overrides; what they
+    make reaches this run through the DVC remote. The flow run that ran them, in words."""
+    from prefect.deployments import run_deployment
+
+    lineage = {"MLPROJECT_FLOW_RUN_ID": str(runtime.flow_run.id or ""),
+               "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
+               **{k: v for k, v in workspace.env.items() if k == "MLFLOW_TRACKING_URI"}}
+    run = run_deployment(deployment, parameters={"commit": workspace.commit, "stages": list(GPU_STAGES),
+                                                 "lineage": lineage, **overrides}, timeout=None)
+    if not run.state.is_completed():
+        raise StageFailed(f"{', '.join(GPU_STAGES)} on {deployment}: flow run {run.name} ended "
+                          f"{run.state.name}: {run.state.message}")
+    return f"flow run {run.name} of {deployment} (pool {run.work_pool_name})"
 
 
 # What DVC prints of a stage it did not run: nothing changed here, or a run anywhere made it.
@@ -55,8 +120,9 @@ SKIPPED = ("didn't change, skipping", "is cached - skipping run")
 
 @task
 def open_run_workspace(repo_dir: str, name: str, preset: str | None, values: list[str] | None,
-                       epochs: int | None, sources: list[dict] | None, prompts_file: str | None) -> Workspace:
-    workspace = open_workspace(repo_dir, name, preset, values, epochs=epochs, sources=sources,
+                       epochs: int | None, sources: list[dict] | None, prompts_file: str | None,
+                       commit: str | None = None) -> Workspace:
+    workspace = open_workspace(repo_dir, name, preset, values, commit, epochs=epochs, sources=sources,
                                prompts_file=prompts_file)
     logger = get_run_logger()
     logger.info(f"workspace {workspace.path}: commit {workspace.commit[:10]} of {Path(repo_dir).resolve()}")

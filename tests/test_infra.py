@@ -17,7 +17,7 @@ import yaml
 from prefect.server.schemas.actions import validate_base_job_template
 from prefect.utilities.templating import apply_values, find_placeholders
 
-from infra.servers import QUIET, mlflow_command, postgres_url, prefect_command, worker_command
+from infra.servers import QUIET, WORK_POOL, mlflow_command, postgres_url, prefect_command, worker_command
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -100,7 +100,7 @@ def test_compose_services_run_the_commands_of_infra_servers():
     assert SERVICES["mlflow"]["command"] == mlflow_command(
         "postgresql+psycopg2://postgres:postgres@postgres:5432/mlflow", "s3://mlflow/artifacts", 5000, "0.0.0.0")
     assert SERVICES["prefect"]["command"] == prefect_command(4200, "0.0.0.0")
-    assert SERVICES["worker"]["command"] == worker_command()
+    assert SERVICES["worker"]["command"] == worker_command(WORK_POOL)
 
 
 def test_database_urls_are_postgres_url_with_the_password_of_the_postgres_service():

@@ -44,7 +44,9 @@ def cli(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> 
 
 @pytest.fixture(scope="module")
 def team():
-    """The servers and a worker serving a tiny project (with the flows' code, as a clone has it)."""
+    """The servers and two workers (pools cpu and gpu) serving a tiny project (with the flows' code,
+    as a clone has it); the GPU pool's runs clone another checkout of it, which shares only the DVC
+    remote (as a checkout on another machine would) and the servers."""
     # Not below pytest's private tmp folder: PostgreSQL's own user must be able to walk into it.
     root = Path(tempfile.mkdtemp(prefix="mlproject-team-"))
     root.chmod(0o755)
@@ -52,6 +54,10 @@ def team():
     copy_paths(FLOW_CODE, ROOT, project)
     git(project, "add", "-A")
     git(project, "commit", "-qm", "flows")
+    gpu_checkout = root / "gpu-checkout"
+    git(root, "clone", "-q", str(project), str(gpu_checkout))
+    git(gpu_checkout, "config", "user.email", "t@example.org")
+    cli(["dvc", "remote", "modify", "--local", "local", "url", str(project / "dvc-remote")], gpu_checkout, {})
     servers = Servers(root / "servers", free_port(), free_port(), free_port())
     try:
         servers.start(worker_dir=project)
@@ -60,7 +66,7 @@ def team():
         with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
             for key, value in env.items():
                 patch.setenv(key, value)
-            yield servers, project, env
+            yield servers, project, env, gpu_checkout
     finally:
         servers.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -100,6 +106,16 @@ def task_runs_and_artifacts(flow_run_id):
         runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *children]))
         return ({t.name: t.state.name for t in client.read_task_runs(flow_run_filter=runs)},
                 {a.key for a in client.read_artifacts(flow_run_filter=runs)})
+
+
+def tasks_of(flow_run_id) -> dict[str, str]:
+    """The state of each task run of this flow run itself (not of its subflows)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return {t.name: t.state.name for t in runs}
 
 
 def triggered_run_id(output: str) -> str:
@@ -147,19 +163,34 @@ def test_the_one_command_starts_every_server_and_kill_stops_them_all():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_deployed_training_runs_at_once_end_with_the_better_champion_then_the_schedule_reruns_nothing(team):
-    servers, project, env = team
-    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project)], ROOT, env)
+def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_with_the_better_champion(team):
+    servers, project, env, gpu_checkout = team
+    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project), "--gpu-repo", str(gpu_checkout)],
+                   ROOT, env)
     assert "deployed training/weekly" in deployed.stdout and "deployed batch-generation/daily" in deployed.stdout
-    assert "up to 2 runs at once" in deployed.stdout
+    assert "up to 2 runs at once" in deployed.stdout and "deployed training-stages/gpu: pool gpu" in deployed.stdout
 
-    # Two people train two settings at once from the Prefect CLI: each run in its own workspace.
+    # Two people train two settings at once from the Prefect CLI, each run in its own workspace;
+    # the second sends train and evaluate to the GPU pool (train.runner: gpu).
     triggered = [cli(["prefect", "deployment", "run", "training/weekly", *extra], project, env)
-                 for extra in ([], ["--param", 'values=["train.epochs=1"]'])]
-    both = [wait_for_flow_run(triggered_run_id(t.stdout), seconds=420) for t in triggered]
+                 for extra in ([], ["--param", 'values=["train.epochs=1", "train.runner=gpu"]'])]
+    both = [wait_for_flow_run(triggered_run_id(t.stdout), seconds=480) for t in triggered]
     assert all(run.state.is_completed() for run in both), [(r.name, r.state.message) for r in both]
     (start_a, end_a), (start_b, end_b) = ((r.start_time, r.end_time) for r in both)
     assert start_a < end_b and start_b < end_a, "the two runs did not overlap"
+    # The first ran every stage on the cpu worker. The second ran its data stages there, train and
+    # evaluate in a flow run on the gpu worker (its data restored from the remote), and got them
+    # back through the remote for register, promote and generate.
+    cpu_run, gpu_run = (tasks_of(r.id) for r in both)
+    assert (cpu_run["train"], cpu_run["evaluate"]) == ("Completed", "Completed"), cpu_run
+    assert (gpu_run["train"], gpu_run["evaluate"], gpu_run["register"]) == ("Restored", "Restored", "Completed"), gpu_run
+    [on_gpu] = runs_of("gpu")
+    assert on_gpu.work_pool_name == "gpu" and on_gpu.state.is_completed(), on_gpu.state.message
+    assert on_gpu.parameters["commit"] == git(project, "rev-parse", "HEAD").stdout.strip()
+    stages_there = tasks_of(on_gpu.id)
+    assert (stages_there["train"], stages_there["evaluate"]) == ("Completed", "Completed"), stages_there
+    assert {stages_there[stage] for stage in ("scrape", "validate", "tokenize")} == {"Skipped"}, stages_there
+    assert not {"register", "promote", "generate"} & set(stages_there)
     # Both trained and promoted; whichever promoted first, the better is champion, the other challenger.
     mlflow = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)
     versions = {v.tags["prefect_flow_run_id"]: v for v in mlflow.search_model_versions("name = 'text-generator'")}
@@ -179,8 +210,7 @@ def test_two_deployed_training_runs_at_once_end_with_the_better_champion_then_th
     cli(["prefect", "deployment", "schedule", "clear", "training/weekly", "--accept-yes"], project, env)
     [scheduled, *_] = [r for r in runs_of("weekly") if r.auto_scheduled and r.state.is_completed()]
     outcomes = {r.id: task_runs_and_artifacts(r.id) for r in [*both, scheduled]}
-    assert all(outcomes[r.id][0]["train"] == "Completed" for r in both)
-    assert {outcomes[scheduled.id][0][stage] for stage in STAGES} == {"Skipped"}, outcomes[scheduled.id][0]
+    assert {tasks_of(scheduled.id)[stage] for stage in STAGES} == {"Skipped"}, tasks_of(scheduled.id)
     assert all({"run-params", "scrape-report", "validation-metrics", "promotion", "mlflow"} <= artifacts
                for _, artifacts in outcomes.values())
 
@@ -200,11 +230,25 @@ def test_two_deployed_training_runs_at_once_end_with_the_better_champion_then_th
         [f"flow-runs/{trained}/dvc.lock"]
 
 
+def test_a_run_that_wants_the_gpu_pool_when_none_is_deployed_fails_in_one_line_before_training(team):
+    _, project, env, _ = team
+    if not runs_of("gpu"):
+        pytest.fail("needs the deployments (run the whole module)")
+    cli(["prefect", "deployment", "delete", "training-stages/gpu"], project, env)
+    triggered = cli(["prefect", "deployment", "run", "training/weekly", "--param", 'values=["train.runner=gpu"]'],
+                    project, env)
+    run = wait_for_flow_run(triggered_run_id(triggered.stdout))
+    assert run.state.is_failed()
+    message = run.state.message
+    assert "train.runner = gpu: no worker serves the deployment training-stages/gpu" in message and "\n" not in message
+    assert "scrape" not in tasks_of(run.id)
+
+
 def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browser_page):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
-    _, _, env = team
+    _, _, env, *_ = team
     completed = [r for r in runs_of("weekly") if r.state.is_completed()]
     if not completed:
         pytest.fail("needs a completed run of the deployed training (run the whole module)")
@@ -231,7 +275,7 @@ def test_scrape_task_retries_transient_failures():
 
 
 def test_generation_deployment_works_after_a_postgres_restart(team):
-    servers, project, env = team
+    servers, project, env, *_ = team
     if not any(r.state.is_completed() for r in runs_of("weekly")):
         pytest.fail("needs the champion of the deployed training run (run the whole module)")
     servers.postgres.restart()
@@ -261,7 +305,7 @@ def dask_worker_pids() -> list[int]:
 
 
 def test_a_dask_worker_killed_mid_batch_loses_and_duplicates_no_prompt(team):
-    servers, project, _ = team
+    servers, project, *_ = team
     from flows.generation import generation_flow
 
     # Distinct prompts, so a lost or doubled one shows in the order.

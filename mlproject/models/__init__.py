@@ -12,3 +12,5 @@ KINDS = {
     "finetune": "mlproject.models.transformers_lm.pretrained:FineTunedLM",
     "gpt": "mlproject.models.transformers_lm.scratch:ScratchGPT",
 }
+# The kinds `train.runner: auto` sends to a GPU work pool when a deployed training run has one.
+WANT_A_GPU = ("finetune", "gpt")
