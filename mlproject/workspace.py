@@ -27,6 +27,9 @@ from mlproject.config import ConfigError, StageFailed, load_params
 RUNS_DIR = "MLPROJECT_RUNS_DIR"  # where workspaces are made; the worker names it
 OVERRIDES = "MLPROJECT_RUN_OVERRIDES"  # the run's overrides, for the MLflow runs its stages make
 REMOTE_TIMEOUT = 5.0  # seconds a network remote has to accept a connection
+# A runner's DVC remote (a URL, or a folder), over the default remote of the checkout it clones:
+# how a worker on another machine, or a Kubernetes job, is pointed at the team's remote.
+RUNNER_REMOTE = "MLPROJECT_DVC_REMOTE"
 
 
 @dataclass(frozen=True)
@@ -87,21 +90,27 @@ class Remote:
     address: str  # its URL (a local folder made absolute), or an object store's endpoint
     port: int | None  # an SSH remote's `port` option
     cache: str  # the checkout's DVC cache folder, which its workspaces share
+    url: str | None = None  # set in each workspace (a folder made absolute, or the runner's remote)
 
 
 def source_remote(repo: Path) -> Remote:
-    """The checkout's default DVC remote and its cache folder."""
+    """The checkout's default DVC remote (or the runner's, MLPROJECT_DVC_REMOTE) and its cache folder."""
     from dvc.repo import Repo
 
     with Repo(str(repo)) as dvc_repo:
-        config = dvc_repo.config
+        config, cache = dvc_repo.config, str(dvc_repo.cache.local.path)
+        if os.environ.get(RUNNER_REMOTE):
+            url = os.environ[RUNNER_REMOTE]
+            url = url if urlparse(url).scheme else str(Path(url).resolve())
+            return Remote("runner", url, None, cache, url)  # named so in the workspace's config
         name = config["core"].get("remote")
         if not name or name not in config["remote"]:
             raise StageFailed(f"{repo}: no default DVC remote; a run keeps what it makes there "
-                              "(dvc remote add -d NAME URL)")
+                              f"(dvc remote add -d NAME URL, or set {RUNNER_REMOTE})")
         section = config["remote"][name]
-        return Remote(name, str(section.get("endpointurl") or section["url"]), section.get("port"),
-                      str(dvc_repo.cache.local.path))
+        folder = urlparse(section["url"]).scheme in ("", "file")  # the same one, wherever the workspace is
+        return Remote(name, str(section.get("endpointurl") or section["url"]), section.get("port"), cache,
+                      section["url"] if folder else None)
 
 
 def point_at(workspace: Path, remote: Remote) -> None:
@@ -112,8 +121,8 @@ def point_at(workspace: Path, remote: Remote) -> None:
     from dvc.config import Config
 
     with Config(dvc_dir=str(workspace / ".dvc")).edit("local") as config:
-        if urlparse(remote.address).scheme in ("", "file"):  # a folder: the same one, wherever the workspace is
-            config["remote"].setdefault(remote.name, {})["url"] = remote.address
+        if remote.url:
+            config["remote"].setdefault(remote.name, {})["url"] = remote.url
         config["core"]["remote"] = remote.name
         config["cache"]["dir"] = remote.cache
 
@@ -126,7 +135,8 @@ def check_remote(remote: Remote) -> None:
     parsed = urlparse(url)
 
     def unreachable(reason) -> StageFailed:
-        return StageFailed(f"DVC remote '{remote.name}' ({url}) cannot be reached: {reason}; no stage ran")
+        named = RUNNER_REMOTE if os.environ.get(RUNNER_REMOTE) else f"'{remote.name}'"
+        return StageFailed(f"DVC remote {named} ({url}) cannot be reached: {reason}; no stage ran")
 
     if parsed.scheme in ("", "file"):
         folder = Path(parsed.path if parsed.scheme else url)

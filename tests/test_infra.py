@@ -245,6 +245,14 @@ def test_the_job_requests_gpu_count_gpus_and_the_resources_by_default():
     assert "serviceAccountName" not in pod  # unset variables drop out rather than render empty
 
 
+def test_the_job_takes_its_dvc_remote_and_credentials_from_a_secret():
+    from mlproject.workspace import RUNNER_REMOTE
+
+    container = rendered_with_defaults(WORK_POOL_TEMPLATE)["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "mlproject-dvc-remote", "optional": True}}]
+    assert RUNNER_REMOTE in WORK_POOL_TEMPLATE["variables"]["properties"]["dvc_remote_secret"]["description"]
+
+
 def test_the_job_has_what_prefects_kubernetes_worker_requires():
     manifest = rendered_with_defaults(WORK_POOL_TEMPLATE)["job_manifest"]
     assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "Job")

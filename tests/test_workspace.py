@@ -17,7 +17,7 @@ import yaml
 
 from mlproject.cli import STAGES
 from mlproject.config import ConfigError, StageFailed
-from mlproject.workspace import RUNS_DIR, open_workspace, stage_command
+from mlproject.workspace import RUNNER_REMOTE, RUNS_DIR, open_workspace, stage_command
 from tests.conftest import BIN, ROOT, git, run
 
 
@@ -108,6 +108,20 @@ def test_a_checkout_without_git_is_copied_without_its_outputs(project, runs):
     assert (workspace.path / "mlproject" / "data" / "tokens.py").is_file()  # sources, at any depth
     assert not (workspace.path / "models").exists()
     assert yaml.safe_load((workspace.path / "params.yaml").read_text())["train"]["epochs"] == 1
+
+
+def test_a_runner_pointed_at_another_remote_keeps_what_it_makes_there(project, runs, tmp_path, monkeypatch):
+    team_remote = tmp_path / "team-remote"
+    monkeypatch.setenv(RUNNER_REMOTE, str(team_remote))
+    workspace = open_workspace(project, "pointed")
+    ran = subprocess.run(stage_command("scrape"), cwd=workspace.path, text=True, capture_output=True,
+                         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **workspace.env})
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert (team_remote / "runs").is_dir() and any((team_remote / "files").rglob("*"))  # its run-cache and data
+    assert not (project / "dvc-remote").exists()  # the checkout's own remote is left alone
+    monkeypatch.setenv(RUNNER_REMOTE, str(tmp_path / "no-such-folder" / "remote"))
+    with pytest.raises(StageFailed, match=f"^DVC remote {RUNNER_REMOTE} \\({tmp_path}/no-such-folder/remote\\) cannot"):
+        open_workspace(project, "unreachable")
 
 
 def closed_port() -> int:
