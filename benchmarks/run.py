@@ -263,13 +263,14 @@ def render(size_name: str, size: dict, facts: dict, training, notebook, generati
 
 
 def with_recorded_sections(text: str, out: str) -> str:
-    """Sections 8, 9 and 10, from the figures `python -m benchmarks.batch_generation`,
-    `python -m benchmarks.fidelity` and `python -m benchmarks.speller` recorded beside `out`."""
-    from benchmarks import batch_generation, fidelity, speller
+    """Sections 8 to 11, from the figures `python -m benchmarks.batch_generation`,
+    `python -m benchmarks.fidelity`, `python -m benchmarks.speller` and `python -m
+    benchmarks.workspaces` recorded beside `out`."""
+    from benchmarks import batch_generation, fidelity, speller, workspaces
 
     sections = []
     for name, module in (("RESULTS-batch.json", batch_generation), ("RESULTS-fidelity.json", fidelity),
-                         ("RESULTS-speller.json", speller)):
+                         ("RESULTS-speller.json", speller), ("RESULTS-workspaces.json", workspaces)):
         recorded = Path(out).with_name(name)
         sections += module.lines(json.loads(recorded.read_text()) if recorded.is_file() else None)
     section = "\n".join(sections)
