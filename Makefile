@@ -27,7 +27,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help setup corpus test-site postgres chromium serve-site run flow demo compare servers deployments test bench clean
+.PHONY: help setup corpus test-site postgres chromium serve-site run flow demo compare servers deployments test test-fast bench clean
 help:
 	@echo "make run         run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow        run the same pipeline as a Prefect flow"
@@ -36,6 +36,7 @@ help:
 	@echo "make servers     start PostgreSQL, MLflow and Prefect servers and a worker (Ctrl-C stops them)"
 	@echo "make deployments create the scheduled training and generation deployments on those servers"
 	@echo "make test        run the tests"
+	@echo "make test-fast   run the tests that need no server, browser, whole pipeline or real model"
 	@echo "make bench       measure speed, overhead, quality for time and memory into benchmarks/RESULTS.md"
 	@echo "make setup       only create .venv from requirements.lock"
 
@@ -98,6 +99,10 @@ deployments: setup
 
 test: setup corpus test-site postgres chromium
 	$(BIN)/python -m pytest
+
+# The inner loop: what needs no server, browser, whole pipeline or real model (tests/conftest.py).
+test-fast: setup corpus test-site
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup corpus test-site
 	$(BIN)/python -m benchmarks.fidelity

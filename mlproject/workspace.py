@@ -98,7 +98,9 @@ def source_remote(repo: Path) -> Remote:
     from dvc.repo import Repo
 
     with Repo(str(repo)) as dvc_repo:
-        config, cache = dvc_repo.config, str(dvc_repo.cache.local.path)
+        # The cache folder itself (`cache.dir`), not its `files/md5` part: set as a workspace's
+        # cache.dir, that part would nest a second cache inside the first.
+        config, cache = dvc_repo.config, str(dvc_repo.cache.local_cache_dir)
         if os.environ.get(RUNNER_REMOTE):
             url = os.environ[RUNNER_REMOTE]
             url = url if urlparse(url).scheme else str(Path(url).resolve())

@@ -25,6 +25,19 @@ BIN = Path(sys.executable).parent
 for key, value in QUIET_ENVIRONMENT.items():
     os.environ.setdefault(key, value)
 
+# The fast tier (`make test-fast`, the inner loop: under 3 minutes) leaves out what starts servers
+# or a browser, runs a whole pipeline or trains real models; `make test` runs everything.
+SLOW_MODULES = {"test_benchmarks", "test_comparison", "test_data_docs", "test_fidelity", "test_pipeline",
+                "test_presets", "test_real_site", "test_registry", "test_serving", "test_smollm2", "test_team",
+                "test_train", "test_transformers"}
+SLOW_FIXTURES = {"reproduced", "browser_page", "team"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 def paths_in(root: Path, **names: str | Path) -> Paths:
     """The default layout of outputs below `root`, with some renamed (relative to `root`)."""

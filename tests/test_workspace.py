@@ -46,6 +46,10 @@ def test_a_runs_params_apply_in_its_own_workspace_and_never_in_the_checkout(proj
     assert git(first.path, "status", "--porcelain", "--untracked-files=no").stdout == ""
     assert '"epochs": 1' in first.env["MLPROJECT_RUN_OVERRIDES"]
     assert first.env["MLFLOW_TRACKING_URI"] == f"sqlite:///{project / 'mlflow.db'}"  # the checkout's store
+    from dvc.repo import Repo
+
+    with Repo(str(first.path)) as workspace_dvc:  # the checkout's DVC cache itself, not one nested in it
+        assert workspace_dvc.cache.local_cache_dir == str(project / ".dvc" / "cache")
     # Its stages run its own code (the commit DVC hashes), not that of the installed checkout.
     ran = run(["python", "-c", "import mlproject.cli; print(mlproject.cli.__file__)"], runs, env=first.env)
     assert ran.stdout.strip() == str(first.path / "mlproject" / "cli.py")
@@ -64,6 +68,7 @@ def test_bad_params_fail_in_one_line_and_leave_no_workspace(project, runs, value
     assert "\n" not in str(refused.value) and workspaces(runs) == []
 
 
+@pytest.mark.slow
 def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_from_the_remote(project, runs):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
