@@ -217,17 +217,24 @@ class Servers:
                           cwd=workdir)
 
     def stop(self) -> None:
-        # The worker stops on SIGINT (not SIGTERM); the servers on either. Whole groups, then KILL.
-        for name, process in reversed(list(self.processes.items())):
-            try:
-                os.killpg(process.pid, signal.SIGINT)
-            except ProcessLookupError:
-                continue
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        # The workers first (they report to the servers), all at once, then the servers, all at
+        # once: whole groups, on SIGINT (a worker ignores SIGTERM), then KILL after 20 s.
+        workers = [p for name, p in self.processes.items() if name.endswith("worker")]
+        for group in (workers, [p for p in self.processes.values() if p not in workers]):
+            interrupted = []
+            for process in group:
+                try:
+                    os.killpg(process.pid, signal.SIGINT)
+                    interrupted.append(process)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 20
+            for process in interrupted:
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
         self.processes.clear()
         self.postgres.stop()
 

@@ -124,7 +124,8 @@ def promotion_lock(client: MlflowClient, name: str, wait_seconds: float = LOCK_W
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         holder = read_holder(client, lock)
-        if holder is not None and holder_gone(holder):
+        # Read again just before deleting: another waiter may have taken it over meanwhile.
+        if holder is not None and holder_gone(holder) and read_holder(client, lock) == holder:
             print(f"promote: the promotion lock's holder ({holder.get('host')}, process {holder.get('pid')}) is gone; "
                   "taking the lock", flush=True)
             release(client, lock)
