@@ -23,6 +23,7 @@ import yaml
 
 from mlproject.cli import apply_preset, apply_values
 from mlproject.config import ConfigError, StageFailed, load_params
+from mlproject.tracking.checkpoints import SHARED as SHARED_CHECKPOINTS
 
 RUNS_DIR = "MLPROJECT_RUNS_DIR"  # where workspaces are made; the worker names it
 OVERRIDES = "MLPROJECT_RUN_OVERRIDES"  # the run's overrides, for the MLflow runs its stages make
@@ -193,6 +194,9 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
             # so they do not make the registered version `git_dirty`.
             git(path, "update-index", "--skip-worktree", "params.yaml")
         env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True),
+               # A run's workspace is thrown away, and its runner may be: training keeps its
+               # checkpoints with its MLflow run, for a rerun elsewhere (a runner may say "0").
+               SHARED_CHECKPOINTS: os.environ.get(SHARED_CHECKPOINTS, "1"),
                # The stages run the workspace's code, the code DVC hashes, not the code of the checkout
                # the environment was installed from (an editable install points there).
                "PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))}

@@ -1,7 +1,10 @@
 """Training checkpoints every epoch and resumes where it stopped, with the same result."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from mlproject.config import ConfigError, TrainConfig
 from mlproject.fileio import md5_of, read_json
 from mlproject.models.keras_rnn.training import batch_order, window_starts
-from tests.conftest import run, tiny_params, write_params
+from tests.conftest import BIN, run, tiny_params, write_params
 
 
 def test_batch_order_depends_only_on_seed_and_epoch():
@@ -82,6 +85,52 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path, tokenized):
     write_params(tmp_path, params)
     result = run(["mlproject", "train"], tmp_path)
     assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout
+
+
+def test_a_training_killed_on_one_machine_resumes_on_another_from_the_checkpoint_kept_with_its_run(
+        tmp_path, tokenized):
+    """Three project folders that share only the MLflow store, as runners on three machines share
+    the tracking server: a training SIGKILLed after its first epoch is taken up by a rerun in
+    another folder, with no checkpoints of its own, and ends as the uninterrupted training does."""
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": store, "MLPROJECT_SHARED_CHECKPOINTS": "1"}
+    straight, killed, rerun = (tmp_path / name for name in ("straight", "killed", "rerun"))
+    for folder in (straight, killed, rerun):
+        folder.mkdir()
+        prepared(folder, tokenized)
+    run(["mlproject", "train"], straight, env=env)
+    expected = [json.loads(l) for l in (straight / "models/checkpoints/history.jsonl").read_text().splitlines()]
+
+    # The same training again, elsewhere: the finished one's checkpoints are not taken up.
+    process = subprocess.Popen([str(BIN / "mlproject"), "train"], cwd=killed, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env={**os.environ, **env})
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "the checkpoint of epoch 1 is kept with MLflow run" in line:
+            process.kill()  # SIGKILL: nothing in the process gets to clean up
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "".join(lines)
+    assert not any("fetched" in line for line in lines), "".join(lines)
+    killed_run = read_json(killed / "models/checkpoints/state.json")["run_id"]
+
+    resumed = run(["mlproject", "train"], rerun, env=env)
+    assert f"fetched the checkpoint of epoch 1 from MLflow run {killed_run}" in resumed.stdout, resumed.stdout
+    assert "resuming from the checkpoint of epoch 1" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
+    history = [json.loads(l) for l in (rerun / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-5)
+    assert [r["val_loss"] for r in history] == pytest.approx([r["val_loss"] for r in expected], rel=1e-5)
+    # The killed training's MLflow run is the one that goes on, and ends finished.
+    assert read_json(rerun / "models/run.json")["run_id"] == killed_run
+    assert MlflowClient(store).get_run(killed_run).info.status == "FINISHED"
+
+    # A runner that does not share (MLPROJECT_SHARED_CHECKPOINTS=0) neither fetches nor keeps.
+    alone = run(["mlproject", "train"], killed, env={**env, "MLPROJECT_SHARED_CHECKPOINTS": "0"})
+    assert "fetched" not in alone.stdout and "kept with MLflow run" not in alone.stdout
 
 
 

@@ -74,6 +74,38 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, corpus):
     assert not all(np.array_equal(first[n].numpy(), weights(other_seed.model)[n].numpy()) for n in first)
 
 
+def test_a_checkpoint_kept_with_its_run_resumes_elsewhere_to_the_same_weights(tmp_path, corpus):
+    """Training in one folder keeps each epoch's checkpoint with its MLflow run; another folder with
+    none fetches the newest whole one (not a copy cut short) and ends with the same weights."""
+    from mlflow import MlflowClient
+
+    from mlproject.tracking import checkpoints as shared
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("shared", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment).info.run_id
+    killed, elsewhere = layout(tmp_path / "killed", corpus), layout(tmp_path / "elsewhere", corpus)
+    fingerprint = ScratchGPT.checkpoint_fingerprint(TINY_GPT, 1, killed)
+    client.set_tag(run_id, shared.FINGERPRINT_TAG, fingerprint)
+    with pytest.raises(InterruptedError):
+        ScratchGPT.train(TINY_GPT, 1, killed, run_id=run_id, stop_after=1,
+                         on_epoch=lambda record: shared.keep(client, run_id, killed.checkpoints, record["epoch"]))
+    cut_short = tmp_path / "last.pt"  # the next epoch's copy, stopped before its state file
+    cut_short.write_bytes(b"cut short")
+    client.log_artifact(run_id, str(cut_short), shared.slot(2))
+    assert not shared.fetch(client, "shared", "another training", tmp_path / "none")
+
+    assert shared.fetch(client, "shared", fingerprint, elsewhere.checkpoints)
+    assert ScratchGPT.resumable_run_id(TINY_GPT, 1, elsewhere) == run_id
+    result = ScratchGPT.train(TINY_GPT, 1, elsewhere)
+    assert result.resumed_from_epoch == 1 and [r["epoch"] for r in result.history] == [1, 2]
+    straight = layout(tmp_path / "straight", corpus)
+    ScratchGPT.train(TINY_GPT, 1, straight)
+    first, second = weights(straight.model), weights(elsewhere.model)
+    for name in first:
+        assert np.array_equal(first[name].numpy(), second[name].numpy()), name
+
+
 def untrained(corpus, **changes):
     config = dataclasses.replace(TINY_GPT, **changes)
     return ScratchGPT.initial(config, 1, corpus / "tokens")

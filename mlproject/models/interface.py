@@ -78,8 +78,16 @@ class LanguageModel(ABC):
 
     @classmethod
     @abstractmethod
+    def checkpoint_fingerprint(cls, config: TrainConfig, seed: int, paths: Paths) -> str:
+        """What a checkpoint of this training is trained from (params, seed, data and training
+        code): `train` resumes only a checkpoint with the same fingerprint."""
+
+    @classmethod
     def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
         """The MLflow run of an interrupted training that `train` would resume, if any."""
+        from mlproject.models import checkpoints
+
+        return checkpoints.resumable_run_id(paths.checkpoints, lambda: cls.checkpoint_fingerprint(config, seed, paths))
 
     def tags(self) -> dict:
         """What the registry records about this model beside its kind (a base model, a shape)."""

@@ -1,5 +1,5 @@
 """`mlproject train`: train the model kind `train.kind` names, tracked as one MLflow run that an
-interrupted training resumes."""
+interrupted training resumes, here or (its checkpoints kept with the run) on another machine."""
 
 import dataclasses
 import os
@@ -14,6 +14,7 @@ def run(params: Params, args) -> None:
     from mlflow import MlflowClient
 
     from mlproject.models import kinds
+    from mlproject.tracking import checkpoints as shared_checkpoints
     from mlproject.tracking.registry import connect, flat_params, orchestrator_tags, run_standing_for
 
     p, model_class = params.paths, kinds.kind_class(params.train.kind)
@@ -21,8 +22,12 @@ def run(params: Params, args) -> None:
         model_class.train(params.train, params.seed, p, stop_after=args.stop_after_epoch, scoring=params.evaluate)
         return
     connect(params.mlflow)
+    client, share = MlflowClient(), shared_checkpoints.wanted()
+    fingerprint = model_class.checkpoint_fingerprint(params.train, params.seed, p) if share else None
+    if share and model_class.resumable_run_id(params.train, params.seed, p) is None:
+        shared_checkpoints.fetch(client, params.mlflow.experiment, fingerprint, p.checkpoints)
     checkpoint_run = model_class.resumable_run_id(params.train, params.seed, p)
-    previous = run_standing_for(MlflowClient(), checkpoint_run)  # None: a lost store; a new run
+    previous = run_standing_for(client, checkpoint_run)  # None: a lost store; a new run
     if checkpoint_run is not None and previous != checkpoint_run:
         print(f"train: the checkpoint's run {checkpoint_run} is not in {mlflow.get_tracking_uri()}; "
               f"tracking this training under {'its stand-in ' + previous if previous else 'a new run'}",
@@ -32,11 +37,15 @@ def run(params: Params, args) -> None:
         if previous is None:  # the same flattened names for every kind, so MLflow's compare view lines runs up
             mlflow.log_params(flat_params({"seed": params.seed, "tokenize": dataclasses.asdict(params.tokenize),
                                            "train": dataclasses.asdict(params.train)}))
+        if share:
+            mlflow.set_tag(shared_checkpoints.FINGERPRINT_TAG, fingerprint)
         spent_before = run.data.metrics.get("training_seconds", 0.0)  # by the runs this one resumes
 
         def log_epoch(record: dict) -> None:  # against the optimizer step where the kind counts them
             mlflow.log_metrics({k: v for k, v in record.items() if k not in ("epoch", "step")},
                                step=record.get("step", record["epoch"]))
+            if share:  # after the kind has written the epoch's checkpoint
+                shared_checkpoints.keep(client, run.info.run_id, p.checkpoints, record["epoch"])
 
         def log_step(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])

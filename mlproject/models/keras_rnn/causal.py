@@ -44,10 +44,10 @@ class RecurrentModel(LanguageModel):
         return training.train(cls, config, seed, paths, on_epoch, run_id, stop_after)
 
     @classmethod
-    def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
-        from mlproject.models.keras_rnn.training import resumable_run_id
+    def checkpoint_fingerprint(cls, config: TrainConfig, seed: int, paths: Paths) -> str:
+        from mlproject.models.keras_rnn.training import fingerprint
 
-        return resumable_run_id(config, seed, paths)
+        return fingerprint(config, seed, Path(paths.tokens))
 
     def save(self, folder: Path) -> None:
         from mlproject.models.keras_rnn.network import save_network

@@ -123,12 +123,6 @@ def fingerprint(config: TrainConfig, seed: int, tokens_dir: Path) -> str:
                                                        *code_files()])
 
 
-def resumable_run_id(config: TrainConfig, seed: int, paths: Paths) -> str | None:
-    """The MLflow run of an interrupted training that `train` would resume, if there is one."""
-    return checkpoint_state.resumable_run_id(paths.checkpoints,
-                                             lambda: fingerprint(config, seed, Path(paths.tokens)))
-
-
 def save_keras(model, path: Path) -> None:
     partial = path.with_name(f".partial.{path.name}")
     model.save(partial)  # Keras wants a .keras name, so rename by hand

@@ -63,10 +63,10 @@ class CausalLM(LanguageModel):
         return training.train(cls, config, seed, paths, on_epoch, run_id, stop_after, on_step, scoring)
 
     @classmethod
-    def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
-        from mlproject.models.transformers_lm.training import resumable_run_id
+    def checkpoint_fingerprint(cls, config: TrainConfig, seed: int, paths: Paths) -> str:
+        from mlproject.models.transformers_lm.training import fingerprint
 
-        return resumable_run_id(config, seed, paths)
+        return fingerprint(config, seed, Path(paths.tokens))
 
     def save(self, folder: Path) -> None:
         self.network.save_pretrained(folder, safe_serialization=True)

@@ -48,11 +48,6 @@ def fingerprint(config: TrainConfig, seed: int, tokens: Path) -> str:
                                                        *code_files()])
 
 
-def resumable_run_id(config: TrainConfig, seed: int, paths: Paths) -> str | None:
-    return checkpoint_state.resumable_run_id(paths.checkpoints,
-                                             lambda: fingerprint(config, seed, Path(paths.tokens)))
-
-
 def precision(config: TrainConfig, flags: frozenset[str] | None = None) -> str:
     """Accelerate's mixed-precision setting: bf16 (or fp16) on a GPU, bf16 on a CPU with native
     bf16 instructions (about twice the fp32 step there, benchmarks/RESULTS.md), else fp32 ("no")."""
