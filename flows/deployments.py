@@ -14,7 +14,9 @@ import argparse
 import os
 import sys
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 from prefect import Flow
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -30,6 +32,12 @@ STAGES_ON_GPU = "flows/training.py:training_stages_flow"  # started by training 
 # Each run works in a workspace of its own (mlproject.workspace) and promotions take a lock in the
 # registry, so runs of one deployment may overlap; more than this many queue for a slot.
 CONCURRENCY = 2
+# A deployed run's heartbeat, in seconds (Prefect's minimum; its default is 180), and how long a
+# run may miss them before it is marked Crashed: its worker, pod or machine is gone.
+HEARTBEAT_SECONDS = 30
+UNRESPONSIVE_AFTER = 90
+CRASH_AUTOMATION = "mlproject: crash the runs that stop answering"
+JOB_VARIABLES = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}}
 
 
 def check_server(api_url: str | None, seconds: float = 5) -> str:
@@ -58,32 +66,76 @@ def ensure_work_pool(name: str) -> None:
             print(f"created work pool {name} (process); start a worker: prefect worker start --pool {name}")
 
 
+def crash_unresponsive_runs(deployments: list[UUID], seconds: int = UNRESPONSIVE_AFTER) -> None:
+    """The server's automation (made again each time) that marks a run of `deployments` Crashed
+    once it has missed heartbeats for `seconds`. A training run waiting for its GPU stages then
+    runs them again on a worker that is alive, which resumes from the last checkpoint kept in MLflow."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    try:
+        Automation.read(name=CRASH_AUTOMATION).delete()
+    except ValueError:  # none yet
+        pass
+    Automation(
+        name=CRASH_AUTOMATION,
+        description=f"A run of these deployments that sends no heartbeat for {seconds} s is marked Crashed "
+                    "(made by python -m flows.deployments)",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
+            match_related=ResourceSpecification({"prefect.resource.role": "deployment", "prefect.resource.id":
+                                                 [f"prefect.deployment.{d}" for d in deployments]}),
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=seconds)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {seconds} s: its worker, pod or machine is gone")],
+    ).create()
+
+
 def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str, concurrency: int = CONCURRENCY,
-           gpu_pool: str = GPU_POOL, gpu_repo: Path | None = None) -> list[str]:
+           gpu_pool: str = GPU_POOL, gpu_repo: Path | None = None,
+           unresponsive_after: int = UNRESPONSIVE_AFTER) -> list[str]:
     """Create (or update) the deployments; their names as `flow/deployment`."""
-    names = []
+    names, ids = [], []
     limit = ConcurrencyLimitConfig(limit=concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     for (entrypoint, name, _), cron in ((TRAINING, training_cron), (GENERATION, generation_cron)):
         flow = Flow.from_source(source=str(repo), entrypoint=entrypoint)
-        flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=limit,
-                    parameters={"repo_dir": str(repo)}, build=False, push=False, print_next_steps=False)
+        ids.append(flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=limit,
+                               parameters={"repo_dir": str(repo)}, job_variables=JOB_VARIABLES, build=False,
+                               push=False, print_next_steps=False))
         names.append(f"{flow.name}/{name}")
         print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
               f"runs cloned from {repo}")
     gpu_repo = gpu_repo or repo
     flow = Flow.from_source(source=str(gpu_repo), entrypoint=STAGES_ON_GPU)
     name = GPU_DEPLOYMENT.split("/")[1]
-    flow.deploy(name=name, work_pool_name=gpu_pool, parameters={"repo_dir": str(gpu_repo)}, build=False, push=False,
-                print_next_steps=False)
+    ids.append(flow.deploy(name=name, work_pool_name=gpu_pool, parameters={"repo_dir": str(gpu_repo)},
+                           job_variables=JOB_VARIABLES, build=False, push=False, print_next_steps=False))
     names.append(f"{flow.name}/{name}")
     print(f"deployed {flow.name}/{name}: pool {gpu_pool}, train and evaluate of the training runs that want a "
           f"GPU (train.runner), in workspaces cloned from {gpu_repo}")
+    crash_unresponsive_runs(ids, unresponsive_after)
+    print(f"automation '{CRASH_AUTOMATION}': a run that sends no heartbeat for {unresponsive_after} s is marked "
+          f"Crashed; a training run then reruns its {gpu_pool} stages on a live worker, from the last checkpoint")
     return names
 
 
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of runs, 1 or more")
+    return int(text)
+
+
+def heartbeats(text: str) -> int:
+    if not text.isdigit() or int(text) <= HEARTBEAT_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole seconds above the {HEARTBEAT_SECONDS} s "
+                                         "between heartbeats")
     return int(text)
 
 
@@ -107,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=positive, default=CONCURRENCY,
                         help=f"runs of one deployment at once, each in a workspace of its own; more wait "
                              f"for a slot (default: {CONCURRENCY})")
+    parser.add_argument("--unresponsive-after", type=heartbeats, default=UNRESPONSIVE_AFTER, metavar="SECONDS",
+                        help=f"a run that sends no heartbeat (every {HEARTBEAT_SECONDS} s) for this long is marked "
+                             f"Crashed, and GPU stages run again elsewhere (default: {UNRESPONSIVE_AFTER})")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     if not (repo / "dvc.yaml").is_file():
@@ -120,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_work_pool(args.pool)
     ensure_work_pool(args.gpu_pool)
     try:
-        deploy(repo, args.pool, args.training_cron, args.generation_cron, args.concurrency, args.gpu_pool, gpu_repo)
+        deploy(repo, args.pool, args.training_cron, args.generation_cron, args.concurrency, args.gpu_pool, gpu_repo,
+               args.unresponsive_after)
     except ValueError as error:  # a cron Prefect cannot read
         raise SystemExit(f"deployments: {str(error).splitlines()[0]}") from None
     print(f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool}, and one "

@@ -97,17 +97,28 @@ def gpu_deployment(repo_dir: str) -> str | None:
     return GPU_DEPLOYMENT
 
 
+# Flow runs of the GPU stages that may crash (their worker, pod or node gone: a preempted spot
+# node) before the training run gives up; each rerun resumes from the last checkpoint in MLflow.
+RERUNS_AFTER_A_CRASH = 2
+
+
 @task(task_run_name="{deployment}")
 def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> str:
     """GPU_STAGES as a flow run of `deployment`, with this run's commit and overrides; what they
-    make reaches this run through the DVC remote. The flow run that ran them, in words."""
+    make reaches this run through the DVC remote. A flow run that crashed is run again, on
+    whichever worker of the pool is alive. The flow run that ran them, in words."""
     from prefect.deployments import run_deployment
 
     lineage = {"MLPROJECT_FLOW_RUN_ID": str(runtime.flow_run.id or ""),
                "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
                **{k: v for k, v in workspace.env.items() if k == "MLFLOW_TRACKING_URI"}}
-    run = run_deployment(deployment, parameters={"commit": workspace.commit, "stages": list(GPU_STAGES),
-                                                 "lineage": lineage, **overrides}, timeout=None)
+    for attempt in range(1 + RERUNS_AFTER_A_CRASH):
+        run = run_deployment(deployment, parameters={"commit": workspace.commit, "stages": list(GPU_STAGES),
+                                                     "lineage": lineage, **overrides}, timeout=None)
+        if not run.state.is_crashed() or attempt == RERUNS_AFTER_A_CRASH:
+            break
+        get_run_logger().warning(f"flow run {run.name} of {deployment} crashed ({run.state.message}); running "
+                                 "it again on a live worker, which resumes training from its last checkpoint")
     if not run.state.is_completed():
         raise StageFailed(f"{', '.join(GPU_STAGES)} on {deployment}: flow run {run.name} ended "
                           f"{run.state.name}: {run.state.message}")

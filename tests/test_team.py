@@ -171,8 +171,9 @@ def test_the_one_command_starts_every_server_and_kill_stops_them_all():
 
 def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_with_the_better_champion(team):
     servers, project, env, gpu_checkout = team
-    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project), "--gpu-repo", str(gpu_checkout)],
-                   ROOT, env)
+    # Runs that stop sending heartbeats are marked Crashed after 60 s (90 by default): sooner here.
+    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project), "--gpu-repo", str(gpu_checkout),
+                    "--unresponsive-after", "60"], ROOT, env)
     assert "deployed training/weekly" in deployed.stdout and "deployed batch-generation/daily" in deployed.stdout
     assert "up to 2 runs at once" in deployed.stdout and "deployed training-stages/gpu: pool gpu" in deployed.stdout
 
@@ -208,7 +209,8 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     trained = better.tags["prefect_flow_run_id"]
 
     # The schedule (every minute now) fires a run of the committed params: all restored, none rerun.
-    cli(["python", "-m", "flows.deployments", "--repo", str(project), "--training-cron", "* * * * *"], ROOT, env)
+    cli(["python", "-m", "flows.deployments", "--repo", str(project), "--training-cron", "* * * * *",
+         "--unresponsive-after", "60"], ROOT, env)
     deadline = time.monotonic() + 200
     while not any(r.auto_scheduled and r.state.is_completed() for r in runs_of("weekly")):
         assert time.monotonic() < deadline, [(r.name, r.state.name) for r in runs_of("weekly")]
@@ -234,6 +236,72 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     assert (project / "dvc-remote" / "runs").is_dir()  # DVC's run-cache, for the next workspace
     assert [a.path for a in mlflow.list_artifacts(training_run.info.run_id, f"flow-runs/{trained}")] == \
         [f"flow-runs/{trained}/dvc.lock"]
+
+
+def flow_run_log(flow_run_id) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    lines = []
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200,
+                                    offset=len(lines))
+            lines += [log.message for log in page]
+            if len(page) < 200:
+                return "\n".join(lines)
+
+
+def test_a_gpu_worker_killed_mid_training_is_replaced_and_the_rerun_resumes_from_the_last_checkpoint(team):
+    """A GPU runner lost mid-training (a preempted spot node, here a SIGKILLed worker and all its
+    processes): the automation marks its flow run Crashed once its heartbeats stop, the training run
+    runs its GPU stages again, and a worker elsewhere (another folder and runs folder) resumes from
+    the checkpoint the lost one kept with its MLflow run."""
+    import psutil
+
+    servers, project, env, _ = team
+    if not runs_of("gpu"):
+        pytest.fail("needs the deployments (run the whole module)")
+    mlflow = MlflowClient(tracking_uri=servers.mlflow_url)
+    experiment = mlflow.get_experiment_by_name("text-generation").experiment_id
+    earlier = {r.info.run_id for r in mlflow.search_runs([experiment])}
+    triggered = cli(["prefect", "deployment", "run", "training/weekly", "--param", 'values=["train.epochs=3", '
+                     '"train.patience=0", "train.max_steps_per_epoch=100", "train.runner=gpu"]'], project, env)
+    parent = triggered_run_id(triggered.stdout)
+
+    deadline = time.monotonic() + 300
+    while True:  # until the lost runner has kept its first epoch's checkpoint
+        training = [r for r in mlflow.search_runs([experiment], "attributes.status = 'RUNNING'")
+                    if r.info.run_id not in earlier]
+        if training and "checkpoints/slot-1/state.json" in {
+                a.path for a in mlflow.list_artifacts(training[0].info.run_id, "checkpoints/slot-1")}:
+            break
+        assert time.monotonic() < deadline, [(r.name, r.state.name) for r in runs_of("gpu")]
+        time.sleep(0.5)
+    lost = servers.processes["gpu-worker"]
+    for process in [psutil.Process(lost.pid), *psutil.Process(lost.pid).children(recursive=True)]:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    lost.wait()
+    (servers.state_dir / "gpu-worker-2").mkdir()
+    servers.start_worker("gpu", servers.state_dir / "gpu-worker-2", "runs-gpu-2")
+
+    run = wait_for_flow_run(parent, seconds=600)
+    assert run.state.is_completed(), run.state.message
+    crashed, rerun = sorted((r for r in runs_of("gpu") if r.parameters["lineage"]["MLPROJECT_FLOW_RUN_ID"] == parent),
+                            key=lambda r: r.start_time)
+    assert crashed.state.is_crashed() and "no heartbeat for" in crashed.state.message, crashed.state
+    assert rerun.state.is_completed(), rerun.state.message
+    log = flow_run_log(rerun.id)
+    assert str(servers.state_dir / "runs-gpu-2") in log  # the replacement's own workspace
+    resumed = re.search(r"fetched the checkpoint of epoch (\d) from MLflow run (\w+)", log)
+    assert resumed and int(resumed.group(1)) in (1, 2) and resumed.group(2) == training[0].info.run_id, log[-3000:]
+    assert f"resuming from the checkpoint of epoch {resumed.group(1)}" in log
+    assert "Epoch 1/3" not in log
+    assert mlflow.get_run(training[0].info.run_id).info.status == "FINISHED"
+    assert tasks_of(parent)["train"] == "Restored"
 
 
 def test_a_run_that_wants_the_gpu_pool_when_none_is_deployed_fails_in_one_line_before_training(team):
