@@ -10,6 +10,8 @@ CORPUS := /usr/share/games/fortunes/es/refranes.fortunes
 TEST_SITE := /usr/share/debian-reference/index.es.html
 # PostgreSQL from Debian, for the team servers (make servers) and their tests.
 POSTGRES := /usr/lib/postgresql/15/bin/initdb
+# Debian's OpenSSH server: a test runs one on localhost as the team's SSH DVC remote.
+SSHD := /usr/sbin/sshd
 # Debian's Chromium: the tests open every UI in it, headless (Playwright drives it; no download).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -27,7 +29,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help setup corpus test-site postgres chromium serve-site run flow demo compare servers deployments test test-fast bench clean
+.PHONY: help setup corpus test-site postgres sshd chromium serve-site run flow demo compare servers deployments test test-fast bench clean
 help:
 	@echo "make run         run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow        run the same pipeline as a Prefect flow"
@@ -66,6 +68,11 @@ $(POSTGRES):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq postgresql
 
+sshd: $(SSHD)
+$(SSHD):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq openssh-server
+
 chromium: $(CHROMIUM)
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -97,7 +104,7 @@ servers: setup corpus postgres
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
 
-test: setup corpus test-site postgres chromium
+test: setup corpus test-site postgres sshd chromium
 	$(BIN)/python -m pytest
 
 # The inner loop: what needs no server, browser, whole pipeline or real model (tests/conftest.py).

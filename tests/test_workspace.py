@@ -129,6 +129,75 @@ def test_a_runner_pointed_at_another_remote_keeps_what_it_makes_there(project, r
         open_workspace(project, "unreachable")
 
 
+@pytest.fixture
+def sshd(tmp_path):
+    """Debian's OpenSSH server on a free port of localhost, letting this user in with a key of
+    this test's own (host key, keys and config in a folder of the test's); the address, user and key."""
+    import getpass
+
+    folder = tmp_path / "sshd"
+    folder.mkdir()
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True)
+    shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+    port = closed_port()
+    (folder / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation folder
+    server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(folder / "sshd_config")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "sshd did not listen within 20 s"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}", getpass.getuser(), folder / "client_key"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.slow
+def test_an_ssh_remote_carries_a_stage_to_another_workspace(project, runs, tmp_path, sshd, monkeypatch):
+    """The team's second remote: SFTP to a real sshd. A stage run in one workspace is restored in
+    another of the same commit after the first workspace and this machine's cache are gone; a
+    runner pointed at it by MLPROJECT_DVC_REMOTE logs in with its user's own key."""
+    address, user, key = sshd
+    url = f"ssh://{address}{tmp_path / 'ssh-remote'}"
+    for option, value in (("url", url), ("user", user), ("keyfile", str(key))):
+        run(["dvc", "remote", "modify", "--local", "local", option, value], project)
+    home = tmp_path / "home"  # the runner's user, whose ~/.ssh holds the key
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(key, home / ".ssh" / "id_ed25519")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(home)}
+
+    def scrape(workspace) -> str:
+        ran = subprocess.run(stage_command("scrape"), cwd=workspace.path, env={**env, **workspace.env}, text=True,
+                             capture_output=True)
+        assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+        return ran.stdout
+
+    first = open_workspace(project, "over-ssh")
+    assert "Running stage 'scrape'" in scrape(first)
+    assert (tmp_path / "ssh-remote" / "runs").is_dir() and any((tmp_path / "ssh-remote" / "files").rglob("*"))
+    shutil.rmtree(first.path)
+    shutil.rmtree(project / ".dvc" / "cache")
+    assert "Stage 'scrape' is cached - skipping run" in scrape(open_workspace(project, "over-ssh"))
+    assert not (project / "dvc-remote").exists()
+
+    monkeypatch.setenv(RUNNER_REMOTE, f"ssh://{user}@{address}{tmp_path / 'runner-remote'}")
+    scrape(open_workspace(project, "runner-over-ssh"))
+    assert (tmp_path / "runner-remote" / "runs").is_dir()
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
