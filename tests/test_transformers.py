@@ -165,6 +165,25 @@ def test_a_batch_gives_the_same_greedy_text_as_one_prompt_at_a_time(tmp_path, co
     assert model.generate(prompts, sampled, batch_size=3)[3] == crowd[3]
 
 
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_text_longer_than_the_context_is_written_in_pieces_the_same_in_a_batch_or_alone(tmp_path, corpus,
+                                                                                         architecture):
+    """A GPT with 32 positions asked for 100 tokens (as the default params ask 200 of a champion of
+    any kind): it writes them all (GPT-2's learnt positions end at 32; Llama's rotary ones would go
+    on, beyond anything it was trained on), the first piece as a short generation writes it."""
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(dataclasses.replace(TINY_GPT, architecture=architecture), 1, paths)
+    model = kinds.load(paths.model)
+    assert model.context == 32
+    prompts = ["El ", "Quien mucho abarca poco aprieta, y el que mucho habla mucho yerra, dice el refrán ", ""]
+    for sampling in (Sampling(max_length=100, temperature=0.0), Sampling(max_length=100, temperature=1.0, seed=3)):
+        together = model.generate(prompts, sampling)
+        assert together == [model.generate([p], sampling)[0] for p in prompts]
+        short = model.generate(prompts, dataclasses.replace(sampling, max_length=16))
+        for long_text, short_text in zip(together, short):
+            assert long_text.startswith(short_text) and len(long_text) > len(short_text) + 40, (long_text, short_text)
+
+
 def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, corpus, capsys):
     paths = layout(tmp_path, corpus)
     with pytest.raises(InterruptedError):

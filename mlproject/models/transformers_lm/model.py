@@ -146,6 +146,11 @@ class CausalLM(LanguageModel):
         A prompt's trailing space is not fed as a token of its own (BPE tokenizers attach a space
         to the word after it, so a lone space token is rare and derails the model); instead the
         first new token must start with it, and it is not repeated in the continuation.
+
+        Text longer than the network's context is written in pieces of half the context, each
+        read after the last tokens of the prompt and text so far that leave it room: a model
+        trained on short blocks writes as much as it is asked. The pieces depend only on the
+        context and `max_length`, never on the other prompts of the batch.
         """
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
@@ -163,22 +168,31 @@ class CausalLM(LanguageModel):
                 warpers.append(TopKLogitsWarper(sampling.top_k))
             if sampling.top_p < 1:
                 warpers.append(TopPLogitsWarper(sampling.top_p))
-        prefix = self.context_prefix()
+        prefix, piece = self.context_prefix(), max(1, self.context // 2)
         texts = []
         for start in range(0, len(prompts), batch_size):
             heads, tails = zip(*(self.split_prompt(p) for p in prompts[start:start + batch_size]))
             rows = [prefix + self.encode(head) for head in heads]
-            width = max(len(r) for r in rows)
+            written = [[] for _ in rows]
             device = self.network.device
-            input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-            first = FirstTokenStartsWith([self.space_led_tokens if t else None for t in tails], width)
-            drawn = [GumbelNoise(noise.row_seeds(sampling.seed, prompts[start:start + batch_size]), width)
-                     ] if sampling.temperature > 0 else []
-            with torch.inference_mode():
-                out = self.network.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation,
-                                            logits_processor=LogitsProcessorList([first, *warpers, *drawn]))
-            for row, tail in zip(out[:, width:].tolist(), tails):
+            while len(written[0]) < sampling.max_length and not all(eos in w for w in written):
+                done = len(written[0])  # the same in every row: a row that ended goes on with padding
+                count = min(piece, sampling.max_length - done)
+                windows = [(row + new)[-(self.context - count):] for row, new in zip(rows, written)]
+                width = max(len(w) for w in windows)
+                input_ids = torch.tensor([[pad] * (width - len(w)) + w for w in windows], device=device)
+                mask = torch.tensor([[0] * (width - len(w)) + [1] * len(w) for w in windows], device=device)
+                first = FirstTokenStartsWith([self.space_led_tokens if t and not done else None for t in tails], width)
+                # Keyed by the step of the whole text, not of the piece: the same draws however it is cut.
+                drawn = [GumbelNoise(noise.row_seeds(sampling.seed, prompts[start:start + batch_size]), width - done)
+                         ] if sampling.temperature > 0 else []
+                generation.max_new_tokens = count
+                with torch.inference_mode():
+                    out = self.network.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation,
+                                                logits_processor=LogitsProcessorList([first, *warpers, *drawn]))
+                for new, row in zip(written, out[:, width:].tolist()):
+                    new += row + [pad] * (count - len(row))  # a batch whose rows all ended stops early
+            for row, tail in zip(written, tails):
                 if eos in row:
                     row = row[: row.index(eos)]
                 text = self.tokenizer.decode(row, skip_special_tokens=True)
