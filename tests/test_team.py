@@ -94,6 +94,16 @@ def runs_of(deployment: str):
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])))
 
 
+def gpu_stages_of(flow_run_id) -> list:
+    """The flow runs of `training-stages` that a training run started (even once its deployment is gone)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=["gpu"])))
+        return [r for r in runs if (r.parameters.get("lineage") or {}).get("MLPROJECT_FLOW_RUN_ID") == str(flow_run_id)]
+
+
 def task_runs_and_artifacts(flow_run_id):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -290,8 +300,7 @@ def test_a_gpu_worker_killed_mid_training_is_replaced_and_the_rerun_resumes_from
 
     run = wait_for_flow_run(parent, seconds=600)
     assert run.state.is_completed(), run.state.message
-    crashed, rerun = sorted((r for r in runs_of("gpu") if r.parameters["lineage"]["MLPROJECT_FLOW_RUN_ID"] == parent),
-                            key=lambda r: r.start_time)
+    crashed, rerun = sorted(gpu_stages_of(parent), key=lambda r: r.start_time)
     assert crashed.state.is_crashed() and "no heartbeat for" in crashed.state.message, crashed.state
     assert rerun.state.is_completed(), rerun.state.message
     log = flow_run_log(rerun.id)
@@ -341,6 +350,23 @@ def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browse
         expect(link).to_have_attribute("href", re.compile(f"/flow-run/{run.id}$"))
         expect(page.get_by_role("listitem").filter(has=link).first).to_contain_text("Completed")  # its card
     browser_page.screenshot(tmp_path / "prefect-runs.png")
+
+    # Which worker ran each stage: the run that sent train and evaluate to the GPU pool shows them
+    # `Restored` beside the task `training-stages/gpu`, and its subflow run on work pool `gpu`.
+    [sent] = [r for r in completed if "train.epochs=1" in (r.parameters.get("values") or [])]
+    page.goto(f"{env['PREFECT_API_URL'].removesuffix('/api')}/runs/flow-run/{sent.id}")
+    expect(page.get_by_text("Work Pool").first).to_be_visible()
+    page.get_by_text("Task Runs", exact=True).first.click()
+    for task_run in ("tokenize", "training-stages/gpu", "train", "evaluate", "register"):
+        expect(page.get_by_text(task_run, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Restored", exact=True)).to_have_count(2)
+    expect(page.locator('a[href$="/work-pools/work-pool/cpu"]')).to_be_visible()  # the run's own pool
+    page.get_by_text("Subflow Runs", exact=True).first.click()
+    [subflow] = gpu_stages_of(sent.id)
+    expect(page.get_by_role("link", name=subflow.name, exact=True)).to_have_attribute(
+        "href", re.compile(f"/flow-run/{subflow.id}$"))
+    expect(page.locator('a[href$="/work-pools/work-pool/gpu"]')).to_be_visible()  # the subflow run's pool
+    browser_page.screenshot(tmp_path / "prefect-gpu-subflow.png")
     assert {urlparse(url).hostname for url in browser_page.blocked} <= PREFECT_UI_OUTSIDE_HOSTS, browser_page.blocked
 
 
