@@ -8,6 +8,7 @@ and pushes what it makes, so deleting the workspace afterwards loses nothing.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -31,6 +32,13 @@ REMOTE_TIMEOUT = 5.0  # seconds a network remote has to accept a connection
 # A runner's DVC remote (a URL, or a folder), over the default remote of the checkout it clones:
 # how a worker on another machine, or a Kubernetes job, is pointed at the team's remote.
 RUNNER_REMOTE = "MLPROJECT_DVC_REMOTE"
+# How many workspaces a runs folder keeps, the newest; older ones that no run works in are deleted
+# when a new one is made (what they made is in the DVC remote and MLflow).
+KEEP_RUNS = "MLPROJECT_KEEP_RUNS"
+DEFAULT_KEEP_RUNS = 10
+# The workspaces this process works in, each locked (flock on its folder) until the process ends,
+# however it ends: a run's workspace is never deleted under it.
+_IN_USE: dict[Path, int] = {}
 
 
 @dataclass(frozen=True)
@@ -180,8 +188,11 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
     applied = merged(overrides(**named), parse_assignments(values or []))
     remote = source_remote(source)
     check_remote(remote)
+    keep = keep_runs()
     runs_dir().mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
+    _IN_USE[path] = lock_folder(path)  # new: no other process can hold it
+    prune(runs_dir(), keep)
     try:
         commit, left_out = copy_source(source, path, commit)
         point_at(path, remote)
@@ -205,8 +216,48 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
             env["MLFLOW_TRACKING_URI"] = uri
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)  # nothing half-made is left to be mistaken for a run
+        os.close(_IN_USE.pop(path))
         raise
     return Workspace(path, commit, changed, applied, env, left_out)
+
+
+def keep_runs() -> int:
+    value = os.environ.get(KEEP_RUNS, str(DEFAULT_KEEP_RUNS))
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{KEEP_RUNS}={value!r}: expected how many workspaces to keep, a whole number from 1")
+    return int(value)
+
+
+def lock_folder(path: Path) -> int | None:
+    """An open descriptor of `path` holding its exclusive lock; None if another process holds it."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Delete the workspaces of `folder` beyond the newest `keep` that no process works in."""
+    workspaces = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for path in workspaces[keep:]:
+        if path in _IN_USE:
+            continue
+        descriptor = lock_folder(path)
+        if descriptor is None:  # a run works in it
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(descriptor)
+        removed.append(path)
+    if removed:
+        print(f"workspaces: deleted {len(removed)} older than the newest {keep} in {folder} ({KEEP_RUNS}; "
+              "what they made is in the DVC remote and MLflow)", flush=True)
+    return removed
 
 
 # What a checkout that is not a git repository (an image's copy of the project) holds beside its

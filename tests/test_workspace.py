@@ -11,13 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from mlproject.cli import STAGES
 from mlproject.config import ConfigError, StageFailed
-from mlproject.workspace import RUNNER_REMOTE, RUNS_DIR, open_workspace, stage_command
+from mlproject.workspace import KEEP_RUNS, RUNNER_REMOTE, RUNS_DIR, open_workspace, stage_command
 from tests.conftest import BIN, ROOT, git, run
 
 
@@ -101,6 +102,26 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
     assert not (project / "dvc.lock").exists() and not (project / "models").exists()
     # The registered model's files went beside the MLflow store, not into the deleted workspace.
     assert len(list((project / "mlruns").rglob("MLmodel"))) == 1
+
+
+def test_a_runs_folder_keeps_its_newest_workspaces_and_every_one_a_run_works_in(project, runs, monkeypatch):
+    monkeypatch.setenv(KEEP_RUNS, "2")
+    script = ("import sys, time; from mlproject.workspace import open_workspace; "
+              "print(open_workspace(sys.argv[1], sys.argv[2]).path, flush=True); time.sleep(float(sys.argv[3]))")
+    busy = subprocess.Popen([sys.executable, "-c", script, str(project), "busy", "600"], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    try:
+        in_use = Path(busy.stdout.readline().strip())
+        ended = [Path(run(["python", "-c", script, str(project), f"ended-{i}", "0"], project).stdout.splitlines()[-1])
+                 for i in range(3)]
+        newest = open_workspace(project, "newest")
+        assert set(runs.iterdir()) == {newest.path, ended[-1], in_use}  # the newest two, and the one in use
+    finally:
+        busy.kill()
+        busy.wait()
+    monkeypatch.setenv(KEEP_RUNS, "none")
+    with pytest.raises(ConfigError, match=f"^{KEEP_RUNS}='none': expected how many workspaces to keep"):
+        open_workspace(project, "refused")
 
 
 def test_a_checkout_without_git_is_copied_without_its_outputs(project, runs):
