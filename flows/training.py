@@ -34,13 +34,13 @@ def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | 
     workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", **overrides)
     publish_params(workspace.changed)
     elsewhere = gpu_deployment(str(workspace.path))
-    outcomes, ran_in = {}, None
+    outcomes, ran_in, ran_there = {}, None, []
     for stage in STAGES:
         if elsewhere and stage == GPU_STAGES[0]:
             # Those stages run there (in a workspace of that worker's), then come back here
             # through the DVC remote's run-cache, like any stage a run made before.
-            ran_in = run_elsewhere(elsewhere, workspace, overrides)
-        placed = elsewhere and stage in GPU_STAGES
+            ran_in, ran_there = run_elsewhere(elsewhere, workspace, overrides)
+        placed = elsewhere and stage in ran_there  # else restored there too: `Skipped` here
         runner = RUNNERS.get(stage, run_stage)
         # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
         outcomes[stage] = runner(stage, str(workspace.path), workspace.env, ran_in if placed else None,

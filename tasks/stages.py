@@ -103,10 +103,13 @@ RERUNS_AFTER_A_CRASH = 2
 
 
 @task(task_run_name="{deployment}")
-def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> str:
+def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> tuple[str, list[str]]:
     """GPU_STAGES as a flow run of `deployment`, with this run's commit and overrides; what they
     make reaches this run through the DVC remote. A flow run that crashed is run again, on
-    whichever worker of the pool is alive. The flow run that ran them, in words."""
+    whichever worker of the pool is alive. The flow run, in words, and the stages it ran (not
+    restored there too)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
 
     lineage = {"MLPROJECT_FLOW_RUN_ID": str(runtime.flow_run.id or ""),
@@ -122,7 +125,10 @@ def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> str
     if not run.state.is_completed():
         raise StageFailed(f"{', '.join(GPU_STAGES)} on {deployment}: flow run {run.name} ended "
                           f"{run.state.name}: {run.state.message}")
-    return f"flow run {run.name} of {deployment} (pool {run.work_pool_name})"
+    with get_client(sync_client=True) as client:
+        there = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    ran = [t.name for t in there if t.name in GPU_STAGES and t.state.name == "Completed"]
+    return f"flow run {run.name} of {deployment} (pool {run.work_pool_name})", ran
 
 
 # What DVC prints of a stage it did not run: nothing changed here, or a run anywhere made it.
