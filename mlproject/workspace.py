@@ -189,8 +189,12 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
     remote = source_remote(source)
     check_remote(remote)
     keep = keep_runs()
-    runs_dir().mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
+    try:
+        runs_dir().mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
+    except OSError as error:
+        raise StageFailed(f"{RUNS_DIR} ({runs_dir()}): no workspace can be made there ({error.strerror}); "
+                          "point it at a folder this worker can write; no stage ran") from None
     _IN_USE[path] = lock_folder(path)  # new: no other process can hold it
     prune(runs_dir(), keep)
     try:

@@ -201,14 +201,18 @@ def test_a_validation_loss_that_is_not_finite_names_the_learning_rate(tmp_path):
         callback.on_epoch_end(0, {"loss": float("nan"), "val_loss": float("nan")})
 
 
-def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, tokenized):
+@pytest.mark.parametrize("damaged, first_run", [("last.keras", ["--stop-after-epoch", "1"]),
+                                                ("best.keras", [])])  # after a finished training
+def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, tokenized, damaged, first_run):
     prepared(tmp_path, tokenized)
-    run(["mlproject", "train", "--stop-after-epoch", "1"], tmp_path, check=False)
-    last = tmp_path / "models" / "checkpoints" / "last.keras"
-    last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk
+    run(["mlproject", "train", *first_run], tmp_path, check=False)
+    file = tmp_path / "models" / "checkpoints" / damaged
+    size = file.stat().st_size // 2
+    file.write_bytes(file.read_bytes()[:size])  # truncated, as by a full disk
     result = run(["mlproject", "train"], tmp_path)
-    assert "last.keras cannot be read" in result.stdout and "starting over" in result.stdout
+    assert f"{damaged} cannot be read" in result.stdout and "starting over" in result.stdout
+    assert "resuming" not in result.stdout
     aside = list((tmp_path / "models").glob("checkpoints.unreadable-*"))
-    assert len(aside) == 1 and (aside[0] / "last.keras").stat().st_size == 1000
+    assert len(aside) == 1 and (aside[0] / damaged).stat().st_size == size
     history = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2, 3]

@@ -184,17 +184,18 @@ def test_text_longer_than_the_context_is_written_in_pieces_the_same_in_a_batch_o
             assert long_text.startswith(short_text) and len(long_text) > len(short_text) + 40, (long_text, short_text)
 
 
-def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, corpus, capsys):
+@pytest.mark.parametrize("damaged", ["last.pt", "best.pt"])
+def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, corpus, capsys, damaged):
     paths = layout(tmp_path, corpus)
     with pytest.raises(InterruptedError):
         ScratchGPT.train(TINY_GPT, 1, paths, stop_after=1)
-    last = paths.checkpoints / "last.pt"
-    last.write_bytes(last.read_bytes()[:1000])  # truncated, as by a full disk
+    file = paths.checkpoints / damaged
+    file.write_bytes(file.read_bytes()[:1000])  # truncated, as by a full disk
     result = ScratchGPT.train(TINY_GPT, 1, paths)
-    assert "last.pt cannot be read" in capsys.readouterr().out
+    assert f"{damaged} cannot be read" in capsys.readouterr().out
     assert result.resumed_from_epoch == 0 and [r["epoch"] for r in result.history] == [1, 2]
     aside = list(paths.checkpoints.parent.glob("checkpoints.unreadable-*"))
-    assert len(aside) == 1 and (aside[0] / "last.pt").stat().st_size == 1000
+    assert len(aside) == 1 and (aside[0] / damaged).stat().st_size == 1000
 
 
 def test_generation_says_nothing_about_padding(tmp_path, corpus, capfd):

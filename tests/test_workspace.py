@@ -104,7 +104,8 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
     assert len(list((project / "mlruns").rglob("MLmodel"))) == 1
 
 
-def test_a_runs_folder_keeps_its_newest_workspaces_and_every_one_a_run_works_in(project, runs, monkeypatch):
+def test_a_runs_folder_keeps_its_newest_workspaces_and_those_in_use_and_refuses_bad_settings_in_one_line(
+        project, runs, monkeypatch):
     monkeypatch.setenv(KEEP_RUNS, "2")
     script = ("import sys, time; from mlproject.workspace import open_workspace; "
               "print(open_workspace(sys.argv[1], sys.argv[2]).path, flush=True); time.sleep(float(sys.argv[3]))")
@@ -119,6 +120,11 @@ def test_a_runs_folder_keeps_its_newest_workspaces_and_every_one_a_run_works_in(
     finally:
         busy.kill()
         busy.wait()
+    blocked = runs / "a-file"  # a runs folder under a file: not writable, even by root
+    blocked.write_text("")
+    monkeypatch.setenv(RUNS_DIR, str(blocked / "runs"))
+    with pytest.raises(StageFailed, match=f"^{RUNS_DIR} \\({blocked}/runs\\): no workspace can be made there"):
+        open_workspace(project, "refused")
     monkeypatch.setenv(KEEP_RUNS, "none")
     with pytest.raises(ConfigError, match=f"^{KEEP_RUNS}='none': expected how many workspaces to keep"):
         open_workspace(project, "refused")

@@ -47,15 +47,18 @@ def resume_point(checkpoints: Path, expected: str, checkpoint: str) -> dict | No
     return None
 
 
-def readable(checkpoints: Path, checkpoint: str, load: Callable[[Path], object]):
-    """`load(checkpoints / checkpoint)`; None when the file cannot be read (truncated by a full
-    disk, say), after setting the checkpoints folder aside for inspection, so training starts over."""
-    try:
-        return load(checkpoints / checkpoint)
-    except Exception as error:  # a damaged file surfaces as ValueError, OSError, a zip or pickle error
-        aside = checkpoints.with_name(f"{checkpoints.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-        checkpoints.rename(aside)
-        reason = (str(error).splitlines() or [""])[0][:160]
-        print(f"train: {checkpoints / checkpoint} cannot be read ({type(error).__name__}: {reason}); "
-              f"set aside in {aside}; starting over", flush=True)
-        return None
+def readable(checkpoints: Path, checkpoint: str, load: Callable[[Path], object], best: str):
+    """`load(checkpoints / checkpoint)`, once the `best` weights load too; None when either cannot
+    be read (truncated by a full disk, say), after setting the checkpoints folder aside for
+    inspection, so training starts over."""
+    for name in (best, checkpoint):
+        try:
+            loaded = load(checkpoints / name)
+        except Exception as error:  # a damaged file surfaces as ValueError, OSError, a zip or pickle error
+            aside = checkpoints.with_name(f"{checkpoints.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            checkpoints.rename(aside)
+            reason = (str(error).splitlines() or [""])[0][:160]
+            print(f"train: {checkpoints / name} cannot be read ({type(error).__name__}: {reason}); "
+                  f"set aside in {aside}; starting over", flush=True)
+            return None
+    return loaded

@@ -180,7 +180,7 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     validation_ids = vocabulary.encode((tokens / "validation.txt").read_text(encoding="utf-8"))
     expected = fingerprint(config, seed, tokens)
     state = checkpoint_state.resume_point(checkpoints, expected, CHECKPOINT)
-    model = checkpoint_state.readable(checkpoints, CHECKPOINT, load_network) if state else None
+    model = checkpoint_state.readable(checkpoints, CHECKPOINT, load_network, BEST) if state else None
     state = state if model is not None else None
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:

@@ -158,8 +158,8 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     steps = steps_per_epoch(len(train_blocks), config, accelerator.num_processes)
     optimizer = make_optimizer([p for p in network.parameters() if p.requires_grad], config)
     schedule = make_schedule(optimizer, config, steps * config.epochs)
-    saved = checkpoint_state.readable(checkpoints, CHECKPOINT, lambda path: torch.load(path, weights_only=True)
-                                      ) if state else None
+    saved = checkpoint_state.readable(checkpoints, CHECKPOINT, lambda path: torch.load(path, weights_only=True),
+                                      BEST) if state else None
     state = state if saved is not None else None
     checkpoints.mkdir(parents=True, exist_ok=True)
     if state:
