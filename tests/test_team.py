@@ -306,7 +306,9 @@ def test_a_gpu_worker_killed_mid_training_is_replaced_and_the_rerun_resumes_from
     log = flow_run_log(rerun.id)
     assert str(servers.state_dir / "runs-gpu-2") in log  # the replacement's own workspace
     resumed = re.search(r"fetched the checkpoint of epoch (\d) from MLflow run (\w+)", log)
-    assert resumed and int(resumed.group(1)) in (1, 2) and resumed.group(2) == training[0].info.run_id, log[-3000:]
+    # The kill lands after epoch 1; on a fast machine the killed run may have finished all 3 epochs
+    # (and kept the last one) before it: nothing is retrained either way.
+    assert resumed and int(resumed.group(1)) in (1, 2, 3) and resumed.group(2) == training[0].info.run_id, log[-3000:]
     assert f"resuming from the checkpoint of epoch {resumed.group(1)}" in log
     assert "Epoch 1/3" not in log
     assert mlflow.get_run(training[0].info.run_id).info.status == "FINISHED"
