@@ -86,7 +86,7 @@ def test_every_make_target_mlproject_command_preset_and_module_named_exists():
                 assert importlib.util.find_spec(following), f"{command!r}: no module {following}"
 
 
-SECTIONS = {name: cls for name, cls in config.SECTIONS.items()}
+SECTIONS = config.SECTIONS
 PARAM = re.compile(rf"\b({'|'.join(SECTIONS)})\.([a-z_0-9]+)(?:\.([a-z_0-9]+))?")
 FILE_SUFFIXES = {"npy", "txt", "json", "jsonl", "csv", "yaml", "db", "html", "png", "py", "md"}
 
