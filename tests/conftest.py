@@ -49,8 +49,8 @@ def tiny_params(workdir: Path) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["scrape"]["sources"][0].update(location=str(SAMPLE_CORPUS), include=["*"], exclude=[])
     params["validate"].update(min_documents=50, min_corpus_chars=5000)
-    params["train"].update(units=32, embedding_dim=16, epochs=2, max_steps_per_epoch=12,
-                           sequence_length=40, batch_size=32)
+    params["train"].update(epochs=2, max_steps_per_epoch=12, batch_size=32)
+    params["train"]["rnn"].update(units=32, embedding_dim=16, sequence_length=40)
     params["evaluate"].update(streams=8, sample_length=30, temperatures=[0.5, 1.0])
     params["generate"].update(max_length=40)
     params["mlflow"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"
@@ -226,9 +226,9 @@ def two_versions(tmp_path_factory) -> TwoVersions:
     project = make_tiny_project(tmp_path_factory.mktemp("two-versions") / "project")
     run_stages_in_process(project, PIPELINE_UP_TO_PROMOTE)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"].update(kind="gpt", layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
-                           batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, warmup_steps=2,
-                           validation_tokens=256, patience=0)
+    params["train"].update(kind="gpt", batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, patience=0)
+    params["train"]["gpt"].update(layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
+                                  warmup_steps=2, validation_tokens=256)
     params["evaluate"].update(window=32, stride=16)
     write_params(project, params)
     git(project, "commit", "-qam", "a tiny GPT")

@@ -14,7 +14,8 @@ def test_help_lists_every_stage(tmp_path):
 
 def test_stage_help_shows_the_values_params_yaml_holds(tmp_path):
     params = tiny_params(tmp_path)
-    params["train"].update(cell="lstm", learning_rate=0.05)
+    params["train"].update(learning_rate=0.05)
+    params["train"]["rnn"].update(cell="lstm")
     del params["train"]["patience"]
     params["scrape"]["http"]["delay_seconds"] = 0.25
     write_params(tmp_path, params)
@@ -25,8 +26,12 @@ def test_stage_help_shows_the_values_params_yaml_holds(tmp_path):
     scrape = run(["mlproject", "scrape", "--help"], tmp_path).stdout
     assert "location" in scrape and "delay_seconds = 0.25\n" in scrape
     other = tmp_path / "other.yaml"
-    other.write_text("train: {units: 7}\n")
+    other.write_text("train: {rnn: {units: 7}}\n")
     assert "units = 7\n" in run(["mlproject", "train", "--params", str(other), "--help"], tmp_path).stdout
+    # The chosen kind's settings, not another kind's.
+    other.write_text("train: {kind: gpt, gpt: {heads: 8}}\n")
+    gpt = run(["mlproject", "train", "--params", str(other), "--help"], tmp_path).stdout
+    assert "train.gpt, the settings of kind gpt" in gpt and "heads = 8\n" in gpt and "cell =" not in gpt
 
 
 def error_of(tmp_path, stage, params):
@@ -46,8 +51,16 @@ def test_negative_epochs(tmp_path):
 
 def test_unknown_cell(tmp_path):
     params = tiny_params(tmp_path)
-    params["train"]["cell"] = "rnn"
-    assert "train.cell = 'rnn': expected one of gru, lstm" in error_of(tmp_path, "scrape", params)
+    params["train"]["rnn"]["cell"] = "rnn"
+    assert "train.rnn.cell = 'rnn': expected one of gru, lstm" in error_of(tmp_path, "train", params)
+
+
+def test_a_flat_train_key_of_the_old_layout_says_where_it_moved(tmp_path):
+    params = tiny_params(tmp_path)
+    params["train"]["units"] = 128
+    assert error_of(tmp_path, "scrape", params).endswith(
+        "train.units: moved to train.rnn.units (and train.window_rnn.units); each kind's own settings "
+        "have a section of their own in params.yaml")
 
 
 def test_missing_source_path_keeps_earlier_documents(tmp_path):

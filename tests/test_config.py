@@ -15,12 +15,15 @@ def default_params() -> dict:
 
 def test_shipped_params_are_valid():
     params = load_params(ROOT / "params.yaml")
-    assert params.train.cell == "gru" and params.scrape.sources[0].name == "fortunes-es"
+    assert params.train.settings().cell == "gru" and params.scrape.sources[0].name == "fortunes-es"
+    for kind in ("rnn", "window_rnn", "finetune", "gpt"):  # every kind's section in the shipped file
+        raw = default_params()
+        raw["train"]["kind"] = kind
+        assert params_from_dict(raw).train.settings().kind == kind
 
 
 @pytest.mark.parametrize("section, key, value, message", [
     ("train", "epochs", -1, "train.epochs = -1: expected a value >= 1"),
-    ("train", "cell", "transformer", "train.cell = 'transformer': expected one of gru, lstm"),
     ("train", "kind", "bert", "train.kind = 'bert': expected one of rnn, window_rnn, finetune, gpt"),
     ("train", "patience", -1, "train.patience = -1: expected a value >= 0"),
     ("train", "epochs", "ten", "train.epochs = 'ten': expected int"),
@@ -57,10 +60,38 @@ def test_a_selector_that_is_not_css_is_named():
         params_from_dict(raw)
 
 
-def test_window_kind_needs_target_last():
+@pytest.mark.parametrize("kind, key, value, message", [
+    ("rnn", "cell", "transformer", "train.rnn.cell = 'transformer': expected one of gru, lstm"),
+    ("rnn", "heads", 4, "train.rnn.heads: unknown param for kind rnn; known: cell, "),
+    ("rnn", "epochs", 4, "train.rnn.epochs: unknown param for kind rnn; it is a shared key: train.epochs"),
+    ("window_rnn", "target", "all", "train.window_rnn.target = 'all': expected one of last"),
+    ("gpt", "heads", 3, "train.gpt.embedding_dim = 256: expected a multiple of train.gpt.heads (3)"),
+    ("finetune", "lora_alpha", 0, "train.finetune.lora_alpha = 0.0: expected a value > 0.0"),
+])
+def test_a_kinds_own_settings_are_checked_by_its_class_naming_the_key(kind, key, value, message):
     raw = default_params()
-    raw["train"]["kind"] = "window_rnn"
-    with pytest.raises(ConfigError, match="train.kind = window_rnn: expected train.target = last"):
+    raw["train"]["kind"] = kind
+    raw["train"][kind][key] = value
+    with pytest.raises(ConfigError) as error:
+        params_from_dict(raw).train.settings()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_another_kinds_settings_are_not_read():
+    raw = default_params()
+    raw["train"]["gpt"]["heads"] = 3  # wrong for gpt, but the kind is rnn
+    assert params_from_dict(raw).train.settings().units == 256
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("units", 128, "train.units: moved to train.rnn.units (and train.window_rnn.units)"),
+    ("heads", 8, "train.heads: moved to train.gpt.heads; each kind's own settings"),
+    ("lora_rank", 8, "train.lora_rank: moved to train.finetune.lora_rank"),
+])
+def test_a_flat_key_of_the_old_layout_says_where_it_moved(key, value, message):
+    raw = default_params()
+    raw["train"][key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
         params_from_dict(raw)
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mlproject.config import TrainConfig
+from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 from tests.conftest import paths_in
 
@@ -36,5 +36,5 @@ def test_loading_a_model_turns_onednn_off_without_avx512_and_training_on(monkeyp
             if load:
                 causal.RecurrentModel.load(tmp_path)
             else:
-                causal.RecurrentModel.train(TrainConfig(), 0, paths_in(tmp_path))
+                causal.RecurrentModel.train(RnnTraining(), 0, paths_in(tmp_path))
         assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == expected

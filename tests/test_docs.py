@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mlproject.models import SETTINGS
+from mlproject.models.settings import settings_class
 from mlproject import config
 from mlproject.cli import parser
 
@@ -96,6 +98,8 @@ def known(section: str, key: str, subkey: str | None) -> bool:
     if key not in fields:
         return False
     nested = {"http": config.HttpConfig, "sources": config.Source}.get(key) if section == "scrape" else None
+    if section == "train" and key in SETTINGS:  # a kind's own section
+        nested = settings_class(key)
     return subkey is None or nested is None or subkey in {spec.name for spec in dataclasses.fields(nested)}
 
 

@@ -7,13 +7,15 @@ import subprocess
 import yaml
 
 from mlproject.cli import STAGES
-from mlproject.models.keras_rnn.training import code_files
+from mlproject.models.epoch_log import code_files
 from tests.conftest import ROOT, run
 
 
-def code_deps() -> dict[str, list[str]]:
+def code_deps(kind: str = "rnn") -> dict[str, list[str]]:
+    """Each stage's code deps for `kind`, a kind's link (models/by_kind/) read as the folder it names."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: [d for d in stage["deps"] if d.startswith("mlproject")] for name, stage in stages.items()}
+    return {name: [str((ROOT / d.replace("${train.kind}", kind)).resolve().relative_to(ROOT))
+                   for d in stage["deps"] if d.startswith("mlproject")] for name, stage in stages.items()}
 
 
 def project_files(modules: list[str]) -> set[str]:
@@ -40,9 +42,9 @@ def test_each_stage_depends_on_all_the_project_code_its_command_imports(reproduc
     assert "mlproject/models/keras_rnn/fast_cpu/kernels.py" in imported["train"]
     assert not any("/keras_rnn/" in f for f in imported["scrape"] | imported["tokenize"])
     # A checkpoint is stale when any code that computes the weights changed.
-    fingerprinted = {str(p.relative_to(ROOT)) for p in code_files()}
+    fingerprinted = {str(p.relative_to(ROOT)) for p in code_files("rnn")}
     weights_code = {f for f in imported["train"] if not f.startswith(("mlproject/stages", "mlproject/tracking"))
-                    and f != "mlproject/cli.py"}
+                    and f not in ("mlproject/cli.py", "mlproject/config.py")}  # config.py: paths and other sections
     assert weights_code <= fingerprinted, sorted(weights_code - fingerprinted)
 
 
@@ -58,6 +60,21 @@ def test_editing_a_module_reports_the_stages_that_run_it_and_none_upstream(repro
     kernels.write_text(kernels.read_text() + "\n# an edit\n")
     assert changed_stages(project) == {"train", "evaluate", "register", "promote", "generate"}
     subprocess.run(["git", "checkout", "--", "mlproject"], cwd=project, check=True)
+    # Another kind's code: only the stages that may load the champion, which may be of any kind.
+    gpt = project / "mlproject/models/transformers_lm/scratch.py"
+    gpt.write_text(gpt.read_text() + "\n# an edit\n")
+    assert changed_stages(project) == {"promote", "generate"}
+    subprocess.run(["git", "checkout", "--", "mlproject"], cwd=project, check=True)
+    # Another kind's settings change nothing; this kind's rerun its training.
+    original = (project / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["train"]["gpt"]["heads"] = 8
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert changed_stages(project) == set()
+    params["train"]["rnn"]["units"] += 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert changed_stages(project) == {"train"}  # the stages after it see its new outputs when it has run
+    (project / "params.yaml").write_text(original)
     fetch = project / "mlproject/data/fetch.py"
     fetch.write_text(fetch.read_text() + "\n# an edit\n")
     assert changed_stages(project) == {"scrape"}

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mlproject.config import EvaluateConfig, TrainConfig
+from mlproject.config import EvaluateConfig
+from mlproject.models.settings import settings_class
 from mlproject.data.tokens import build_vocabulary
 from mlproject.models import kinds
 from mlproject.models.evaluation import NotEveryByte, check_every_byte
@@ -23,8 +24,7 @@ HARD = "Tab\tafter,  two spaces \t\n\n\nthree newlines 😀🇪🇸 ǅ 中文\r\
 
 def keras_model(kind: str, level: str, min_count: int = 1, text: str = TRAINING):
     set_seed(3)
-    config = TrainConfig(kind=kind, units=16, embedding_dim=8, sequence_length=6,
-                         target="last" if kind == "window_rnn" else "all")
+    config = settings_class(kind)(kind=kind, units=16, embedding_dim=8, sequence_length=6)
     vocabulary = build_vocabulary(text, level, 1000, min_count)
     return kinds.kind_class(kind)(build_network(config, len(vocabulary)), vocabulary, config)
 

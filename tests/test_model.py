@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from mlproject.models import kinds
-from mlproject.config import EvaluateConfig, TrainConfig
+from mlproject.config import EvaluateConfig
+from mlproject.models.settings import as_kind
+from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.data.tokens import build_vocabulary
 from mlproject.models.interface import Sampling
 from mlproject.models.keras_rnn.network import build_network, set_seed
@@ -17,7 +19,7 @@ TEXT = "Más vale pájaro en mano que ciento volando.\n\nA buen entendedor, poca
 
 def tiny_model(**changes):
     set_seed(7)
-    config = dataclasses.replace(TrainConfig(units=16, embedding_dim=8, sequence_length=12), **changes)
+    config = as_kind(RnnTraining(units=16, embedding_dim=8, sequence_length=12), changes.pop("kind", "rnn"), **changes)
     vocabulary = build_vocabulary(TEXT, "char", 100, 1)
     return kinds.kind_class(config.kind)(build_network(config, len(vocabulary)), vocabulary, config)
 
@@ -212,7 +214,7 @@ def test_the_transposed_kernel_is_read_only_under_onednn_without_avx512(onednn, 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_keras_own_layers_compute_what_the_fast_layers_compute(cell):
-    """train.fast_layers: false, the fallback for a Keras that moved its internals: the same
+    """train.rnn.fast_layers: false, the fallback for a Keras that moved its internals: the same
     network, names and weights, so scoring and sampling run on it unchanged."""
     fast, plain = tiny_model(cell=cell, layers=2), tiny_model(cell=cell, layers=2, fast_layers=False)
     assert not any(type(layer).__module__.startswith("mlproject")
@@ -232,7 +234,7 @@ def test_keras_internals_check_passes_here_and_names_the_fallback_when_keras_mov
     check_keras_internals()  # this Keras: what the fast layers override and call is there
     monkeypatch.setattr(keras.layers.RNN, "inner_loop", lambda self, sequences, state: None)
     with pytest.raises(RuntimeError, match=r"changed what the fast CPU layers rely on.*RNN.inner_loop.*"
-                                           r"set train.fast_layers: false"):
+                                           r"set train.rnn.fast_layers: false"):
         check_keras_internals()
 
 

@@ -106,8 +106,11 @@ def test_a_failed_rerun_loses_no_output_and_the_fixed_params_rerun_nothing(repro
 
     def after_a_typo(key: str, value: str) -> None:
         params = yaml.safe_load(good)
-        section, name = key.split(".")
-        params[section][name] = value
+        *sections, name = key.split(".")
+        place = params
+        for section in sections:
+            place = place[section]
+        place[name] = value
         write_params(project, params)
         failed = run(["dvc", "repro"], project, check=False)
         assert failed.returncode != 0 and f"{key} = {value!r}" in failed.stderr + failed.stdout
@@ -119,13 +122,13 @@ def test_a_failed_rerun_loses_no_output_and_the_fixed_params_rerun_nothing(repro
         assert now == before
 
     # Fixed, the next `dvc repro` puts back what the failed stage removed: no retraining, no new version.
-    after_a_typo("train.cell", "gruu")
+    after_a_typo("train.rnn.cell", "gruu")
     assert not (project / "models/model").exists()  # DVC removes a stage's outputs before running it
     fixed = run(["dvc", "repro"], project)
     assert ran(fixed.stdout) == [], fixed.stdout
     unchanged()
     # Or `dvc checkout` puts every output back at once, the reports and the run record included.
-    after_a_typo("train.cell", "gruu")
+    after_a_typo("train.rnn.cell", "gruu")
     run(["dvc", "checkout"], project)
     unchanged()
     assert ran(run(["dvc", "repro"], project).stdout) == []

@@ -36,7 +36,7 @@ def test_preset_applies_and_trains(tmp_path, name, tiny_base):
     layout = paths_in(tmp_path, accepted_documents=params.paths.raw_documents)
     scrape(sample.scrape, layout)
     tokenize(params.tokenize, layout)
-    quick = dataclasses.replace(params.train, epochs=1, max_steps_per_epoch=2, batch_size=2)
+    quick = dataclasses.replace(params.train.settings(), epochs=1, max_steps_per_epoch=2, batch_size=2)
     if quick.kind == "finetune":  # the same training from a small local base: no hub, no 135M here
         quick = dataclasses.replace(quick, base_model=str(tiny_base))  # (tests/test_smollm2.py: the real one)
     kinds.kind_class(quick.kind).train(quick, 1, layout)

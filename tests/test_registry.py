@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from mlproject.models import kinds
 from mlproject.config import (EvaluateConfig, MlflowConfig, PromoteConfig, ScrapeConfig, Source,
-                              TokenizeConfig, TrainConfig)
+                              TokenizeConfig)
 from mlproject.data.scrape import scrape
 from mlproject.data.tokens import Vocabulary, tokenize
 from mlproject.fileio import read_json
@@ -22,9 +22,10 @@ from mlproject.models.keras_rnn.network import build_network, set_seed
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.promotion import decide, promote
 from mlproject.tracking.registry import connect, register
+from mlproject.models.keras_rnn.settings import RnnTraining
 from tests.conftest import ROOT, SAMPLE_CORPUS, paths_in
 
-TINY = TrainConfig(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2,
+TINY = RnnTraining(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2,
                    max_steps_per_epoch=25)
 EVALUATE = EvaluateConfig(streams=8, sample_length=20, temperatures=[1.0], sample_prompts=["El "])
 NAME = MlflowConfig().model_name

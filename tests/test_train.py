@@ -9,22 +9,23 @@ import subprocess
 import numpy as np
 import pytest
 
-from mlproject.config import ConfigError, TrainConfig
+from mlproject.config import ConfigError
+from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.fileio import md5_of, read_json
 from mlproject.models.keras_rnn.training import batch_order, window_starts
 from tests.conftest import BIN, run, tiny_params, write_params
 
 
 def test_batch_order_depends_only_on_seed_and_epoch():
-    config = TrainConfig(sequence_length=10, batch_size=4)
+    config = RnnTraining(sequence_length=10, batch_size=4)
     starts = window_starts(200, config)
     assert np.array_equal(batch_order(starts, config, 1, 3), batch_order(starts, config, 1, 3))
     assert not np.array_equal(batch_order(starts, config, 1, 3), batch_order(starts, config, 1, 4))
 
 
 def test_window_longer_than_text_names_the_param():
-    with pytest.raises(ConfigError, match="train.sequence_length = 100: longer than the 50 training tokens"):
-        window_starts(50, TrainConfig(sequence_length=100))
+    with pytest.raises(ConfigError, match="train.rnn.sequence_length = 100: longer than the 50 training tokens"):
+        window_starts(50, RnnTraining(sequence_length=100))
 
 
 def training_params(workdir):
@@ -162,43 +163,6 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_p
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(targets, model.network(inputs))
     assert float(loss) == pytest.approx(losses[best - 1], rel=1e-3)
-
-
-class SavedNetwork:
-    """What the epoch callback asks of a Keras model: save, and a flag to stop training."""
-    stop_training = False
-
-    def save(self, path):
-        path.write_text("weights")
-
-
-@pytest.mark.parametrize("losses, patience, epochs, best, stopped_at", [
-    ([3.0, 2.5, 2.6, 2.4, 2.45, 2.5, 2.3], 2, 10, 4, 6),  # two epochs without a better loss
-    ([3.0, 2.5, 2.6, 2.7, 2.8], 0, 5, 2, None),            # patience 0: every epoch runs
-    ([3.0, 2.5, 2.6, 2.7], 2, 4, 2, None),                 # the limit on the last epoch: not early
-])
-def test_early_stopping_rule(tmp_path, losses, patience, epochs, best, stopped_at):
-    from mlproject.models.keras_rnn.training import epoch_callback
-
-    state = {"epoch": 0, "best_epoch": 0}
-    callback = epoch_callback(tmp_path, state, TrainConfig(epochs=epochs, patience=patience))
-    callback.set_model(SavedNetwork())
-    for epoch, loss in enumerate(losses):
-        callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": loss})
-        if callback.model.stop_training:
-            break
-    assert state["best_epoch"] == best and state["best_val_loss"] == min(losses[:state["epoch"]])
-    assert state["stopped_early"] is (stopped_at is not None)
-    assert state["epoch"] == (stopped_at or len(losses))
-
-
-def test_a_validation_loss_that_is_not_finite_names_the_learning_rate(tmp_path):
-    from mlproject.models.keras_rnn.training import epoch_callback
-
-    callback = epoch_callback(tmp_path, {"epoch": 0, "best_epoch": 0}, TrainConfig(learning_rate=5.0))
-    callback.set_model(SavedNetwork())
-    with pytest.raises(ConfigError, match="train.learning_rate = 5.0: the validation loss of epoch 1 is nan"):
-        callback.on_epoch_end(0, {"loss": float("nan"), "val_loss": float("nan")})
 
 
 @pytest.mark.parametrize("damaged, first_run", [("last.keras", ["--stop-after-epoch", "1"]),

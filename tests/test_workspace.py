@@ -32,13 +32,13 @@ def runs(tmp_path, monkeypatch):
 def test_a_runs_params_apply_in_its_own_workspace_and_never_in_the_checkout(project, runs, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     original = (project / "params.yaml").read_text()
-    first = open_workspace(project, "brave-otter", values=["train.units=8", "evaluate.temperatures=[0.3]",
+    first = open_workspace(project, "brave-otter", values=["train.rnn.units=8", "evaluate.temperatures=[0.3]",
                                                            "mlflow.tracking_uri=sqlite:///mlflow.db"],
                            epochs=1, prompts_file="prompts/other.txt")
     second = open_workspace(project, "brave-otter")
     assert first.path.parent == runs and first.path != second.path  # never two runs in one workspace
     params = yaml.safe_load((first.path / "params.yaml").read_text())
-    assert (params["train"]["epochs"], params["train"]["units"], params["generate"]["prompts_file"],
+    assert (params["train"]["epochs"], params["train"]["rnn"]["units"], params["generate"]["prompts_file"],
             params["evaluate"]["temperatures"]) == (1, 8, "prompts/other.txt", [0.3])
     assert any("train.epochs" in line for line in first.changed)
     assert first.commit == git(project, "rev-parse", "HEAD").stdout.strip()
@@ -62,7 +62,7 @@ def workspaces(runs) -> list:
 
 @pytest.mark.parametrize("values, named, expected", [
     ([], {"epochs": 0}, "train.epochs"), (["train.epochs"], {}, "expected section.key=value"),
-    (["train.layers=two"], {}, "train.layers")])
+    (["train.rnn.layers=two"], {}, "train.rnn.layers")])
 def test_bad_params_fail_in_one_line_and_leave_no_workspace(project, runs, values, named, expected):
     with pytest.raises(ConfigError, match=expected) as refused:
         open_workspace(project, "bad", values=values, **named)

@@ -6,6 +6,7 @@ Pure functions over strings, so each is tested on a few lines of HTML without an
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -197,6 +198,25 @@ def text_of(node) -> str:
     return tidy("\n".join(lines))
 
 
+def words(text: str) -> Counter:
+    return Counter(WORD.findall(unicodedata.normalize("NFC", text).casefold()))
+
+
+def body_words(region) -> Counter:
+    """Words of the outermost paragraphs, list items, definition terms and captions in `region`."""
+    return words_of(outermost(region.find_all(BODY)))
+
+
+def outermost(nodes: list) -> list:
+    """The nodes not inside another of them, so no word is counted twice."""
+    inside = {id(node) for node in nodes}
+    return [node for node in nodes if not any(id(parent) in inside for parent in node.parents)]
+
+
+def words_of(nodes: list) -> Counter:
+    return sum((words(text_of(node)) for node in nodes), Counter())
+
+
 @dataclass
 class Extraction:
     """A page's main text, and what extraction did: the characters of the page's visible text it
@@ -210,8 +230,6 @@ class Extraction:
 
 
 def extract(html: str, selector: str = "") -> Extraction:
-    from mlproject.data.fidelity import body_words
-
     document = soup(html)
     visible = len(text_of(document.body or document))
     remove_named_chrome(document)

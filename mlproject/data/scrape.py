@@ -20,8 +20,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
 
 from mlproject.config import StageFailed, ConfigError, Paths, ScrapeConfig, Source
-from mlproject.data.extract import extract, gutenberg_title, links, strip_gutenberg, title_of
-from mlproject.data.fidelity import Recall, recall, words
+from mlproject.data.extract import extract, gutenberg_title, links, strip_gutenberg, title_of, words
+from mlproject.data.fidelity import Recall, recall
 from mlproject.data.fetch import Page, PageCache, PoliteFetcher, decode_body
 from mlproject.fileio import read_jsonl, write_json, write_jsonl
 from mlproject.data.text import normalise

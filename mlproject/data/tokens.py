@@ -18,7 +18,7 @@ import numpy as np
 
 from mlproject.config import ConfigError, Paths, TokenizeConfig
 from mlproject.data.speller import Speller
-from mlproject.fileio import atomic_path, read_jsonl, write_json, write_text
+from mlproject.fileio import atomic_path, read_json, read_jsonl, write_json, write_text
 
 UNKNOWN = "<unk>"
 # A word or punctuation mark with the whitespace before it, or trailing whitespace: joining the
@@ -126,3 +126,8 @@ def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
                "unknown_training_tokens": int((train_ids == 0).sum())}
     write_json(out / "summary.json", summary)
     return summary
+
+
+def read_separator(tokens: Path) -> str:
+    """The text the tokenize stage put between documents."""
+    return read_json(Path(tokens) / "summary.json").get("separator", "\n\n")

@@ -85,9 +85,9 @@ class LanguageModel(ABC):
     @classmethod
     def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
         """The MLflow run of an interrupted training that `train` would resume, if any."""
-        from mlproject.models import checkpoints
+        from mlproject.models import epoch_log
 
-        return checkpoints.resumable_run_id(paths.checkpoints, lambda: cls.checkpoint_fingerprint(config, seed, paths))
+        return epoch_log.resumable_run_id(paths.checkpoints, lambda: cls.checkpoint_fingerprint(config, seed, paths))
 
     def tags(self) -> dict:
         """What the registry records about this model beside its kind (a base model, a shape)."""

@@ -17,16 +17,16 @@ def run(params: Params, args) -> None:
     from mlproject.tracking import checkpoints as shared_checkpoints
     from mlproject.tracking.registry import connect, flat_params, orchestrator_tags, run_standing_for
 
-    p, model_class = params.paths, kinds.kind_class(params.train.kind)
+    p, model_class, settings = params.paths, kinds.kind_class(params.train.kind), params.train.settings()
     if os.environ.get("RANK", "0") != "0":  # a further process of `accelerate launch`: rank 0 tracks
-        model_class.train(params.train, params.seed, p, stop_after=args.stop_after_epoch, scoring=params.evaluate)
+        model_class.train(settings, params.seed, p, stop_after=args.stop_after_epoch, scoring=params.evaluate)
         return
     connect(params.mlflow)
     client, share = MlflowClient(), shared_checkpoints.wanted()
-    fingerprint = model_class.checkpoint_fingerprint(params.train, params.seed, p) if share else None
-    if share and model_class.resumable_run_id(params.train, params.seed, p) is None:
+    fingerprint = model_class.checkpoint_fingerprint(settings, params.seed, p) if share else None
+    if share and model_class.resumable_run_id(settings, params.seed, p) is None:
         shared_checkpoints.fetch(client, params.mlflow.experiment, fingerprint, p.checkpoints)
-    checkpoint_run = model_class.resumable_run_id(params.train, params.seed, p)
+    checkpoint_run = model_class.resumable_run_id(settings, params.seed, p)
     previous = run_standing_for(client, checkpoint_run)  # None: a lost store; a new run
     if checkpoint_run is not None and previous != checkpoint_run:
         print(f"train: the checkpoint's run {checkpoint_run} is not in {mlflow.get_tracking_uri()}; "
@@ -36,7 +36,7 @@ def run(params: Params, args) -> None:
     with mlflow.start_run(run_id=previous, tags={**orchestrator_tags(), "model_kind": params.train.kind}) as run:
         if previous is None:  # the same flattened names for every kind, so MLflow's compare view lines runs up
             mlflow.log_params(flat_params({"seed": params.seed, "tokenize": dataclasses.asdict(params.tokenize),
-                                           "train": dataclasses.asdict(params.train)}))
+                                           "train": params.train.logged()}))
         if share:
             mlflow.set_tag(shared_checkpoints.FINGERPRINT_TAG, fingerprint)
         spent_before = run.data.metrics.get("training_seconds", 0.0)  # by the runs this one resumes
@@ -50,7 +50,7 @@ def run(params: Params, args) -> None:
         def log_step(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
-        result = model_class.train(params.train, params.seed, p, on_epoch=log_epoch, run_id=run.info.run_id,
+        result = model_class.train(settings, params.seed, p, on_epoch=log_epoch, run_id=run.info.run_id,
                                    stop_after=args.stop_after_epoch, on_step=log_step, scoring=params.evaluate)
         mlflow.log_metrics({"parameters": result.parameters, "best_epoch": result.best_epoch,
                             "training_seconds": spent_before + time.monotonic() - started})

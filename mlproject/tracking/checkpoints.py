@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mlproject.models.checkpoints import STATE
+from mlproject.models.epoch_log import STATE
 
 SHARED = "MLPROJECT_SHARED_CHECKPOINTS"  # "1": keep them with the run (an orchestrated run's default)
 FINGERPRINT_TAG = "checkpoint_fingerprint"  # which training the run's checkpoints belong to

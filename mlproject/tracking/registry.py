@@ -14,9 +14,9 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-import mlproject
 from mlproject.config import MlflowConfig, Paths, StageFailed
 from mlproject.fileio import copy_paths, folder_md5, md5_of, read_json, read_jsonl, write_json
+from mlproject.models.epoch_log import PACKAGE, SHARED_CODE, kind_package
 from mlproject.models.kinds import KIND_FILE
 
 
@@ -104,13 +104,16 @@ def data_lineage(tokens_dir: str, lock_path: str = "dvc.lock") -> dict[str, str]
 
 # What a registered version needs to load and generate, copied beside it (MLflow puts it first on
 # the import path when it loads the version), so each version runs with the code it was trained by.
-PYFUNC_CODE = ["__init__.py", "config.py", "fileio.py", "data/__init__.py", "data/tokens.py", "data/speller.py", "models",
+# Besides, the package of the version's kind (epoch_log.kind_package).
+PYFUNC_CODE = ["config.py", *(str(path.relative_to(PACKAGE)) for path in SHARED_CODE),
                "tracking/__init__.py", "tracking/pyfunc.py"]
 
 
-def pyfunc_code(staging: Path) -> Path:
-    """A copy of the package holding only PYFUNC_CODE; the register stage's deps name the same."""
-    copy_paths(PYFUNC_CODE, Path(mlproject.__file__).parent, staging / "mlproject")
+def pyfunc_code(staging: Path, kind: str) -> Path:
+    """A copy of the package holding only PYFUNC_CODE and the kind's package; the register stage's
+    deps name the same."""
+    package = kind_package(kind).resolve().relative_to(PACKAGE.resolve())
+    copy_paths([*PYFUNC_CODE, str(package)], PACKAGE, staging / "mlproject")
     return staging / "mlproject"
 
 
@@ -198,7 +201,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         mlflow.set_tags({**lineage, **described})
         info = mlflow.pyfunc.log_model(
             name="model", python_model=TextGenerator(), artifacts={MODEL_ARTIFACT: str(paths.model)},
-            code_paths=[str(pyfunc_code(Path(staging)))], signature=signature(),
+            code_paths=[str(pyfunc_code(Path(staging), described["model_kind"]))], signature=signature(),
             registered_model_name=name)
     version = str(info.registered_model_version)
     try:

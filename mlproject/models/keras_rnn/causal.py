@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.config import EvaluateConfig, Paths, TrainConfig
+from mlproject.config import EvaluateConfig, Paths
 from mlproject.data.tokens import Vocabulary
 from mlproject.models import noise
+from mlproject.models.keras_rnn.settings import RnnTraining
+from mlproject.models.settings import saved_settings, settings_class
 from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
 from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
@@ -26,7 +28,7 @@ NETWORK_FILE, VOCAB_FILE, CONFIG_FILE = "model.keras", "vocab.json", "architectu
 class RecurrentModel(LanguageModel):
     kind = "rnn"
 
-    def __init__(self, network, vocabulary: Vocabulary, config: TrainConfig, separator: str = "\n\n"):
+    def __init__(self, network, vocabulary: Vocabulary, config: RnnTraining, separator: str = "\n\n"):
         self.network, self.vocabulary, self.config, self.separator = network, vocabulary, config, separator
         self._compiled = {}
 
@@ -36,7 +38,7 @@ class RecurrentModel(LanguageModel):
 
     # -- training and persistence ------------------------------------------------------------
     @classmethod
-    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id=None,
+    def train(cls, config: RnnTraining, seed: int, paths: Paths, on_epoch=None, run_id=None,
               stop_after=None, on_step=None, scoring=None) -> TrainingResult:
         use_onednn(training=True)  # before TensorFlow starts
         from mlproject.models.keras_rnn import training
@@ -44,7 +46,7 @@ class RecurrentModel(LanguageModel):
         return training.train(cls, config, seed, paths, on_epoch, run_id, stop_after)
 
     @classmethod
-    def checkpoint_fingerprint(cls, config: TrainConfig, seed: int, paths: Paths) -> str:
+    def checkpoint_fingerprint(cls, config: RnnTraining, seed: int, paths: Paths) -> str:
         from mlproject.models.keras_rnn.training import fingerprint
 
         return fingerprint(config, seed, Path(paths.tokens))
@@ -64,7 +66,7 @@ class RecurrentModel(LanguageModel):
 
         saved = json.loads((folder / CONFIG_FILE).read_text())
         return cls(load_network(folder / NETWORK_FILE, compile=False), Vocabulary.load(folder / VOCAB_FILE),
-                   TrainConfig(**saved["train"]), saved["separator"])
+                   saved_settings(settings_class(saved["train"].get("kind", cls.kind)), saved["train"]), saved["separator"])
 
     def compiled(self, name: str, make):
         """One compiled function per model and purpose, traced on first use."""

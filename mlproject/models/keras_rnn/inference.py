@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mlproject.config import TrainConfig
+from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.models import noise
 from mlproject.models.keras_rnn.fast_cpu.kernels import project, recurrent_step, times
 from mlproject.models.keras_rnn.network import layer_name
@@ -22,7 +22,7 @@ from mlproject.models.keras_rnn.network import layer_name
 class Forward:
     """(prepared weights, tokens, states) -> (logits per position, states after the last one)."""
 
-    def __init__(self, network, config: TrainConfig):
+    def __init__(self, network, config: RnnTraining):
         self.layers = [network.get_layer(layer_name(config, i)) for i in range(config.layers)]
         self.embedding, self.output = network.get_layer("embedding"), network.get_layer("logits")
         self.per_layer = 2 if config.cell == "lstm" else 1

@@ -1,6 +1,6 @@
 """The Keras network of both RNN kinds: embedding, recurrent layers (dropout between), logits.
 
-The same layer names and weights whichever layers train it (`train.fast_layers`), so a model saved
+The same layer names and weights whichever layers train it (`train.rnn.fast_layers`), so a model saved
 with one loads and runs with the other, and inference reads its weights by these names.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.config import TrainConfig
+from mlproject.models.keras_rnn.settings import RnnTraining
+
 
 
 def set_seed(seed: int) -> None:
@@ -28,11 +29,11 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def layer_name(config: TrainConfig, index: int) -> str:
+def layer_name(config: RnnTraining, index: int) -> str:
     return f"{config.cell}_{index}"
 
 
-def recurrent_layer(config: TrainConfig, index: int, return_sequences: bool):
+def recurrent_layer(config: RnnTraining, index: int, return_sequences: bool):
     import keras
 
     if config.fast_layers:
@@ -48,7 +49,7 @@ def recurrent_layer(config: TrainConfig, index: int, return_sequences: bool):
     return layer
 
 
-def build_network(config: TrainConfig, vocab_size: int):
+def build_network(config: RnnTraining, vocab_size: int):
     """Tokens (batch, time) to next-token logits: per position, or after the window for target last."""
     import keras
 

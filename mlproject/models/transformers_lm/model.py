@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.config import EvaluateConfig, Paths, TrainConfig
-from mlproject.fileio import read_json
+from mlproject.models.transformers_lm.settings import TransformersTraining
+from mlproject.config import EvaluateConfig, Paths
 from mlproject.models import noise
 from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
+from mlproject.models.transformers_lm.progress import progress_bar
 
 DETAILS_FILE = "details.json"
 
@@ -43,11 +44,11 @@ class CausalLM(LanguageModel):
     pretrained = False  # whether `initial` already knows a language (then its score is a baseline)
 
     @classmethod
-    def initial(cls, config: TrainConfig, seed: int, tokens: Path) -> "CausalLM":
+    def initial(cls, config: TransformersTraining, seed: int, tokens: Path) -> "CausalLM":
         """The model before training on this corpus."""
         raise NotImplementedError
 
-    def trainable(self, network, config: TrainConfig):
+    def trainable(self, network, config: TransformersTraining):
         """The network whose trainable weights the optimizer updates."""
         return network
 
@@ -56,14 +57,14 @@ class CausalLM(LanguageModel):
         return network
 
     @classmethod
-    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id=None,
+    def train(cls, config: TransformersTraining, seed: int, paths: Paths, on_epoch=None, run_id=None,
               stop_after=None, on_step=None, scoring=None) -> TrainingResult:
         from mlproject.models.transformers_lm import training
 
         return training.train(cls, config, seed, paths, on_epoch, run_id, stop_after, on_step, scoring)
 
     @classmethod
-    def checkpoint_fingerprint(cls, config: TrainConfig, seed: int, paths: Paths) -> str:
+    def checkpoint_fingerprint(cls, config: TransformersTraining, seed: int, paths: Paths) -> str:
         from mlproject.models.transformers_lm.training import fingerprint
 
         return fingerprint(config, seed, Path(paths.tokens))
@@ -238,23 +239,6 @@ def scoring_spans(length: int, first: int, window: int, stride: int) -> list[tup
         spans.append((start, end, end - scored_up_to))
         scored_up_to = end
     return spans
-
-
-def read_separator(tokens: Path) -> str:
-    """The text the tokenize stage put between documents."""
-    return read_json(tokens / "summary.json").get("separator", "\n\n")
-
-
-def progress_bar(total: int, description: str, unit: str, show: bool = True, least: int = 1):
-    """A progress bar on standard error: redrawn each second on a terminal, a line every 30 s in
-    a log; none for fewer than `least` items."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    tty = sys.stderr.isatty()
-    return tqdm(total=total, desc=description, unit=unit, mininterval=1 if tty else 30, file=sys.stderr,
-                disable=not show or total < least)
 
 
 # The sampling noise's operations (noise.py) on int64 tensors: PyTorch has no unsigned 32-bit multiply.

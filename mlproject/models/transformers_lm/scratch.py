@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlproject.config import TrainConfig
-from mlproject.models.transformers_lm.model import CausalLM, read_separator
+from mlproject.models.transformers_lm.settings import GptTraining
+from mlproject.data.tokens import read_separator
+from mlproject.models.transformers_lm.model import CausalLM
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -26,7 +27,7 @@ def train_tokenizer(text: str, vocab_size: int, separator: str):
                                    clean_up_tokenization_spaces=False)
 
 
-def build_network(config: TrainConfig, vocab_size: int, end_of_text: int):
+def build_network(config: GptTraining, vocab_size: int, end_of_text: int):
     """A randomly initialised decoder of the shape params give (drawn from the seed set before)."""
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
@@ -49,7 +50,7 @@ class ScratchGPT(CausalLM):
     kind = "gpt"
 
     @classmethod
-    def initial(cls, config: TrainConfig, seed: int, tokens: Path) -> "ScratchGPT":
+    def initial(cls, config: GptTraining, seed: int, tokens: Path) -> "ScratchGPT":
         separator = read_separator(tokens)
         tokenizer = train_tokenizer((tokens / "train.txt").read_text(encoding="utf-8"), config.vocab_size,
                                     separator)

@@ -11,44 +11,28 @@ follows a cosine to zero. Accelerate places the work on the CPU, a GPU or severa
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-import mlproject
-from mlproject.config import ConfigError, EvaluateConfig, Paths, TrainConfig
-from mlproject.fileio import atomic_path, write_json
-from mlproject.models import checkpoints as checkpoint_state
+from mlproject.models.transformers_lm.settings import TransformersTraining
+from mlproject.config import ConfigError, EvaluateConfig, Paths
+from mlproject.fileio import atomic_path
+from mlproject.models import epoch_log
 from mlproject.models.cpu import cpu_flags
 from mlproject.models.interface import TrainingResult
-from mlproject.models.transformers_lm.model import progress_bar
+from mlproject.models.transformers_lm.progress import progress_bar
 
-CHECKPOINT, BEST, HISTORY, STEPS = "last.pt", "best.pt", "history.jsonl", "history.steps.jsonl"
-
-
-def code_files() -> list[Path]:
-    """The code whose change makes a checkpoint stale: this package and what it imports.
-
-    The train stage's deps in dvc.yaml name the same files and folders (tests/test_dvc_deps.py).
-    """
-    package = Path(mlproject.__file__).parent
-    models = package / "models"
-    shared = [package / "__init__.py", package / "config.py", package / "fileio.py",
-              models / "__init__.py", models / "interface.py", models / "cpu.py", models / "evaluation.py",
-              models / "checkpoints.py"]
-    return shared + sorted((models / "transformers_lm").rglob("*.py"))
+CHECKPOINT, BEST = "last.pt", "best.pt"
 
 
-def fingerprint(config: TrainConfig, seed: int, tokens: Path) -> str:
-    return checkpoint_state.fingerprint(config, seed, [tokens / "train.txt", tokens / "validation.txt",
-                                                       *code_files()])
+def fingerprint(config: TransformersTraining, seed: int, tokens: Path) -> str:
+    """What a checkpoint was trained from: settings, data and this kind's code."""
+    return epoch_log.fingerprint(config, seed, [tokens / "train.txt", tokens / "validation.txt"])
 
 
-def precision(config: TrainConfig, flags: frozenset[str] | None = None) -> str:
+def precision(config: TransformersTraining, flags: frozenset[str] | None = None) -> str:
     """Accelerate's mixed-precision setting: bf16 (or fp16) on a GPU, bf16 on a CPU with native
     bf16 instructions (about twice the fp32 step there, benchmarks/RESULTS.md), else fp32 ("no")."""
     import torch
@@ -61,16 +45,16 @@ def precision(config: TrainConfig, flags: frozenset[str] | None = None) -> str:
     return "bf16" if {"avx512_bf16", "amx_bf16"} & flags else "no"
 
 
-def blocks(ids: np.ndarray, length: int, what: str) -> np.ndarray:
+def blocks(ids: np.ndarray, length: int, what: str, key: str) -> np.ndarray:
     """`ids` cut into whole blocks of `length` tokens, end to end."""
     count = len(ids) // length
     if count == 0:
-        raise ConfigError(f"train.sequence_length = {length}: longer than the {len(ids)} {what} "
+        raise ConfigError(f"{key} = {length}: longer than the {len(ids)} {what} "
                           "tokens; expected a shorter block or more text")
     return ids[: count * length].reshape(count, length)
 
 
-def steps_per_epoch(n_blocks: int, config: TrainConfig, processes: int) -> int:
+def steps_per_epoch(n_blocks: int, config: TransformersTraining, processes: int) -> int:
     per_step = config.batch_size * config.gradient_accumulation * processes
     steps = n_blocks // per_step
     if config.max_steps_per_epoch:
@@ -88,7 +72,7 @@ def epoch_order(n_blocks: int, steps: int, per_step: int, seed: int, epoch: int)
     return order[: steps * per_step].reshape(steps, per_step)
 
 
-def make_optimizer(parameters, config: TrainConfig):
+def make_optimizer(parameters, config: TransformersTraining):
     import torch
 
     if config.optimizer == "adam":  # one fused kernel for all the update's arithmetic
@@ -98,7 +82,7 @@ def make_optimizer(parameters, config: TrainConfig):
     return torch.optim.SGD(parameters, lr=config.learning_rate)
 
 
-def make_schedule(optimizer, config: TrainConfig, total_steps: int):
+def make_schedule(optimizer, config: TransformersTraining, total_steps: int):
     from transformers import get_cosine_schedule_with_warmup
 
     return get_cosine_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
@@ -128,7 +112,7 @@ def save_torch(data, path: Path) -> None:
         torch.save(data, tmp)
 
 
-def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=None, run_id=None,
+def train(model_class, config: TransformersTraining, seed: int, paths: Paths, on_epoch=None, run_id=None,
           stop_after=None, on_step=None, scoring: EvaluateConfig | None = None) -> TrainingResult:
     """Fit (or resume) a model of `model_class`; save the best epoch's weights to `paths.model`."""
     import torch
@@ -142,33 +126,28 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
     tokens, checkpoints = Path(paths.tokens), paths.checkpoints
     model = model_class.initial(config, seed, tokens)
     if config.sequence_length > model.context:
-        raise ConfigError(f"train.sequence_length = {config.sequence_length}: beyond the model's "
+        raise ConfigError(f"train.{config.kind}.sequence_length = {config.sequence_length}: beyond the model's "
                           f"context of {model.context} tokens; expected at most {model.context}")
     train_blocks = blocks(np.array(model.encode((tokens / "train.txt").read_text(encoding="utf-8"))),
-                          config.sequence_length, "training")
+                          config.sequence_length, "training", f"train.{config.kind}.sequence_length")
     validation_ids = np.array(model.encode((tokens / "validation.txt").read_text(encoding="utf-8")))
     validation_blocks = blocks(validation_ids, min(config.sequence_length, len(validation_ids)),
-                               "validation")[: max(1, config.validation_tokens // config.sequence_length)]
+                               "validation", f"train.{config.kind}.sequence_length")[: max(1, config.validation_tokens // config.sequence_length)]
 
     # Only now, after the checks above: a refused setting leaves earlier checkpoints in place.
-    state = checkpoint_state.resume_point(checkpoints, fingerprint(config, seed, tokens), CHECKPOINT)
+    log = epoch_log.EpochLog(checkpoints, fingerprint(config, seed, tokens), CHECKPOINT, BEST)
     accelerator = Accelerator(mixed_precision=precision(config), cpu=not torch.cuda.is_available())
     network = model.trainable(model.network, config)
     per_step = config.batch_size * config.gradient_accumulation * accelerator.num_processes
     steps = steps_per_epoch(len(train_blocks), config, accelerator.num_processes)
     optimizer = make_optimizer([p for p in network.parameters() if p.requires_grad], config)
     schedule = make_schedule(optimizer, config, steps * config.epochs)
-    saved = checkpoint_state.readable(checkpoints, CHECKPOINT, lambda path: torch.load(path, weights_only=True),
-                                      BEST) if state else None
-    state = state if saved is not None else None
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    if state:
+    saved = log.resume(lambda path: torch.load(path, weights_only=True))
+    if saved is not None:
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
-        keep_history(checkpoints, state["epoch"])
-        run_id = run_id or state.get("run_id")  # the stage's run wins: it may stand in for a lost one
-        print(f"train: resuming from the checkpoint of epoch {state['epoch']} in {checkpoints}", flush=True)
+        run_id = run_id or log.state.get("run_id")  # the stage's run wins: it may stand in for a lost one
     else:
         baseline = None
         if model.pretrained and scoring is not None:
@@ -177,46 +156,44 @@ def train(model_class, config: TrainConfig, seed: int, paths: Paths, on_epoch=No
             baseline = {**score_validation(model, paths.tokens, scoring),
                         "window": scoring.window, "stride": scoring.stride}
             print(f"train: zero-shot {baseline['bits_per_byte']:.4f} bits per byte", flush=True)
-        state = {"fingerprint": fingerprint(config, seed, tokens), "run_id": run_id, "epoch": 0,
-                 "best_epoch": 0, "step": 0, "baseline": baseline}
-        (checkpoints / HISTORY).write_text("")
-    first_epoch = state["epoch"]
+        log.start(run_id, step=0, baseline=baseline)
+    first_epoch = log.state["epoch"]
     network, optimizer = accelerator.prepare(network, optimizer)
     runner = torch.compile(network) if config.compile else network
     for epoch in range(first_epoch, config.epochs):
-        if state.get("stopped_early") or (stop_after is not None and epoch >= stop_after):
+        if log.done or (stop_after is not None and epoch >= stop_after):
             break
         torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: the same in a resumed epoch
         order = epoch_order(len(train_blocks), steps, per_step, seed, epoch)
         mine = order[:, accelerator.process_index::accelerator.num_processes]
         losses = run_epoch(accelerator, runner, optimizer, schedule, train_blocks, mine, config,
-                           epoch, steps, state, on_step, paths)
-        record = {"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)),
+                           epoch, steps, log, on_step)
+        record = {"epoch": epoch + 1, "step": log.state["step"], "loss": float(np.mean(losses)),
                   "val_loss": validation_loss(network, validation_blocks, config.batch_size)}
-        if not math.isfinite(record["val_loss"]):
-            raise ConfigError(f"train.learning_rate = {config.learning_rate}: the validation loss of "
-                              f"epoch {epoch + 1} is {record['val_loss']}; expected a lower learning "
-                              "rate (the last good checkpoint is kept)")
-        end_epoch(accelerator, network, optimizer, schedule, record, state, config, checkpoints)
+        accelerator.wait_for_everyone()
+        weights = accelerator.unwrap_model(network).state_dict()
+        log.end_epoch(record, config, lambda path: save_torch(weights, path),
+                      lambda path: save_torch({"network": weights, "optimizer": optimizer.state_dict(),
+                                               "schedule": schedule.state_dict()}, path),
+                      writer=accelerator.is_main_process)
+        accelerator.wait_for_everyone()
         if on_epoch:
             on_epoch(record)
-    history = [json.loads(line) for line in (checkpoints / HISTORY).read_text().splitlines()]
-    if not history or history[-1]["epoch"] < config.epochs and not state.get("stopped_early"):
-        raise InterruptedError(f"stopped after epoch {state['epoch']} of {config.epochs}")
+    history = log.history(config)
     best = accelerator.unwrap_model(network)
     best.load_state_dict(torch.load(checkpoints / BEST, weights_only=True))
     model.network = model.finished(best).to("cpu").eval()
-    model.details["baseline"] = model.baseline = state.get("baseline")
+    model.details["baseline"] = model.baseline = log.state.get("baseline")
     if accelerator.is_main_process:
-        write_plot(paths.training_plot, checkpoints)
+        epoch_log.write_plot(paths.training_plot, checkpoints)
         kinds.save(model, paths.model)
     return TrainingResult(history=history, parameters=sum(p.numel() for p in model.network.parameters()),
-                          best_epoch=state["best_epoch"], stopped_early=bool(state.get("stopped_early")),
+                          best_epoch=log.state["best_epoch"], stopped_early=log.done,
                           resumed_from_epoch=first_epoch, run_id=run_id, baseline=model.baseline)
 
 
-def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, config: TrainConfig,
-              epoch: int, steps: int, state: dict, on_step, paths: Paths) -> list[float]:
+def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, config: TransformersTraining,
+              epoch: int, steps: int, log: epoch_log.EpochLog, on_step) -> list[float]:
     """One epoch of optimizer steps, each summing `gradient_accumulation` batches."""
     import torch
 
@@ -238,69 +215,16 @@ def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, co
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
+        log.state["step"] += 1
         speed = tokens_per_step / (time.perf_counter() - started)
         losses.append(total)
         progress.set_postfix(loss=f"{total:.4f}", tokens_per_s=f"{speed:,.0f}", refresh=False)
         progress.update()
-        record = {"step": state["step"], "epoch": epoch + (step + 1) / steps, "train_loss": total,
+        record = {"step": log.state["step"], "epoch": epoch + (step + 1) / steps, "train_loss": total,
                   "learning_rate": schedule.get_last_lr()[0], "tokens_per_second": speed}
-        with open(paths.checkpoints / STEPS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if accelerator.is_main_process:
+            log.log_step(record)
         if on_step:
             on_step(record)
     progress.close()
     return losses
-
-
-def end_epoch(accelerator, network, optimizer, schedule, record: dict, state: dict,
-              config: TrainConfig, checkpoints: Path) -> None:
-    """Keep the best weights, save the last ones with the optimizer and schedule, then the state
-    pointing at them; stop after `config.patience` epochs without a better validation loss."""
-    accelerator.wait_for_everyone()
-    epoch = record["epoch"]
-    if accelerator.is_main_process:
-        weights = accelerator.unwrap_model(network).state_dict()
-        if record["val_loss"] < state.get("best_val_loss", float("inf")):
-            save_torch(weights, checkpoints / BEST)
-            state.update(best_val_loss=record["val_loss"], best_epoch=epoch)
-        save_torch({"network": weights, "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict()}, checkpoints / CHECKPOINT)
-        with open(checkpoints / HISTORY, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-    stale = epoch - state["best_epoch"]
-    state.update(epoch=epoch, stopped_early=bool(config.patience) and stale >= config.patience
-                 and epoch < config.epochs)
-    if accelerator.is_main_process:
-        write_json(checkpoints / checkpoint_state.STATE, state)
-    accelerator.wait_for_everyone()
-    print(f"train: epoch {epoch}: loss {record['loss']:.4f}, val_loss {record['val_loss']:.4f}", flush=True)
-    if state["stopped_early"]:
-        print(f"train: validation loss has not improved for {stale} epochs (patience "
-              f"{config.patience}); stopping, keeping epoch {state['best_epoch']}", flush=True)
-
-
-def keep_history(checkpoints: Path, epochs: int) -> None:
-    """Records of the first `epochs` epochs only (a run killed between writing an epoch's record
-    and its state writes it again), per epoch and per step alike."""
-    for path in (checkpoints / HISTORY, checkpoints / STEPS):
-        if path.is_file():
-            kept = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
-            path.write_text("".join(f"{line}\n" for line in kept))
-
-
-def write_plot(path: str, checkpoints: Path) -> None:
-    """One row per optimizer step (epoch as a fraction), the validation loss at each epoch's end."""
-    steps = [json.loads(line) for line in
-             (checkpoints / STEPS).read_text().splitlines()]
-    validation = {r["step"]: r["val_loss"] for r in
-                  map(json.loads, (checkpoints / HISTORY).read_text().splitlines())}
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "step", "loss", "val_loss", "learning_rate",
-                                                    "tokens_per_second"])
-        writer.writeheader()
-        for record in steps:
-            writer.writerow({"epoch": round(record["epoch"], 6), "step": record["step"],
-                             "loss": record["train_loss"], "val_loss": validation.get(record["step"], ""),
-                             "learning_rate": record["learning_rate"],
-                             "tokens_per_second": record["tokens_per_second"]})

@@ -4,7 +4,7 @@
 whose CPU loop projects every position's input in one matmul before the recurrence, as PyTorch
 and cuDNN do, instead of once per step. They override `RNN.inner_loop`, an undocumented method,
 and run `keras.src.backend.rnn`, a private module: `check_keras_internals` says plainly when a
-Keras upgrade moves either, and `train.fast_layers: false` trains on Keras's own layers instead.
+Keras upgrade moves either, and `train.rnn.fast_layers: false` trains on Keras's own layers instead.
 `FoldedEmbeddingModel`, the training model, also folds the embedding into the first layer's input
 projection, so each position looks a row up instead of being multiplied.
 """
@@ -35,7 +35,7 @@ def check_keras_internals() -> None:
         problems.append("keras.src.backend.rnn is gone")
     if problems:
         raise RuntimeError(f"Keras {keras.__version__} changed what the fast CPU layers rely on "
-                           f"({'; '.join(problems)}); set train.fast_layers: false to train on "
+                           f"({'; '.join(problems)}); set train.rnn.fast_layers: false to train on "
                            "Keras's own layers, and update mlproject/models/keras_rnn/fast_cpu/"
                            "keras_internals.py")
 
