@@ -36,7 +36,7 @@ def environment() -> dict[str, str]:
 
 def in_place(clone: Path, values: list[str], env: dict[str, str]) -> float:
     """`dvc repro` in `clone` with `values` applied to its params.yaml (then put back)."""
-    from mlproject.cli import apply_values
+    from mlproject.params_file import apply_values
     from mlproject.workspace import parse_assignments
 
     params = clone / "params.yaml"

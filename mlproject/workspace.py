@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from mlproject.cli import apply_preset, apply_values
+from mlproject.params_file import apply_preset, apply_values
 from mlproject.config import ConfigError, StageFailed, load_params
 from mlproject.tracking.checkpoints import SHARED as SHARED_CHECKPOINTS
 

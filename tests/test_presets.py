@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlproject.cli import apply_preset
+from mlproject.params_file import apply_preset
 from mlproject.config import load_params
 from mlproject.models import kinds
 from mlproject.data.scrape import scrape
@@ -61,4 +61,4 @@ def test_corpus_preset_merges_nested_params_and_stays_readable_yaml(tmp_path):
     assert raw["scrape"]["sources"][0]["seeds"] == ["http://127.0.0.1:8765/index.es.html"]
     assert raw["scrape"]["http"]["delay_seconds"] == 0.2
     assert raw["scrape"]["http"]["max_retries"] == 3  # the keys the preset does not name stay
-    assert raw["train"]["cell"] == "gru"
+    assert raw["train"]["rnn"]["cell"] == "gru"
