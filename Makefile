@@ -29,7 +29,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help setup corpus test-site postgres sshd chromium serve-site run flow demo compare servers deployments test test-fast bench clean
+.PHONY: help setup corpus test-site postgres sshd chromium serve-site run flow demo compare servers deployments test test-fast lint bench clean
 help:
 	@echo "make run         run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow        run the same pipeline as a Prefect flow"
@@ -39,6 +39,7 @@ help:
 	@echo "make deployments create the scheduled training and generation deployments on those servers"
 	@echo "make test        run the tests"
 	@echo "make test-fast   run the tests that need no server, browser, whole pipeline or real model"
+	@echo "make lint        check the code with Ruff (lint and format); make test and test-fast run it first"
 	@echo "make bench       measure speed, overhead, quality for time and memory into benchmarks/RESULTS.md"
 	@echo "make setup       only create .venv from requirements.lock"
 
@@ -104,11 +105,15 @@ servers: setup corpus postgres
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
 
-test: setup corpus test-site postgres sshd chromium
+test: setup corpus test-site postgres sshd chromium lint
 	$(BIN)/python -m pytest
 
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # The inner loop: what needs no server, browser, whole pipeline or real model (tests/conftest.py).
-test-fast: setup corpus test-site
+test-fast: setup corpus test-site lint
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: setup corpus test-site

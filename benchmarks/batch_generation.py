@@ -20,12 +20,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {"full": {"prompts": 256, "length": 200, "shard": 32, "workers": [1, 2, 4], "repeats": 3},
-         "tiny": {"prompts": 8, "length": 10, "shard": 4, "workers": [1, 2], "repeats": 1}}
-FLOW = ("import sys; from flows.generation import generation_flow\n"
-        "if __name__ == '__main__':\n"
-        "    generation_flow(sys.argv[1], prompts_file='bench-prompts.txt', shard_size=int(sys.argv[2]),"
-        " workers=int(sys.argv[3]))\n")
+SIZES = {
+    "full": {"prompts": 256, "length": 200, "shard": 32, "workers": [1, 2, 4], "repeats": 3},
+    "tiny": {"prompts": 8, "length": 10, "shard": 4, "workers": [1, 2], "repeats": 1},
+}
+FLOW = (
+    "import sys; from flows.generation import generation_flow\n"
+    "if __name__ == '__main__':\n"
+    "    generation_flow(sys.argv[1], prompts_file='bench-prompts.txt', shard_size=int(sys.argv[2]),"
+    " workers=int(sys.argv[3]))\n"
+)
 
 
 def timed(command: list[str], cwd: Path, env: dict) -> float:
@@ -49,13 +53,21 @@ def measure(size: dict) -> dict:
         prompts = [f"{base[i % 8]} {i}" for i in range(size["prompts"])]
         (project / "bench-prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
         port = free_port()  # for this run's Prefect server
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "PREFECT_HOME": str(Path(tmp) / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PREFECT_HOME": str(Path(tmp) / "prefect"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        }
         timed(["dvc", "repro"], project, env)  # the champion both sides serve
         # A Prefect server for the flow runs: on the temporary one each Dask worker starts its own.
-        server = subprocess.Popen([str(Path(sys.executable).parent / prefect_command(port)[0]),
-                                   *prefect_command(port)[1:]], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / prefect_command(port)[0]), *prefect_command(port)[1:]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             wait_for(f"http://127.0.0.1:{port}/api/health", "the Prefect server", 180, server)
             script = Path(tmp) / "flow.py"
@@ -65,37 +77,55 @@ def measure(size: dict) -> dict:
                 print(f"batch generation: repeat {repeat + 1}/{size['repeats']}", file=sys.stderr, flush=True)
                 stage.append(timed(["mlproject", "generate"], project, env))
                 for workers in size["workers"]:
-                    flows[workers].append(timed([sys.executable, str(script), str(project), str(size["shard"]),
-                                                 str(workers)], ROOT, env))
+                    flows[workers].append(
+                        timed([sys.executable, str(script), str(project), str(size["shard"]), str(workers)], ROOT, env)
+                    )
         finally:
             os.killpg(server.pid, 2)
             server.wait()
     texts = size["prompts"] * size["length"]
     rows = [{"runner": "generate stage (one process)", "seconds": statistics.median(stage)}]
-    rows += [{"runner": f"generation flow, {n} Dask worker{'s' * (n > 1)}", "seconds": statistics.median(s)}
-             for n, s in flows.items()]
+    rows += [
+        {"runner": f"generation flow, {n} Dask worker{'s' * (n > 1)}", "seconds": statistics.median(s)}
+        for n, s in flows.items()
+    ]
     for row in rows:
         row["chars_per_s"] = texts / row["seconds"]
         row["vs_stage"] = rows[0]["seconds"] / row["seconds"]
-    return {"prompts": size["prompts"], "length": size["length"], "shard_size": size["shard"],
-            "repeats": size["repeats"], "rows": rows}
+    return {
+        "prompts": size["prompts"],
+        "length": size["length"],
+        "shard_size": size["shard"],
+        "repeats": size["repeats"],
+        "rows": rows,
+    }
 
 
 def lines(batch: dict | None) -> list[str]:
     """Section 8 of RESULTS.md (run.py renders it when RESULTS-batch.json exists)."""
     if not batch:
         return []
-    out = ["## 8. Batch generation over Dask", "",
-           f"{batch['prompts']} prompts of {batch['length']} characters each from the tiny project's champion "
-           f"(a char-RNN), shards of {batch['shard_size']}; median wall time of {batch['repeats']} "
-           "alternating runs, process start, model loading and the cluster's start included "
-           "(`python -m benchmarks.batch_generation`).", "",
-           "| runner | seconds | characters/s | speed-up vs the stage |", "|---|---|---|---|"]
-    out += [f"| {r['runner']} | {r['seconds']:.1f} | {r['chars_per_s']:.0f} | {r['vs_stage']:.2f} |"
-            for r in batch["rows"]]
-    return out + ["", "A speed-up below 1 means that starting the cluster and loading the model on each worker "
-                  "cost more than spreading the prompts saved, on this machine's cores; the fan-out is for "
-                  "workers on more cores or machines than one process can use.", ""]
+    out = [
+        "## 8. Batch generation over Dask",
+        "",
+        f"{batch['prompts']} prompts of {batch['length']} characters each from the tiny project's champion "
+        f"(a char-RNN), shards of {batch['shard_size']}; median wall time of {batch['repeats']} "
+        "alternating runs, process start, model loading and the cluster's start included "
+        "(`python -m benchmarks.batch_generation`).",
+        "",
+        "| runner | seconds | characters/s | speed-up vs the stage |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {r['runner']} | {r['seconds']:.1f} | {r['chars_per_s']:.0f} | {r['vs_stage']:.2f} |" for r in batch["rows"]
+    ]
+    return out + [
+        "",
+        "A speed-up below 1 means that starting the cluster and loading the model on each worker "
+        "cost more than spreading the prompts saved, on this machine's cores; the fan-out is for "
+        "workers on more cores or machines than one process can use.",
+        "",
+    ]
 
 
 def main() -> None:

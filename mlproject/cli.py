@@ -26,11 +26,15 @@ def cmd_summary(params: cfg.Params, args) -> None:
     promotion = read_json(p.promotion) if Path(p.promotion).is_file() else {}
     uri = params.mlflow.tracking_uri
     print("\nPipeline finished.")
-    print(f"  champion model:   models:/{params.mlflow.model_name}@champion "
-          f"(version {promotion.get('champion_now', '?')}; this run: {promotion.get('decision', '?')})")
+    print(
+        f"  champion model:   models:/{params.mlflow.model_name}@champion "
+        f"(version {promotion.get('champion_now', '?')}; this run: {promotion.get('decision', '?')})"
+    )
     if metrics:
-        print(f"  metrics:          {p.metrics} ({metrics['bits_per_character']:.4f} bits per "
-              f"character, {metrics['bits_per_byte']:.4f} bits per byte on validation)")
+        print(
+            f"  metrics:          {p.metrics} ({metrics['bits_per_character']:.4f} bits per "
+            f"character, {metrics['bits_per_byte']:.4f} bits per byte on validation)"
+        )
     print(f"  generated text:   {p.generations}")
     print(f"  validation docs:  {Path(p.data_docs) / 'index.html'}   (opens offline)")
     print("Try and compare the registered models:")
@@ -49,8 +53,9 @@ def connect_to_registered(params: cfg.Params) -> str:
 
     uri, name = connect(params.mlflow), params.mlflow.model_name
     if not MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions(f"name = '{name}'", max_results=1):
-        raise cfg.StageFailed(f"mlflow.model_name = {name}: no registered version in {uri}; run the pipeline "
-                              "first (make run)")
+        raise cfg.StageFailed(
+            f"mlflow.model_name = {name}: no registered version in {uri}; run the pipeline first (make run)"
+        )
     return uri
 
 
@@ -95,11 +100,18 @@ def cmd_preset(args) -> None:
     print("Run `make run` (or `dvc repro`): DVC reruns only the stages whose params changed.")
 
 
-SECTION_OF = {"scrape": [cfg.ScrapeConfig, cfg.Source, cfg.HttpConfig], "validate": [cfg.ValidateConfig],
-              "tokenize": [cfg.TokenizeConfig], "train": [cfg.TrainConfig],
-              "evaluate": [cfg.EvaluateConfig], "register": [cfg.MlflowConfig],
-              "promote": [cfg.PromoteConfig], "generate": [cfg.GenerateConfig],
-              "compare": [cfg.CompareConfig], "serve": [cfg.ServeConfig]}
+SECTION_OF = {
+    "scrape": [cfg.ScrapeConfig, cfg.Source, cfg.HttpConfig],
+    "validate": [cfg.ValidateConfig],
+    "tokenize": [cfg.TokenizeConfig],
+    "train": [cfg.TrainConfig],
+    "evaluate": [cfg.EvaluateConfig],
+    "register": [cfg.MlflowConfig],
+    "promote": [cfg.PromoteConfig],
+    "generate": [cfg.GenerateConfig],
+    "compare": [cfg.CompareConfig],
+    "serve": [cfg.ServeConfig],
+}
 ALSO_READS = {"serve": "'seed', 'mlflow' and 'generate', the page's first settings", "compare": "'mlflow'"}
 SUMMARIES = {
     "scrape": "collect documents from the sources in params into a JSONL with provenance",
@@ -135,8 +147,10 @@ def section_help(stage: str, raw: dict, source: str) -> str:
     name = {cfg.MlflowConfig: "mlflow"}.get(classes[0], stage)
     values = raw.get(name) if isinstance(raw.get(name), dict) else {}
     also = ALSO_READS.get(stage, "'seed' and 'paths'")
-    text = (f"params.yaml section '{name}', with the values in {source} (also reads {also}):\n"
-            f"{cfg.describe(classes[0], values, source)}")
+    text = (
+        f"params.yaml section '{name}', with the values in {source} (also reads {also}):\n"
+        f"{cfg.describe(classes[0], values, source)}"
+    )
     if stage == "train":
         text += kind_help(values, source)
     if len(classes) > 1:
@@ -156,13 +170,16 @@ def kind_help(train: dict, source: str) -> str:
     except cfg.ConfigError as error:
         return f"\n\n{error}"
     own = train.get(kind) if isinstance(train.get(kind), dict) else {}
-    return (f"\n\ntrain.{kind}, the settings of kind {kind} (each kind has its section; "
-            f"--params with another train.kind shows its own):\n{cfg.describe(cls, own, source, skip=SHARED)}")
+    return (
+        f"\n\ntrain.{kind}, the settings of kind {kind} (each kind has its section; "
+        f"--params with another train.kind shows its own):\n{cfg.describe(cls, own, source, skip=SHARED)}"
+    )
 
 
 class HelpParser(argparse.ArgumentParser):
     """A parser whose epilog (the params a command reads) is written only when help is shown, so a
     stage imports nothing for help text it does not print (a kind's settings, say)."""
+
     epilog_of = None
 
     def format_help(self) -> str:
@@ -173,36 +190,61 @@ class HelpParser(argparse.ArgumentParser):
 
 def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
     top = HelpParser(
-        prog="mlproject", description="A text-generation pipeline. Each stage reads params.yaml; "
-        "`dvc repro` runs them in order; `python -m flows.training` runs them as a Prefect flow.")
+        prog="mlproject",
+        description="A text-generation pipeline. Each stage reads params.yaml; "
+        "`dvc repro` runs them in order; `python -m flows.training` runs them as a Prefect flow.",
+    )
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = raw_params(params_path)
     for stage in STAGES:
-        sub = subs.add_parser(stage, help=SUMMARIES[stage], description=SUMMARIES[stage],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = subs.add_parser(
+            stage,
+            help=SUMMARIES[stage],
+            description=SUMMARIES[stage],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.epilog_of = functools.partial(section_help, stage, raw, params_path)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         if stage == "train":
-            sub.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
-                             help="stop after epoch N (a later run resumes from its checkpoint)")
+            sub.add_argument(
+                "--stop-after-epoch",
+                type=int,
+                default=None,
+                metavar="N",
+                help="stop after epoch N (a later run resumes from its checkpoint)",
+            )
         if stage == "promote":
-            sub.add_argument("--rescore-champion", action="store_true",
-                             help="score the champion again on the validation text under the current "
-                             "rule, even where a figure of it on that text is recorded")
-    for name, text in [("summary", "print where the last run's results are and how to open the UIs"),
-                       ("compare", "a table of the registered versions (kind, figures, training time, "
-                        "the params that differ, data, commit) and a plot of their validation-loss "
-                        "curves (params section 'compare')"),
-                       ("serve", "a web page to write with the champion, the challenger or any "
-                        "version, one or two side by side (params section 'serve'; Ctrl-C stops it)")]:
+            sub.add_argument(
+                "--rescore-champion",
+                action="store_true",
+                help="score the champion again on the validation text under the current "
+                "rule, even where a figure of it on that text is recorded",
+            )
+    for name, text in [
+        ("summary", "print where the last run's results are and how to open the UIs"),
+        (
+            "compare",
+            "a table of the registered versions (kind, figures, training time, "
+            "the params that differ, data, commit) and a plot of their validation-loss "
+            "curves (params section 'compare')",
+        ),
+        (
+            "serve",
+            "a web page to write with the champion, the challenger or any "
+            "version, one or two side by side (params section 'serve'; Ctrl-C stops it)",
+        ),
+    ]:
         sub = subs.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
         if name in SECTION_OF:
             sub.epilog_of = functools.partial(section_help, name, raw, params_path)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    text = ("list the presets of the classic notebook models, or apply one: its keys are written "
-            "into params.yaml (comments kept); the other params stay as they are")
-    sub = subs.add_parser("preset", help="list or apply a params preset (tf-tutorial, chollet-lstm, ...)",
-                          description=text)
+    text = (
+        "list the presets of the classic notebook models, or apply one: its keys are written "
+        "into params.yaml (comments kept); the other params stay as they are"
+    )
+    sub = subs.add_parser(
+        "preset", help="list or apply a params preset (tf-tutorial, chollet-lstm, ...)", description=text
+    )
     sub.add_argument("name", nargs="?", help="preset to apply; leave out to list them")
     sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub.add_argument("--presets", default="presets", help="folder of presets (default: presets)")
@@ -210,10 +252,16 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
 
 
 # No network here or on many users' machines: keep the libraries from phoning home or chattering.
-QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_DISABLE_TELEMETRY": "true",
-                     "DO_NOT_TRACK": "1", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
-                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1",
-                     "GRADIO_ANALYTICS_ENABLED": "False"}
+QUIET_ENVIRONMENT = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+}
 
 
 def params_file(argv: list[str] | None) -> str:
@@ -243,8 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlproject {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:
-        print(f"mlproject {args.command}: error: {error.filename}: file not found "
-              f"(has the stage before this one run?)", file=sys.stderr)
+        print(
+            f"mlproject {args.command}: error: {error.filename}: file not found (has the stage before this one run?)",
+            file=sys.stderr,
+        )
         return 2
     except InterruptedError as error:
         print(f"mlproject {args.command}: {error}; run it again to resume", file=sys.stderr)

@@ -40,8 +40,9 @@ class Paths:
     registered: str = param("reports/registered.json", "the registered model version")
     promotion: str = param("reports/promotion.json", "the promotion decision and both figures")
     generations: str = param("outputs/generations.jsonl", "batch generations from the champion")
-    batch_generations: str = param("outputs/batch/generations.jsonl",
-                                   "the generation flow's output, fanned out over Dask, in prompt order")
+    batch_generations: str = param(
+        "outputs/batch/generations.jsonl", "the generation flow's output, fanned out over Dask, in prompt order"
+    )
 
     def under(self, root: str | Path) -> "Paths":
         """The same layout below `root` (tests and benchmarks work in a temporary folder)."""
@@ -72,56 +73,75 @@ class MlflowConfig:
 @dataclass(frozen=True)
 class Source:
     name: str = param("", "a short name recorded on every document")
-    kind: str = param("files", "files: local files or folders; url: one file by URL; gutenberg: a "
-                      "Project Gutenberg book (licence header and footer stripped); crawl: pages "
-                      "reached from seeds", ("files", "url", "gutenberg", "crawl"))
-    location: str = param("", "files: a path or file:// URL; url: the URL; gutenberg: a book id "
-                          "or URL; crawl: unused (see seeds)")
-    format: str = param("fortunes", "how a text file splits into documents: fortunes: by lines "
-                        "holding only '%'; paragraphs: by blank lines; text: the whole file; jsonl: "
-                        "one JSON object with a 'text' key per line (HTML pages are one document each)",
-                        ("fortunes", "paragraphs", "text", "jsonl"))
+    kind: str = param(
+        "files",
+        "files: local files or folders; url: one file by URL; gutenberg: a "
+        "Project Gutenberg book (licence header and footer stripped); crawl: pages "
+        "reached from seeds",
+        ("files", "url", "gutenberg", "crawl"),
+    )
+    location: str = param(
+        "", "files: a path or file:// URL; url: the URL; gutenberg: a book id or URL; crawl: unused (see seeds)"
+    )
+    format: str = param(
+        "fortunes",
+        "how a text file splits into documents: fortunes: by lines "
+        "holding only '%'; paragraphs: by blank lines; text: the whole file; jsonl: "
+        "one JSON object with a 'text' key per line (HTML pages are one document each)",
+        ("fortunes", "paragraphs", "text", "jsonl"),
+    )
     include: list = param(["*"], "glob patterns (relative to a folder) of files to read")
     exclude: list = param([], "glob patterns of files to skip")
     licence: str = param("unknown", "licence note recorded on every document")
     seeds: list = param([], "crawl: the URLs the crawl starts from")
     allowed_domains: list = param([], "crawl: hosts the crawl may visit; empty means the seeds' hosts")
-    follow: list = param([], "crawl: regular expressions; a link is followed if it matches one "
-                         "(empty: every link on an allowed host)")
+    follow: list = param(
+        [], "crawl: regular expressions; a link is followed if it matches one (empty: every link on an allowed host)"
+    )
     max_pages: int = param(100, "crawl: most pages fetched", minimum=1)
     max_depth: int = param(2, "crawl: most links followed from a seed", minimum=0)
-    selector: str = param("", "crawl and url: CSS selector of the text to keep; empty means the "
-                          "page's main content (mlproject/data/extract.py) without navigation")
-    headers_from_env: dict = param({}, "HTTP header -> name of the environment variable holding "
-                                   "its value (API tokens stay out of params, logs and reports)")
+    selector: str = param(
+        "",
+        "crawl and url: CSS selector of the text to keep; empty means the "
+        "page's main content (mlproject/data/extract.py) without navigation",
+    )
+    headers_from_env: dict = param(
+        {},
+        "HTTP header -> name of the environment variable holding "
+        "its value (API tokens stay out of params, logs and reports)",
+    )
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    user_agent: str = param("mlproject-scraper/0.1 (text-generation corpus builder)",
-                            "User-Agent sent, and matched against robots.txt")
-    delay_seconds: float = param(1.0, "least time between two requests to one host (robots.txt "
-                                 "Crawl-delay wins when longer)", minimum=0.0)
+    user_agent: str = param(
+        "mlproject-scraper/0.1 (text-generation corpus builder)", "User-Agent sent, and matched against robots.txt"
+    )
+    delay_seconds: float = param(
+        1.0, "least time between two requests to one host (robots.txt Crawl-delay wins when longer)", minimum=0.0
+    )
     connect_timeout: float = param(10.0, "seconds to wait for a connection", minimum=0.001)
     read_timeout: float = param(30.0, "seconds to wait for data", minimum=0.001)
     max_retries: int = param(3, "retries after a timeout, connection error, 429 or 5xx", minimum=0)
-    backoff_seconds: float = param(1.0, "first retry wait, doubled each retry (Retry-After wins)",
-                                   minimum=0.0)
+    backoff_seconds: float = param(1.0, "first retry wait, doubled each retry (Retry-After wins)", minimum=0.0)
     max_retry_after: float = param(120.0, "longest wait honoured for one retry", minimum=0.0)
     max_redirects: int = param(5, "redirects followed per URL", minimum=0)
     max_bytes: int = param(20_000_000, "largest response body accepted", minimum=1)
-    content_types: list = param(["text/html", "application/xhtml+xml", "text/plain"],
-                                "content types accepted")
-    max_failed_share: float = param(0.2, "the stage fails when more than this share of URLs "
-                                    "failed", minimum=0.0, maximum=1.0)
+    content_types: list = param(["text/html", "application/xhtml+xml", "text/plain"], "content types accepted")
+    max_failed_share: float = param(
+        0.2, "the stage fails when more than this share of URLs failed", minimum=0.0, maximum=1.0
+    )
 
 
 @dataclass(frozen=True)
 class ScrapeConfig:
-    sources: list = param([], "list of sources, each with name, kind, location, format, include, "
-                          "exclude, licence (and the crawl keys)")
+    sources: list = param(
+        [], "list of sources, each with name, kind, location, format, include, exclude, licence (and the crawl keys)"
+    )
     # A mapping in params.yaml, an HttpConfig once validated.
-    http: dict = field(default=HttpConfig(), metadata={"help": "politeness and limits of every HTTP request (see below)"})
+    http: dict = field(
+        default=HttpConfig(), metadata={"help": "politeness and limits of every HTTP request (see below)"}
+    )
 
 
 @dataclass(frozen=True)
@@ -130,24 +150,42 @@ class ValidateConfig:
     max_chars: int = param(5000, "longest document kept, in characters", minimum=1)
     min_documents: int = param(10, "fewest accepted documents that can train a model", minimum=1)
     min_corpus_chars: int = param(2000, "fewest accepted characters that can train a model", minimum=1)
-    max_markup_per_1000_chars: float = param(0.5, "HTML tags or entities per 1,000 characters above "
-                                             "which a document is rejected as markup residue (a "
-                                             "manual that shows a few as text is kept)", minimum=0.0)
-    language: str | list = param("es", "the corpus language, or a list of them, as ISO 639 codes "
-                                 "(es, en, fr...): documents identified as another language are "
-                                 "rejected (and, for es and en, those mostly outside its alphabet); "
-                                 "any turns both checks off")
-    language_min_chars: int = param(100, "documents shorter than this are judged by the alphabet "
-                                    "check alone: language identification is unreliable on a few "
-                                    "words", minimum=1)
-    language_min_confidence: float = param(0.7, "a document is rejected when identified as another "
-                                           "language with at least this probability",
-                                           minimum=0.0, maximum=1.0)
-    max_foreign_share: float = param(0.1, "largest share of a document's characters outside the "
-                                     "language's alphabet, digits and punctuation",
-                                     minimum=0.0, maximum=1.0)
-    max_duplicate_share: float = param(0.5, "the corpus fails when more than this share of its "
-                                       "documents are duplicates", minimum=0.0, maximum=1.0)
+    max_markup_per_1000_chars: float = param(
+        0.5,
+        "HTML tags or entities per 1,000 characters above "
+        "which a document is rejected as markup residue (a "
+        "manual that shows a few as text is kept)",
+        minimum=0.0,
+    )
+    language: str | list = param(
+        "es",
+        "the corpus language, or a list of them, as ISO 639 codes "
+        "(es, en, fr...): documents identified as another language are "
+        "rejected (and, for es and en, those mostly outside its alphabet); "
+        "any turns both checks off",
+    )
+    language_min_chars: int = param(
+        100,
+        "documents shorter than this are judged by the alphabet "
+        "check alone: language identification is unreliable on a few "
+        "words",
+        minimum=1,
+    )
+    language_min_confidence: float = param(
+        0.7,
+        "a document is rejected when identified as another language with at least this probability",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    max_foreign_share: float = param(
+        0.1,
+        "largest share of a document's characters outside the language's alphabet, digits and punctuation",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    max_duplicate_share: float = param(
+        0.5, "the corpus fails when more than this share of its documents are duplicates", minimum=0.0, maximum=1.0
+    )
 
     @property
     def languages(self) -> list:
@@ -158,10 +196,14 @@ class ValidateConfig:
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    level: str = param("char", "char: one token per character; word: words, punctuation and "
-                       "whitespace runs (lossless)", ("char", "word"))
-    validation_fraction: float = param(0.1, "share of documents held out, chosen by a hash of "
-                                       "the document text", minimum=0.0, maximum=0.9)
+    level: str = param(
+        "char",
+        "char: one token per character; word: words, punctuation and whitespace runs (lossless)",
+        ("char", "word"),
+    )
+    validation_fraction: float = param(
+        0.1, "share of documents held out, chosen by a hash of the document text", minimum=0.0, maximum=0.9
+    )
     document_separator: str = param("\n\n", "text put between documents")
     max_vocab: int = param(20000, "largest vocabulary; rarer tokens become <unk>", minimum=2)
     min_count: int = param(1, "fewest occurrences for a token to enter the vocabulary", minimum=1)
@@ -171,10 +213,15 @@ class TokenizeConfig:
 class TrainConfig(Training):
     """Section `train`: the settings every kind shares (models/settings.py), where a deployed run
     trains, and one section per kind, read and checked by the kind's own dataclass (`settings`)."""
-    runner: str = param("auto", "where a deployed training flow runs train and evaluate: gpu, the GPU work "
-                        f"pool (a run fails when none is deployed); cpu, the CPU pool with the other stages; "
-                        f"auto, gpu for {' and '.join(WANT_A_GPU)} when a GPU pool has a worker, else cpu. "
-                        "dvc repro and make flow run every stage where they are", ("auto", "cpu", "gpu"))
+
+    runner: str = param(
+        "auto",
+        "where a deployed training flow runs train and evaluate: gpu, the GPU work "
+        f"pool (a run fails when none is deployed); cpu, the CPU pool with the other stages; "
+        f"auto, gpu for {' and '.join(WANT_A_GPU)} when a GPU pool has a worker, else cpu. "
+        "dvc repro and make flow run every stage where they are",
+        ("auto", "cpu", "gpu"),
+    )
     rnn: dict = param({}, "the settings of kind rnn (mlproject/models/keras_rnn/settings.py)")
     window_rnn: dict = param({}, "the settings of kind window_rnn (mlproject/models/keras_rnn/settings.py)")
     finetune: dict = param({}, "the settings of kind finetune (mlproject/models/transformers_lm/settings.py)")
@@ -193,14 +240,15 @@ class TrainConfig(Training):
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    streams: int = param(32, "parallel contiguous streams the validation text is scored in",
-                         minimum=1)
-    chunk_length: int = param(256, "tokens scored per call, state carried across calls",
-                              minimum=1)
-    window: int = param(512, "transformers kinds: tokens of context per scoring window",
-                        minimum=2)
-    stride: int = param(256, "transformers kinds: tokens the window moves by; each token is scored "
-                        "once, with at least window - stride tokens of context", minimum=1)
+    streams: int = param(32, "parallel contiguous streams the validation text is scored in", minimum=1)
+    chunk_length: int = param(256, "tokens scored per call, state carried across calls", minimum=1)
+    window: int = param(512, "transformers kinds: tokens of context per scoring window", minimum=2)
+    stride: int = param(
+        256,
+        "transformers kinds: tokens the window moves by; each token is scored "
+        "once, with at least window - stride tokens of context",
+        minimum=1,
+    )
     sample_prompts: list = param(["El ", "Quien "], "prompts for the sample generations")
     temperatures: list = param([0.5, 1.0], "sampling temperatures of the samples")
     sample_length: int = param(200, "tokens generated per sample", minimum=1)
@@ -208,9 +256,11 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class PromoteConfig:
-    min_improvement_bpb: float = param(0.0, "bits per byte the candidate must beat the champion "
-                                       "by (a strictly lower figure is always required)",
-                                       minimum=0.0)
+    min_improvement_bpb: float = param(
+        0.0,
+        "bits per byte the candidate must beat the champion by (a strictly lower figure is always required)",
+        minimum=0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -218,13 +268,17 @@ class Sampling:
     """How a model continues a prompt; the command line, the pyfunc and any server built on it
     check a request against these rules (`checked`). The same prompt, settings and seed give the
     same text."""
-    max_length: int = param(200, "new tokens per prompt (characters, or words at word level)",
-                            minimum=1, maximum=100_000)
-    temperature: float = param(1.0, "softmax temperature; lower is more conservative; 0: greedy, "
-                               "always the likeliest token", minimum=0.0)
+
+    max_length: int = param(
+        200, "new tokens per prompt (characters, or words at word level)", minimum=1, maximum=100_000
+    )
+    temperature: float = param(
+        1.0, "softmax temperature; lower is more conservative; 0: greedy, always the likeliest token", minimum=0.0
+    )
     top_k: int = param(0, "sample among the k likeliest tokens; 0 means all", minimum=0)
-    top_p: float = param(1.0, "sample among the likeliest tokens whose mass reaches p; 1 means all",
-                         above=0.0, maximum=1.0)
+    top_p: float = param(
+        1.0, "sample among the likeliest tokens whose mass reaches p; 1 means all", above=0.0, maximum=1.0
+    )
     seed: int = param(0, "seed of the sampling", minimum=0)
 
     @classmethod
@@ -258,23 +312,32 @@ class GenerateConfig:
 class ServeConfig:
     host: str = param("127.0.0.1", "address the web page listens on; 0.0.0.0 opens it to your network")
     port: int = param(7860, "port of the web page", minimum=1, maximum=65535)
-    max_length_limit: int = param(1000, "the longest generation a visitor may ask for, in tokens",
-                                  minimum=1, maximum=100_000)
-    cached_versions: int = param(4, "loaded model versions kept in memory; the least recently used "
-                                 "one is dropped first", minimum=1)
+    max_length_limit: int = param(
+        1000, "the longest generation a visitor may ask for, in tokens", minimum=1, maximum=100_000
+    )
+    cached_versions: int = param(
+        4, "loaded model versions kept in memory; the least recently used one is dropped first", minimum=1
+    )
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    output: str = param("reports/comparison", "where `mlproject compare` writes its plot: "
-                        "OUTPUT.png and OUTPUT.html")
+    output: str = param("reports/comparison", "where `mlproject compare` writes its plot: OUTPUT.png and OUTPUT.html")
     max_versions: int = param(20, "the newest versions compared", minimum=1)
 
 
 SECTIONS = {
-    "paths": Paths, "mlflow": MlflowConfig, "scrape": ScrapeConfig, "validate": ValidateConfig,
-    "tokenize": TokenizeConfig, "train": TrainConfig, "evaluate": EvaluateConfig,
-    "promote": PromoteConfig, "generate": GenerateConfig, "serve": ServeConfig, "compare": CompareConfig,
+    "paths": Paths,
+    "mlflow": MlflowConfig,
+    "scrape": ScrapeConfig,
+    "validate": ValidateConfig,
+    "tokenize": TokenizeConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "promote": PromoteConfig,
+    "generate": GenerateConfig,
+    "serve": ServeConfig,
+    "compare": CompareConfig,
 }
 
 
@@ -302,22 +365,24 @@ def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
         if source.kind == "crawl" and not source.seeds:
             raise ConfigError(f"scrape.sources[{i}].seeds: expected at least one seed URL for kind crawl")
         if source.kind != "crawl" and not source.location:
-            raise ConfigError(f"scrape.sources[{i}].location: expected a path, URL or book id "
-                              f"for kind {source.kind}")
+            raise ConfigError(f"scrape.sources[{i}].location: expected a path, URL or book id for kind {source.kind}")
         if source.selector:
             import soupsieve
 
             try:
                 soupsieve.compile(source.selector)
             except soupsieve.SelectorSyntaxError as error:
-                raise ConfigError(f"scrape.sources[{i}].selector = {source.selector!r}: not a CSS "
-                                  f"selector ({str(error).splitlines()[0]})") from None
+                raise ConfigError(
+                    f"scrape.sources[{i}].selector = {source.selector!r}: not a CSS "
+                    f"selector ({str(error).splitlines()[0]})"
+                ) from None
         for j, pattern in enumerate(source.follow):
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise ConfigError(f"scrape.sources[{i}].follow[{j}] = {pattern!r}: not a regular "
-                                  f"expression ({error})") from None
+                raise ConfigError(
+                    f"scrape.sources[{i}].follow[{j}] = {pattern!r}: not a regular expression ({error})"
+                ) from None
     if not sources:
         raise ConfigError("scrape.sources: expected at least one source")
     if len({s.name for s in sources}) != len(sources):
@@ -328,17 +393,23 @@ def _check_sources(scrape: ScrapeConfig) -> ScrapeConfig:
 
 def _check_consistency(params: Params) -> None:
     if params.evaluate.stride >= params.evaluate.window:
-        raise ConfigError(f"evaluate.stride = {params.evaluate.stride}: expected a value < "
-                          f"evaluate.window ({params.evaluate.window}), so that each scored token "
-                          "has context")
+        raise ConfigError(
+            f"evaluate.stride = {params.evaluate.stride}: expected a value < "
+            f"evaluate.window ({params.evaluate.window}), so that each scored token "
+            "has context"
+        )
     if params.validate.min_chars > params.validate.max_chars:
-        raise ConfigError(f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
-                          f"validate.max_chars ({params.validate.max_chars})")
+        raise ConfigError(
+            f"validate.min_chars = {params.validate.min_chars}: expected a value <= "
+            f"validate.max_chars ({params.validate.max_chars})"
+        )
     language = params.validate.language
     codes = [language] if isinstance(language, str) else language
     if not codes or not all(isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}|any", code) for code in codes):
-        raise ConfigError(f"validate.language = {params.validate.language!r}: expected an ISO 639 "
-                          "code (es, en, fr...), a list of them, or any")
+        raise ConfigError(
+            f"validate.language = {params.validate.language!r}: expected an ISO 639 "
+            "code (es, en, fr...), a list of them, or any"
+        )
     if not params.evaluate.temperatures:
         raise ConfigError("evaluate.temperatures = []: expected at least one temperature")
     for index, temperature in enumerate(params.evaluate.temperatures):
@@ -361,8 +432,7 @@ def params_from_dict(raw) -> Params:
         raise ConfigError("params: expected a mapping at the top level")
     unknown = set(raw) - set(SECTIONS) - {"seed"}
     if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: unknown params section; known: seed, "
-                          f"{', '.join(SECTIONS)}")
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown params section; known: seed, {', '.join(SECTIONS)}")
     seed = raw.get("seed", 1234)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed = {seed!r}: expected an integer >= 0")
@@ -386,5 +456,3 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
     return params_from_dict(raw)
-
-

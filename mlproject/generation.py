@@ -16,6 +16,7 @@ from mlproject.config import ConfigError, GenerateConfig, StageFailed
 @dataclass(frozen=True)
 class Batch:
     """What every shard of one batch shares: the one version that answers, and the settings."""
+
     model_name: str
     version: str
     tracking_uri: str
@@ -44,7 +45,7 @@ def shards(prompts: list[str], size: int) -> list[list[str]]:
     """Consecutive slices of at most `size` prompts; joined in order they give the prompts back."""
     if size < 1:
         raise ConfigError(f"shard_size = {size}: expected a value >= 1")
-    return [prompts[start:start + size] for start in range(0, len(prompts), size)]
+    return [prompts[start : start + size] for start in range(0, len(prompts), size)]
 
 
 def champion_batch(config: GenerateConfig, model_name: str, seed: int, tracking_uri: str) -> Batch:
@@ -57,11 +58,18 @@ def champion_batch(config: GenerateConfig, model_name: str, seed: int, tracking_
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         version = str(client.get_model_version_by_alias(model_name, "champion").version)
     except mlflow.exceptions.MlflowException:
-        raise StageFailed(f"models:/{model_name}@champion: not in the tracking store "
-                          f"{tracking_uri} (a new or lost store?); register the trained "
-                          "model again with `dvc repro -f -s register`, then `dvc repro`") from None
-    sampling = {"max_length": config.max_length, "temperature": config.temperature,
-                "top_k": config.top_k, "top_p": config.top_p, "seed": seed}
+        raise StageFailed(
+            f"models:/{model_name}@champion: not in the tracking store "
+            f"{tracking_uri} (a new or lost store?); register the trained "
+            "model again with `dvc repro -f -s register`, then `dvc repro`"
+        ) from None
+    sampling = {
+        "max_length": config.max_length,
+        "temperature": config.temperature,
+        "top_k": config.top_k,
+        "top_p": config.top_p,
+        "seed": seed,
+    }
     return Batch(model_name, version, tracking_uri, sampling)
 
 
@@ -74,5 +82,7 @@ def generate_shard(batch: Batch, prompts: list[str]) -> list[dict]:
     mlflow.set_registry_uri(batch.tracking_uri)
     model = mlflow.pyfunc.load_model(batch.model_uri)
     frame = model.predict(pd.DataFrame({"prompt": prompts}), params=batch.sampling)
-    return [{"prompt": p, "text": t, "model": batch.model_name, "model_version": batch.version, **batch.sampling}
-            for p, t in zip(frame["prompt"], frame["text"])]
+    return [
+        {"prompt": p, "text": t, "model": batch.model_name, "model_version": batch.version, **batch.sampling}
+        for p, t in zip(frame["prompt"], frame["text"])
+    ]

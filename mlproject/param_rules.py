@@ -14,8 +14,14 @@ class ConfigError(ValueError):
     """A param that is unknown, missing or out of range; the message names the key."""
 
 
-def param(default, help: str, choices: tuple | None = None, minimum: float | None = None,
-          maximum: float | None = None, above: float | None = None):
+def param(
+    default,
+    help: str,
+    choices: tuple | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+):
     metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum, "above": above}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)

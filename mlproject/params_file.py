@@ -19,8 +19,9 @@ def merge_into(target, values, prefix: str, changed: list[str]) -> None:
             merge_into(current, value, f"{prefix}{key}.", changed)
             continue
         if current != value:
-            changed.append(f"{prefix}{key}: {json.dumps(current, ensure_ascii=False)} -> "
-                           f"{json.dumps(value, ensure_ascii=False)}")
+            changed.append(
+                f"{prefix}{key}: {json.dumps(current, ensure_ascii=False)} -> {json.dumps(value, ensure_ascii=False)}"
+            )
         target[key] = value
 
 
@@ -28,8 +29,7 @@ def apply_preset(params_path: Path, preset_path: Path) -> list[str]:
     """Merge a preset's keys into params.yaml, keeping its comments; validate before writing."""
     if not preset_path.is_file():
         available = ", ".join(sorted(p.stem for p in preset_path.parent.glob("*.yaml"))) or "none"
-        raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; "
-                              f"available: {available}")
+        raise cfg.ConfigError(f"{preset_path.stem}: no such preset in {preset_path.parent}/; available: {available}")
     return apply_values(params_path, round_trip_yaml().load(preset_path.read_text(encoding="utf-8")) or {})
 
 

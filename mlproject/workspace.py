@@ -22,8 +22,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from mlproject.params_file import apply_preset, apply_values
 from mlproject.config import ConfigError, StageFailed, load_params
+from mlproject.params_file import apply_preset, apply_values
 from mlproject.tracking.checkpoints import SHARED as SHARED_CHECKPOINTS
 
 RUNS_DIR = "MLPROJECT_RUNS_DIR"  # where workspaces are made; the worker names it
@@ -55,13 +55,14 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR) or Path.home() / ".cache" / "mlproject" / "runs")
 
 
-def overrides(epochs: int | None = None, sources: list[dict] | None = None,
-              prompts_file: str | None = None) -> dict:
+def overrides(epochs: int | None = None, sources: list[dict] | None = None, prompts_file: str | None = None) -> dict:
     """The params a run's arguments stand for (None leaves params.yaml's value)."""
-    values = {"train": {"epochs": epochs}, "scrape": {"sources": sources},
-              "generate": {"prompts_file": prompts_file}}
-    return {section: {k: v for k, v in keys.items() if v is not None}
-            for section, keys in values.items() if any(v is not None for v in keys.values())}
+    values = {"train": {"epochs": epochs}, "scrape": {"sources": sources}, "generate": {"prompts_file": prompts_file}}
+    return {
+        section: {k: v for k, v in keys.items() if v is not None}
+        for section, keys in values.items()
+        if any(v is not None for v in keys.values())
+    }
 
 
 def parse_assignments(pairs: list[str]) -> dict:
@@ -116,12 +117,19 @@ def source_remote(repo: Path) -> Remote:
             return Remote("runner", url, None, cache, url)  # named so in the workspace's config
         name = config["core"].get("remote")
         if not name or name not in config["remote"]:
-            raise StageFailed(f"{repo}: no default DVC remote; a run keeps what it makes there "
-                              f"(dvc remote add -d NAME URL, or set {RUNNER_REMOTE})")
+            raise StageFailed(
+                f"{repo}: no default DVC remote; a run keeps what it makes there "
+                f"(dvc remote add -d NAME URL, or set {RUNNER_REMOTE})"
+            )
         section = config["remote"][name]
         folder = urlparse(section["url"]).scheme in ("", "file")  # the same one, wherever the workspace is
-        return Remote(name, str(section.get("endpointurl") or section["url"]), section.get("port"), cache,
-                      section["url"] if folder else None)
+        return Remote(
+            name,
+            str(section.get("endpointurl") or section["url"]),
+            section.get("port"),
+            cache,
+            section["url"] if folder else None,
+        )
 
 
 def point_at(workspace: Path, remote: Remote) -> None:
@@ -178,8 +186,14 @@ def tracking_uri(source: Path, workspace: Path) -> str | None:
     return None
 
 
-def open_workspace(source: str | Path, name: str, preset: str | None = None, values: list[str] | None = None,
-                   commit: str | None = None, **named) -> Workspace:
+def open_workspace(
+    source: str | Path,
+    name: str,
+    preset: str | None = None,
+    values: list[str] | None = None,
+    commit: str | None = None,
+    **named,
+) -> Workspace:
     """A fresh checkout of `source`'s last commit (or `commit`) under runs_dir(), pointed at its
     DVC remote and cache, with the preset, the named overrides (`overrides`) and `values`
     (key=value) applied to its params.yaml. Bad params or an unreachable remote fail here, in one
@@ -193,8 +207,10 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
         runs_dir().mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs_dir()))  # never two runs in one
     except OSError as error:
-        raise StageFailed(f"{RUNS_DIR} ({runs_dir()}): no workspace can be made there ({error.strerror}); "
-                          "point it at a folder this worker can write; no stage ran") from None
+        raise StageFailed(
+            f"{RUNS_DIR} ({runs_dir()}): no workspace can be made there ({error.strerror}); "
+            "point it at a folder this worker can write; no stage ran"
+        ) from None
     _IN_USE[path] = lock_folder(path)  # new: no other process can hold it
     prune(runs_dir(), keep)
     try:
@@ -208,13 +224,15 @@ def open_workspace(source: str | Path, name: str, preset: str | None = None, val
             # The run's params differ from the commit by design (recorded as the run's overrides),
             # so they do not make the registered version `git_dirty`.
             git(path, "update-index", "--skip-worktree", "params.yaml")
-        env = {OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True),
-               # A run's workspace is thrown away, and its runner may be: training keeps its
-               # checkpoints with its MLflow run, for a rerun elsewhere (a runner may say "0").
-               SHARED_CHECKPOINTS: os.environ.get(SHARED_CHECKPOINTS, "1"),
-               # The stages run the workspace's code, the code DVC hashes, not the code of the checkout
-               # the environment was installed from (an editable install points there).
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))}
+        env = {
+            OVERRIDES: json.dumps({**({"preset": preset} if preset else {}), **applied}, sort_keys=True),
+            # A run's workspace is thrown away, and its runner may be: training keeps its
+            # checkpoints with its MLflow run, for a rerun elsewhere (a runner may say "0").
+            SHARED_CHECKPOINTS: os.environ.get(SHARED_CHECKPOINTS, "1"),
+            # The stages run the workspace's code, the code DVC hashes, not the code of the checkout
+            # the environment was installed from (an editable install points there).
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")])),
+        }
         uri = tracking_uri(source, path)
         if uri:
             env["MLFLOW_TRACKING_URI"] = uri
@@ -259,15 +277,34 @@ def prune(folder: Path, keep: int) -> list[Path]:
             os.close(descriptor)
         removed.append(path)
     if removed:
-        print(f"workspaces: deleted {len(removed)} older than the newest {keep} in {folder} ({KEEP_RUNS}; "
-              "what they made is in the DVC remote and MLflow)", flush=True)
+        print(
+            f"workspaces: deleted {len(removed)} older than the newest {keep} in {folder} ({KEEP_RUNS}; "
+            "what they made is in the DVC remote and MLflow)",
+            flush=True,
+        )
     return removed
 
 
 # What a checkout that is not a git repository (an image's copy of the project) holds beside its
 # sources: outputs, state and environments, which a workspace must not start with.
-NOT_SOURCES = {".git", ".venv", "data", "models", "reports", "outputs", "mlruns", "mlartifacts", "mlflow.db",
-               "gx", ".prefect", ".servers", "dvc-remote", "dvc.lock", ".dvc/cache", ".dvc/tmp"}
+NOT_SOURCES = {
+    ".git",
+    ".venv",
+    "data",
+    "models",
+    "reports",
+    "outputs",
+    "mlruns",
+    "mlartifacts",
+    "mlflow.db",
+    "gx",
+    ".prefect",
+    ".servers",
+    "dvc-remote",
+    "dvc.lock",
+    ".dvc/cache",
+    ".dvc/tmp",
+}
 
 
 def copy_source(source: Path, path: Path, commit: str | None = None) -> tuple[str, bool]:
@@ -280,8 +317,10 @@ def copy_source(source: Path, path: Path, commit: str | None = None) -> tuple[st
             try:
                 git(source, "cat-file", "-e", f"{commit}^{{commit}}")
             except StageFailed:
-                raise StageFailed(f"{source}: no commit {commit[:10]} there; fetch it into this worker's "
-                                  "checkout (the run it works for was made from it)") from None
+                raise StageFailed(
+                    f"{source}: no commit {commit[:10]} there; fetch it into this worker's "
+                    "checkout (the run it works for was made from it)"
+                ) from None
             left_out = False
         else:
             commit = git(source, "rev-parse", "HEAD")
@@ -294,8 +333,11 @@ def copy_source(source: Path, path: Path, commit: str | None = None) -> tuple[st
 
         def left_out_names(folder: str, names: list[str]) -> list[str]:
             inside = Path(folder).relative_to(source)
-            return [n for n in names if (inside / n).as_posix() in NOT_SOURCES or n == "__pycache__"
-                    or Path(folder, n) == runs]  # the workspaces, where they are inside the checkout
+            return [
+                n
+                for n in names
+                if (inside / n).as_posix() in NOT_SOURCES or n == "__pycache__" or Path(folder, n) == runs
+            ]  # the workspaces, where they are inside the checkout
 
         shutil.copytree(source, path, dirs_exist_ok=True, symlinks=True, ignore=left_out_names)
     if (source / ".dvc" / "config.local").is_file():

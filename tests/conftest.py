@@ -27,16 +27,38 @@ for key, value in QUIET_ENVIRONMENT.items():
 
 # The fast tier (`make test-fast`, the inner loop: under 3 minutes) leaves out what starts servers
 # or a browser, runs a whole pipeline or trains real models; `make test` runs everything.
-SLOW_MODULES = {"test_benchmarks", "test_comparison", "test_data_docs", "test_fidelity", "test_pipeline",
-                "test_presets", "test_real_site", "test_registry", "test_serving", "test_smollm2", "test_team",
-                "test_train", "test_transformers"}
+SLOW_MODULES = {
+    "test_benchmarks",
+    "test_comparison",
+    "test_data_docs",
+    "test_fidelity",
+    "test_pipeline",
+    "test_presets",
+    "test_real_site",
+    "test_registry",
+    "test_serving",
+    "test_smollm2",
+    "test_team",
+    "test_train",
+    "test_transformers",
+}
 SLOW_FIXTURES = {"reproduced", "browser_page", "team"}
+
+
+# Within the slow tier, `-m servers` picks the team servers' tests (PostgreSQL, MLflow and Prefect
+# servers, workers) and `-m browser` those that open a page in headless Chromium.
+SERVER_MODULES, BROWSER_FIXTURES = {"test_team"}, {"chromium", "browser_page"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
+        module, fixtures = item.module.__name__.rsplit(".", 1)[-1], set(item.fixturenames)
+        if module in SLOW_MODULES or SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if module in SERVER_MODULES or "team" in fixtures:
+            item.add_marker(pytest.mark.servers)
+        if BROWSER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.browser)
 
 
 def paths_in(root: Path, **names: str | Path) -> Paths:
@@ -64,9 +86,20 @@ def write_params(workdir: Path, params: dict) -> Path:
 
 
 def git(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=workdir, check=True, capture_output=True, text=True,
-                          env={**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.org",
-                               "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.org"})
+    return subprocess.run(
+        ["git", *args],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "test",
+            "GIT_AUTHOR_EMAIL": "t@example.org",
+            "GIT_COMMITTER_NAME": "test",
+            "GIT_COMMITTER_EMAIL": "t@example.org",
+        },
+    )
 
 
 def make_tiny_project(workdir: Path) -> Path:
@@ -101,11 +134,12 @@ def reproduced(tmp_path_factory) -> Reproduced:
     return Reproduced(project, run(["dvc", "repro"], project, env=probe).stdout, imports)
 
 
-def run(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """A console command of the project's environment, as a user would type it (with `env` set)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True,
-                            capture_output=True)
+    result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, text=True, capture_output=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -131,8 +165,8 @@ def tiny_base(tmp_path_factory, corpus) -> Path:
     user's own base would be: a context of 512 tokens, random weights, no download."""
     import dataclasses
 
+    from mlproject.models.transformers_lm.gpt import ScratchGPT
     from tests.test_transformers import TINY_GPT
-    from mlproject.models.transformers_lm.scratch import ScratchGPT
 
     folder = tmp_path_factory.mktemp("base") / "tiny-base"
     model = ScratchGPT.initial(dataclasses.replace(TINY_GPT, sequence_length=512), 1, corpus / "tokens")
@@ -227,8 +261,9 @@ def two_versions(tmp_path_factory) -> TwoVersions:
     run_stages_in_process(project, PIPELINE_UP_TO_PROMOTE)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"].update(kind="gpt", batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, patience=0)
-    params["train"]["gpt"].update(layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
-                                  warmup_steps=2, validation_tokens=256)
+    params["train"]["gpt"].update(
+        layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32, warmup_steps=2, validation_tokens=256
+    )
     params["evaluate"].update(window=32, stride=16)
     write_params(project, params)
     git(project, "commit", "-qam", "a tiny GPT")
@@ -243,16 +278,23 @@ def default_interrupt() -> None:
 
 
 @contextmanager
-def server_process(command: list[str], cwd: Path, url: str, log: Path, stop_signal=signal.SIGINT) -> Iterator[subprocess.Popen]:
+def server_process(
+    command: list[str], cwd: Path, url: str, log: Path, stop_signal=signal.SIGINT
+) -> Iterator[subprocess.Popen]:
     """A console command of the project's environment that serves `url`, started as a user would,
     in its own process group (servers start workers), its output in `log`; yielded once `url`
     answers. Stopped by `stop_signal` to the group; the test fails when that takes over 30 s."""
     from infra.servers import wait_for
 
     with open(log, "wb") as output:  # a file: a pipe nobody reads fills up and stalls the server
-        process = subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=cwd, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=default_interrupt)
+        process = subprocess.Popen(
+            [str(BIN / command[0]), *command[1:]],
+            cwd=cwd,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_interrupt,
+        )
     try:
         try:
             wait_for(url, command[0], 120, process)

@@ -10,12 +10,33 @@ from tests.conftest import ROOT
 def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path, reproduced):
     out = tmp_path / "RESULTS.md"
     # The overhead on the tests' shared tiny project, which needs no second whole pipeline run.
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--size", "tiny", "--out", str(out),
-                             "--project", str(reproduced.project)], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--size",
+            "tiny",
+            "--out",
+            str(out),
+            "--project",
+            str(reproduced.project),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
-    for heading in ("1. Training throughput", "2. Generation throughput", "3. Evaluation throughput",
-                    "4. Pipeline overhead", "5. Quality for time", "6. Peak memory", "7. Transformers path"):
+    for heading in (
+        "1. Training throughput",
+        "2. Generation throughput",
+        "3. Evaluation throughput",
+        "4. Pipeline overhead",
+        "5. Quality for time",
+        "6. Peak memory",
+        "7. Transformers path",
+    ):
         assert heading in text
     figures = json.loads(out.with_suffix(".json").read_text())
     assert all(r["keras"] > 0 and r["torch"] > 0 for r in figures["training"])
@@ -33,11 +54,19 @@ def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tm
     for name in ("RESULTS.json", "RESULTS-batch.json", "RESULTS-fidelity.json", "RESULTS-workspaces.json"):
         (tmp_path / name).write_bytes((ROOT / "benchmarks" / name).read_bytes())
     out = tmp_path / "RESULTS.md"
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--render-only", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--render-only", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     batch = json.loads((tmp_path / "RESULTS-batch.json").read_text())
-    assert (text.index("## 8. Batch generation over Dask") < text.index("## 9. Corpus fidelity")
-            < text.index("## 11. A workspace per run") < text.index("## What moved the figures"))
+    assert (
+        text.index("## 8. Batch generation over Dask")
+        < text.index("## 9. Corpus fidelity")
+        < text.index("## 11. A workspace per run")
+        < text.index("## What moved the figures")
+    )
     assert all(f"| {row['runner']} | {row['seconds']:.1f} |" in text for row in batch["rows"])

@@ -60,7 +60,8 @@ def test_a_flat_train_key_of_the_old_layout_says_where_it_moved(tmp_path):
     params["train"]["units"] = 128
     assert error_of(tmp_path, "scrape", params).endswith(
         "train.units: moved to train.rnn.units (and train.window_rnn.units); each kind's own settings "
-        "have a section of their own in params.yaml")
+        "have a section of their own in params.yaml"
+    )
 
 
 def test_missing_source_path_keeps_earlier_documents(tmp_path):
@@ -73,10 +74,13 @@ def test_missing_source_path_keeps_earlier_documents(tmp_path):
     assert earlier.read_text() == '{"text": "earlier"}\n'
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "no documents found"),
-    (b"%\n\n%\n", "no documents found"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "no documents found"),
+        (b"%\n\n%\n", "no documents found"),
+    ],
+)
 def test_empty_corpus(tmp_path, content, expected):
     corpus = tmp_path / "empty.fortunes"
     corpus.write_bytes(content)

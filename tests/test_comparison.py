@@ -29,7 +29,9 @@ def test_every_kind_logs_the_same_names_its_kind_and_its_data(two_versions):
     assert [r.tags["model_kind"] for r in runs] == ["rnn", "gpt"]
     assert set(runs[0].params) == set(runs[1].params) and {"train.units", "train.layers", "seed"} <= set(runs[0].params)
     for data in runs:
-        assert {"validation_bits_per_byte", "validation_bits_per_character", "training_seconds", "val_loss"} <= set(data.metrics)
+        assert {"validation_bits_per_byte", "validation_bits_per_character", "training_seconds", "val_loss"} <= set(
+            data.metrics
+        )
         assert any(key.startswith("data_md5:") for key in data.tags)
 
 
@@ -41,11 +43,21 @@ def test_each_version_carries_a_model_card(two_versions):
 
 
 def test_a_model_card_names_its_data_figures_and_samples():
-    metrics = {"bits_per_byte": 1.5, "bits_per_character": 1.6, "perplexity": 3.0, "characters": 1000,
-               "bytes": 1020, "validation_md5": "abcdef0123456789"}
-    card = model_card({"kind": "rnn", "cell": "gru"}, {"train.units": "32", "sep": "a|b"}, metrics,
-                      [{"prompt": "El ", "temperature": 0.5, "text": "amor\nes"}],
-                      {"git_commit": "0123456789abc", "git_dirty": "true", "data_md5:data/tokens/train.npy": "f00"})
+    metrics = {
+        "bits_per_byte": 1.5,
+        "bits_per_character": 1.6,
+        "perplexity": 3.0,
+        "characters": 1000,
+        "bytes": 1020,
+        "validation_md5": "abcdef0123456789",
+    }
+    card = model_card(
+        {"kind": "rnn", "cell": "gru"},
+        {"train.units": "32", "sep": "a|b"},
+        metrics,
+        [{"prompt": "El ", "temperature": 0.5, "text": "amor\nes"}],
+        {"git_commit": "0123456789abc", "git_dirty": "true", "data_md5:data/tokens/train.npy": "f00"},
+    )
     assert "A `rnn` text generator (cell gru)" in card and "**1.5000 bits per byte**" in card
     assert "`data/tokens/train.npy`: MD5 `f00`" in card and "amor es" in card
     assert "commit `0123456789` (with uncommitted changes)" in card and "| `train.units` | 32 |" in card
@@ -53,9 +65,20 @@ def test_a_model_card_names_its_data_figures_and_samples():
 
 
 def row(version: str, bpb: float, aliases=(), **params) -> VersionRow:
-    return VersionRow(version=version, aliases=list(aliases), kind="rnn", bits_per_byte=bpb, bits_per_character=bpb,
-                      perplexity=2.0, training_seconds=1.0, data_hash="d", git_commit="c", run_id=version, promotion="first model",
-                      params=params)
+    return VersionRow(
+        version=version,
+        aliases=list(aliases),
+        kind="rnn",
+        bits_per_byte=bpb,
+        bits_per_character=bpb,
+        perplexity=2.0,
+        training_seconds=1.0,
+        data_hash="d",
+        git_commit="c",
+        run_id=version,
+        promotion="first model",
+        params=params,
+    )
 
 
 def test_only_the_params_that_differ_are_listed():
@@ -81,8 +104,20 @@ def test_compare_prints_one_table_and_writes_the_curves(two_versions, tmp_path):
     result = run(["mlproject", "compare", "--params", str(two_versions.params)], two_versions.project)
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("version"))
-    assert all(column in header for column in ("alias", "kind", "bits/byte", "bits/char", "in vocab", "train time",
-                                               "data", "commit", "params that differ"))
+    assert all(
+        column in header
+        for column in (
+            "alias",
+            "kind",
+            "bits/byte",
+            "bits/char",
+            "in vocab",
+            "train time",
+            "data",
+            "commit",
+            "params that differ",
+        )
+    )
     v1, v2 = (next(line for line in lines if line.startswith(f"{v} ")) for v in ("1", "2"))
     assert " 100.0% " in v2 and "†" not in v1 + v2  # the GPT's byte-level BPE covers every byte; both new
     assert "champion" in v1 and " rnn " in v1 and "challenger" in v2 and " gpt " in v2
@@ -97,7 +132,9 @@ def test_compare_names_an_empty_store(tmp_path):
     params = write_params(tmp_path, tiny_params(tmp_path))  # a new store
     result = run(["mlproject", "compare", "--params", str(params)], tmp_path, check=False)
     last = result.stderr.splitlines()[-1]  # after MLflow's own note that it made the new store's tables
-    assert result.returncode == 2 and last.startswith("mlproject compare: error: mlflow.model_name = text-generator: no registered version")
+    assert result.returncode == 2 and last.startswith(
+        "mlproject compare: error: mlflow.model_name = text-generator: no registered version"
+    )
 
 
 def as_the_mlflow_ui_shows(value: float) -> str:
@@ -112,8 +149,18 @@ def test_the_mlflow_ui_lists_both_versions_and_compares_their_bits_per_byte(two_
     runs = [mlflow.get_run(mlflow.get_model_version(NAME, v).run_id) for v in ("1", "2")]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = ["mlflow", "ui", "--backend-store-uri", two_versions.store, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1"]
+    command = [
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        two_versions.store,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with server_process(command, two_versions.project, f"{url}/health", tmp_path / "mlflow-ui.log", signal.SIGTERM):
         page = browser_page.page
         page.goto(f"{url}/#/models/{NAME}")

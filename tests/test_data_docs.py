@@ -29,7 +29,8 @@ def test_data_docs_open_offline_with_the_run_listed_and_styled(tmp_path, browser
     page.goto((docs / "index.html").as_uri())
     # bootstrap-table's script fills the index from data in the page: without it the table is empty.
     run = page.locator("#Validation-Results tr.clickable-row").filter(
-        has=page.get_by_role("cell", name="documents", exact=True))
+        has=page.get_by_role("cell", name="documents", exact=True)
+    )
     expect(run).to_have_count(1, timeout=5_000)
     expect(run).to_be_visible()
     # Only Bootstrap's CSS makes a .row a flex container.
@@ -44,8 +45,10 @@ def test_data_docs_open_offline_with_the_run_listed_and_styled(tmp_path, browser
     icons = page.locator("i.fas.fa-check-circle, i.fas.fa-times")
     expect(icons.first).to_be_visible()
     assert icons.count() >= 7  # one status icon per expectation of the suite
-    font_awesome = page.evaluate("document.fonts.ready.then(fonts => [...fonts].filter("
-                                 "font => font.family.includes('Font Awesome') && font.status == 'loaded').length)")
+    font_awesome = page.evaluate(
+        "document.fonts.ready.then(fonts => [...fonts].filter("
+        "font => font.family.includes('Font Awesome') && font.status == 'loaded').length)"
+    )
     assert font_awesome > 0  # the icons are drawn, not empty boxes
     browser_page.screenshot(tmp_path / "data-docs-validation.png")
     assert browser_page.blocked == [] and unreadable == []
@@ -53,16 +56,20 @@ def test_data_docs_open_offline_with_the_run_listed_and_styled(tmp_path, browser
 
 def test_cdn_urls_become_relative_paths_to_local_copies(tmp_path):
     page = tmp_path / "validations" / "documents" / "__none__" / "20260101T000000Z" / "documents.html"
-    html = ('<script src="https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js" '
-            'integrity="sha384-x" crossorigin="anonymous"></script>'
-            '<a href="https://greatexpectations.io">Great Expectations</a>'
-            "<style>a { background: url('https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
-            "full_logo_dark.png') }</style>")
+    html = (
+        '<script src="https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js" '
+        'integrity="sha384-x" crossorigin="anonymous"></script>'
+        '<a href="https://greatexpectations.io">Great Expectations</a>'
+        "<style>a { background: url('https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
+        "full_logo_dark.png') }</style>"
+    )
     local = localise_page(html, page, tmp_path)
-    assert local == ('<script src="../../../../static/vendor/popper.js-1.12.9/umd/popper.min.js"></script>'
-                     '<a href="https://greatexpectations.io">Great Expectations</a>'
-                     "<style>a { background: url('../../../../static/vendor/great_expectations/"
-                     "full_logo_dark.png') }</style>")
+    assert local == (
+        '<script src="../../../../static/vendor/popper.js-1.12.9/umd/popper.min.js"></script>'
+        '<a href="https://greatexpectations.io">Great Expectations</a>'
+        "<style>a { background: url('../../../../static/vendor/great_expectations/"
+        "full_logo_dark.png') }</style>"
+    )
 
 
 def test_every_vendored_asset_is_shipped():
@@ -71,7 +78,9 @@ def test_every_vendored_asset_is_shipped():
 
 
 def test_a_cdn_url_without_local_copy_fails_naming_it(tmp_path):
-    html = ('<link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"/>'
-            '<script src="https://cdn.example.org/new-widget@2/widget.min.js"></script>')
+    html = (
+        '<link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css"/>'
+        '<script src="https://cdn.example.org/new-widget@2/widget.min.js"></script>'
+    )
     with pytest.raises(OfflineAssetMissing, match=r"https://cdn\.example\.org/new-widget@2/widget\.min\.js"):
         localise_page(html, tmp_path / "index.html", tmp_path)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mlproject.models import SETTINGS
-from mlproject.models.settings import settings_class
 from mlproject import config
 from mlproject.cli import parser
+from mlproject.models import SETTINGS
+from mlproject.models.settings import settings_class
 
 from .conftest import ROOT
 
@@ -65,8 +65,9 @@ def test_every_link_lands_on_a_file_and_heading_that_exist(page):
 def test_every_make_target_mlproject_command_preset_and_module_named_exists():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
-    subcommands = next(action for action in parser(str(ROOT / "params.yaml"))._actions
-                       if action.dest == "command").choices
+    subcommands = next(
+        action for action in parser(str(ROOT / "params.yaml"))._actions if action.dest == "command"
+    ).choices
     presets = {path.stem for path in (ROOT / "presets").glob("*.yaml")}
     named = [command for page in PAGES for command in commands(page)]
     assert len(named) > 50

@@ -14,8 +14,14 @@ from tests.conftest import ROOT, run
 def code_deps(kind: str = "rnn") -> dict[str, list[str]]:
     """Each stage's code deps for `kind`, a kind's link (models/by_kind/) read as the folder it names."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: [str((ROOT / d.replace("${train.kind}", kind)).resolve().relative_to(ROOT))
-                   for d in stage["deps"] if d.startswith("mlproject")] for name, stage in stages.items()}
+    return {
+        name: [
+            str((ROOT / d.replace("${train.kind}", kind)).resolve().relative_to(ROOT))
+            for d in stage["deps"]
+            if d.startswith("mlproject")
+        ]
+        for name, stage in stages.items()
+    }
 
 
 def project_files(modules: list[str]) -> set[str]:
@@ -33,8 +39,9 @@ def covered(file: str, deps: list[str]) -> bool:
 def test_each_stage_depends_on_all_the_project_code_its_command_imports(reproduced):
     # What each stage's process imported when `dvc repro` ran it (tests/import_probe).
     deps = code_deps()
-    imported = {stage: project_files(json.loads((reproduced.imports / f"{stage}.json").read_text()))
-                for stage in STAGES}
+    imported = {
+        stage: project_files(json.loads((reproduced.imports / f"{stage}.json").read_text())) for stage in STAGES
+    }
     for stage in STAGES:
         missing = sorted(f for f in imported[stage] if not covered(f, deps[stage]))
         assert not missing, f"stage {stage} imports {missing}, which dvc.yaml does not list in its deps"
@@ -43,8 +50,12 @@ def test_each_stage_depends_on_all_the_project_code_its_command_imports(reproduc
     assert not any("/keras_rnn/" in f for f in imported["scrape"] | imported["tokenize"])
     # A checkpoint is stale when any code that computes the weights changed.
     fingerprinted = {str(p.relative_to(ROOT)) for p in code_files("rnn")}
-    weights_code = {f for f in imported["train"] if not f.startswith(("mlproject/stages", "mlproject/tracking"))
-                    and f not in ("mlproject/cli.py", "mlproject/config.py")}  # config.py: paths and other sections
+    weights_code = {
+        f
+        for f in imported["train"]
+        if not f.startswith(("mlproject/stages", "mlproject/tracking"))
+        and f not in ("mlproject/cli.py", "mlproject/config.py")
+    }  # config.py: paths and other sections
     assert weights_code <= fingerprinted, sorted(weights_code - fingerprinted)
 
 
@@ -61,7 +72,7 @@ def test_editing_a_module_reports_the_stages_that_run_it_and_none_upstream(repro
     assert changed_stages(project) == {"train", "evaluate", "register", "promote", "generate"}
     subprocess.run(["git", "checkout", "--", "mlproject"], cwd=project, check=True)
     # Another kind's code: only the stages that may load the champion, which may be of any kind.
-    gpt = project / "mlproject/models/transformers_lm/scratch.py"
+    gpt = project / "mlproject/models/transformers_lm/gpt.py"
     gpt.write_text(gpt.read_text() + "\n# an edit\n")
     assert changed_stages(project) == {"promote", "generate"}
     subprocess.run(["git", "checkout", "--", "mlproject"], cwd=project, check=True)

@@ -22,27 +22,34 @@ def run_epochs(folder, settings, losses):
     log.resume(lambda path: path.read_text())
     log.start("run")
     for epoch, loss in enumerate(losses, 1):
-        if log.end_epoch({"epoch": epoch, "loss": 1.0, "val_loss": loss}, settings, saver(f"best {epoch}"),
-                         saver(f"last {epoch}")):
+        if log.end_epoch(
+            {"epoch": epoch, "loss": 1.0, "val_loss": loss}, settings, saver(f"best {epoch}"), saver(f"last {epoch}")
+        ):
             break
     return log
 
 
-@pytest.mark.parametrize("losses, patience, epochs, best, stopped_at", [
-    ([3.0, 2.5, 2.6, 2.4, 2.45, 2.5, 2.3], 2, 10, 4, 6),  # two epochs without a better loss
-    ([3.0, 2.5, 2.6, 2.7, 2.8], 0, 5, 2, None),            # patience 0: every epoch runs
-    ([3.0, 2.5, 2.6, 2.7], 2, 4, 2, None),                 # the limit on the last epoch: not early
-])
+@pytest.mark.parametrize(
+    "losses, patience, epochs, best, stopped_at",
+    [
+        ([3.0, 2.5, 2.6, 2.4, 2.45, 2.5, 2.3], 2, 10, 4, 6),  # two epochs without a better loss
+        ([3.0, 2.5, 2.6, 2.7, 2.8], 0, 5, 2, None),  # patience 0: every epoch runs
+        ([3.0, 2.5, 2.6, 2.7], 2, 4, 2, None),  # the limit on the last epoch: not early
+    ],
+)
 def test_early_stopping_rule(tmp_path, losses, patience, epochs, best, stopped_at):
     log = run_epochs(tmp_path / "checkpoints", RnnTraining(epochs=epochs, patience=patience), losses)
     state = json.loads((tmp_path / "checkpoints" / epoch_log.STATE).read_text())
-    assert state == log.state and state["best_epoch"] == best and state["best_val_loss"] == min(losses[:state["epoch"]])
+    assert (
+        state == log.state and state["best_epoch"] == best and state["best_val_loss"] == min(losses[: state["epoch"]])
+    )
     assert state["stopped_early"] is (stopped_at is not None) and log.done is (stopped_at is not None)
     assert state["epoch"] == (stopped_at or len(losses))
     assert (tmp_path / "checkpoints/best").read_text() == f"best {best}"
     assert (tmp_path / "checkpoints/last").read_text() == f"last {state['epoch']}"
     assert [r["epoch"] for r in log.history(RnnTraining(epochs=epochs, patience=patience))] == list(
-        range(1, state["epoch"] + 1))
+        range(1, state["epoch"] + 1)
+    )
 
 
 def test_a_validation_loss_that_is_not_finite_names_the_learning_rate_and_keeps_the_last_good_state(tmp_path):
@@ -82,10 +89,13 @@ def test_the_fingerprint_covers_the_kinds_settings_and_code_only(tmp_path):
     train = load_params(ROOT / "params.yaml").train
     rnn = train.settings()
     gpt_changed = dataclasses.replace(train, gpt={**train.gpt, "heads": 8})  # another kind's settings
-    assert epoch_log.fingerprint(gpt_changed.settings(), 1, [tmp_path / "train.npy"]) == \
-        epoch_log.fingerprint(rnn, 1, [tmp_path / "train.npy"])
+    assert epoch_log.fingerprint(gpt_changed.settings(), 1, [tmp_path / "train.npy"]) == epoch_log.fingerprint(
+        rnn, 1, [tmp_path / "train.npy"]
+    )
     for changed in (dataclasses.replace(rnn, units=128), dataclasses.replace(rnn, epochs=7)):
-        assert epoch_log.fingerprint(changed, 1, [tmp_path / "train.npy"]) != epoch_log.fingerprint(rnn, 1, [tmp_path / "train.npy"])
+        assert epoch_log.fingerprint(changed, 1, [tmp_path / "train.npy"]) != epoch_log.fingerprint(
+            rnn, 1, [tmp_path / "train.npy"]
+        )
     files = {str(p.relative_to(ROOT)) for p in epoch_log.code_files("rnn")}
     assert "mlproject/models/keras_rnn/training.py" in files and "mlproject/models/keras_rnn/settings.py" in files
     assert not any("transformers_lm" in f for f in files)

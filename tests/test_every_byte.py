@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from mlproject.config import EvaluateConfig
-from mlproject.models.settings import settings_class
 from mlproject.data.tokens import build_vocabulary
 from mlproject.models import kinds
 from mlproject.models.evaluation import NotEveryByte, check_every_byte
 from mlproject.models.interface import Sampling
 from mlproject.models.keras_rnn.network import build_network, set_seed
-from mlproject.models.transformers_lm.scratch import ScratchGPT
+from mlproject.models.settings import settings_class
+from mlproject.models.transformers_lm.gpt import ScratchGPT
 from tests.test_transformers import TINY_GPT
 
 TRAINING = "Más vale pájaro en mano que ciento volando.\n\nA buen entendedor, pocas palabras.\n\n" * 3

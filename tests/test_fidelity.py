@@ -18,34 +18,58 @@ NAVIGATION = (
     '<td><a href="c.html">Siguiente</a></td></tr></table></div>'
     '<div class="breadcrumbs"><a href="/">Portada</a> › <a href="/guia">Guía</a></div>'
     '<div class="toc"><p><b>Tabla de contenidos</b></p><dl><dt><a href="#s1">Ajustes</a></dt></dl></div>'
-    '<div id="cookie-banner"><p>Utilizamos cookies. <a href="#">Aceptar</a></p></div>')
-FOOTER = ('<div class="navfooter"><a href="a.html">Anterior</a> <a href="index.html">Inicio</a></div>'
-          '<footer>Copyright 2024 Los autores. Aviso legal.</footer>')
+    '<div id="cookie-banner"><p>Utilizamos cookies. <a href="#">Aceptar</a></p></div>'
+)
+FOOTER = (
+    '<div class="navfooter"><a href="a.html">Anterior</a> <a href="index.html">Inicio</a></div>'
+    "<footer>Copyright 2024 Los autores. Aviso legal.</footer>"
+)
 # Each case the extraction used to lose, in the markup DocBook and Sphinx write.
 SENTENCES = {
-    "inline GUI label": ('<p>Para ver la ventana, asegúrese de que <span class="guimenuitem">Opacidad</span> '
-                         'no está en 0.</p>', "asegúrese de que Opacidad no está en 0."),
-    "menu path": ('<p>Abra <span class="menuchoice"><span class="guimenu">Panel de control</span> → '
-                  '<span class="guisubmenu">Sistema</span> → <span class="guimenuitem">Avanzado</span></span> '
-                  'y pulse <span class="guibutton">Aceptar</span> o <kbd class="keycap">Intro</kbd>.</p>',
-                  "Abra Panel de control → Sistema → Avanzado y pulse Aceptar o Intro."),
-    "caption": ('<div class="figure"><p class="title"><b>Figura 2.1. La pantalla de inicio</b></p>'
-                '<div class="mediaobject"><img src="inicio.png" alt="pantalla"/></div></div>'
-                '<figure><img src="b.png"/><figcaption>El menú <em>Archivo</em> abierto.</figcaption></figure>',
-                "Figura 2.1. La pantalla de inicio"),
-    "definition list": ('<div class="variablelist"><dl><dt><span class="term"><code class="literal">-v</code>'
-                        '</span></dt><dd><p>Muestra <em>cada</em> paso.</p></dd></dl></div>',
-                        "Muestra cada paso."),
-    "admonition": ('<div class="note"><table border="0"><tr><td rowspan="2"><img alt="[Nota]" src="note.png"/>'
-                   '</td><th>Nota</th></tr><tr><td><p>Guarde sus cambios antes de salir del programa.</p>'
-                   '</td></tr></table></div>', "Guarde sus cambios antes de salir del programa."),
-    "link in a sentence": ('<p>Lea el <a href="manual.html">manual de referencia</a> antes de empezar.</p>',
-                           "Lea el manual de referencia antes de empezar."),
-    "code and a table": ('<table><caption>Tabla 1. Órdenes</caption><tr><td><code>ls</code></td>'
-                         '<td>lista los ficheros</td></tr></table>', "lista los ficheros"),
+    "inline GUI label": (
+        '<p>Para ver la ventana, asegúrese de que <span class="guimenuitem">Opacidad</span> no está en 0.</p>',
+        "asegúrese de que Opacidad no está en 0.",
+    ),
+    "menu path": (
+        '<p>Abra <span class="menuchoice"><span class="guimenu">Panel de control</span> → '
+        '<span class="guisubmenu">Sistema</span> → <span class="guimenuitem">Avanzado</span></span> '
+        'y pulse <span class="guibutton">Aceptar</span> o <kbd class="keycap">Intro</kbd>.</p>',
+        "Abra Panel de control → Sistema → Avanzado y pulse Aceptar o Intro.",
+    ),
+    "caption": (
+        '<div class="figure"><p class="title"><b>Figura 2.1. La pantalla de inicio</b></p>'
+        '<div class="mediaobject"><img src="inicio.png" alt="pantalla"/></div></div>'
+        '<figure><img src="b.png"/><figcaption>El menú <em>Archivo</em> abierto.</figcaption></figure>',
+        "Figura 2.1. La pantalla de inicio",
+    ),
+    "definition list": (
+        '<div class="variablelist"><dl><dt><span class="term"><code class="literal">-v</code>'
+        "</span></dt><dd><p>Muestra <em>cada</em> paso.</p></dd></dl></div>",
+        "Muestra cada paso.",
+    ),
+    "admonition": (
+        '<div class="note"><table border="0"><tr><td rowspan="2"><img alt="[Nota]" src="note.png"/>'
+        "</td><th>Nota</th></tr><tr><td><p>Guarde sus cambios antes de salir del programa.</p>"
+        "</td></tr></table></div>",
+        "Guarde sus cambios antes de salir del programa.",
+    ),
+    "link in a sentence": (
+        '<p>Lea el <a href="manual.html">manual de referencia</a> antes de empezar.</p>',
+        "Lea el manual de referencia antes de empezar.",
+    ),
+    "code and a table": (
+        "<table><caption>Tabla 1. Órdenes</caption><tr><td><code>ls</code></td>"
+        "<td>lista los ficheros</td></tr></table>",
+        "lista los ficheros",
+    ),
 }
-PAGE = (NAVIGATION + '<div class="chapter"><h2 id="s1">2. Ajustes</h2>'
-        + "".join(markup for markup, _ in SENTENCES.values()) + "</div>" + FOOTER)
+PAGE = (
+    NAVIGATION
+    + '<div class="chapter"><h2 id="s1">2. Ajustes</h2>'
+    + "".join(markup for markup, _ in SENTENCES.values())
+    + "</div>"
+    + FOOTER
+)
 
 
 @pytest.mark.parametrize("case", SENTENCES)
@@ -84,12 +108,22 @@ def test_the_report_shows_words_a_selector_left_out(tmp_path):
 
 def test_fidelity_benchmark_runs_at_tiny_size_and_meets_its_targets(tmp_path):
     out = tmp_path / "fidelity.json"
-    result = subprocess.run([sys.executable, "-m", "benchmarks.fidelity", "--size", "tiny", "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fidelity", "--size", "tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert [r["generator"] for r in figures["rows"]] == ["docbook", "sphinx", "wiki", "blog", "handwritten",
-                                                         "docbook-held-out"]
+    assert [r["generator"] for r in figures["rows"]] == [
+        "docbook",
+        "sphinx",
+        "wiki",
+        "blog",
+        "handwritten",
+        "docbook-held-out",
+    ]
     for row in figures["rows"]:
         assert row["pages"] == 1 and row["body_words"] > 100
         ours, before = row["sides"]["this project"], row["sides"]["before (precision, no tables)"]

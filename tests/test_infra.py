@@ -33,8 +33,7 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) per instruction, continuation lines joined, comments dropped."""
     lines = [line for line in dockerfile.read_text().splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines()
-            if line.strip()]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
 
 
 def copy_sources(dockerfile: Path) -> list[str]:
@@ -51,8 +50,12 @@ def copy_sources(dockerfile: Path) -> list[str]:
 
 
 def environment(dockerfile: Path) -> dict[str, str]:
-    pairs = [word.split("=", 1) for instruction, arguments in instructions(dockerfile) if instruction == "ENV"
-             for word in shlex.split(arguments)]
+    pairs = [
+        word.split("=", 1)
+        for instruction, arguments in instructions(dockerfile)
+        if instruction == "ENV"
+        for word in shlex.split(arguments)
+    ]
     return dict(pairs)
 
 
@@ -86,8 +89,10 @@ def without_password(url: str) -> str:
 def database_urls() -> dict[str, str]:
     """Each server's database URL as the compose file gives it, by server."""
     command = SERVICES["mlflow"]["command"]
-    return {"mlflow": command[command.index("--backend-store-uri") + 1],
-            "prefect": SERVICES["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]}
+    return {
+        "mlflow": command[command.index("--backend-store-uri") + 1],
+        "prefect": SERVICES["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"],
+    }
 
 
 def created_buckets() -> set[str]:
@@ -96,9 +101,11 @@ def created_buckets() -> set[str]:
 
 # --- compose -----------------------------------------------------------------------------------
 
+
 def test_compose_services_run_the_commands_of_infra_servers():
     assert SERVICES["mlflow"]["command"] == mlflow_command(
-        "postgresql+psycopg2://postgres:postgres@postgres:5432/mlflow", "s3://mlflow/artifacts", 5000, "0.0.0.0")
+        "postgresql+psycopg2://postgres:postgres@postgres:5432/mlflow", "s3://mlflow/artifacts", 5000, "0.0.0.0"
+    )
     assert SERVICES["prefect"]["command"] == prefect_command(4200, "0.0.0.0")
     assert SERVICES["worker"]["command"] == worker_command(WORK_POOL)
 
@@ -115,13 +122,16 @@ def test_init_sql_creates_the_databases_the_urls_name():
     created = set(re.findall(r"^\s*CREATE DATABASE (\w+);", sql, flags=re.MULTILINE | re.IGNORECASE))
     assert created == {urlsplit(url).path.lstrip("/") for url in database_urls().values()}
     mounts = [volume.split(":") for volume in SERVICES["postgres"]["volumes"]]
-    assert any((INFRA / source).resolve() == INFRA / "postgres-init.sql"
-               and target.startswith("/docker-entrypoint-initdb.d/") for source, target, *_ in mounts)
+    assert any(
+        (INFRA / source).resolve() == INFRA / "postgres-init.sql" and target.startswith("/docker-entrypoint-initdb.d/")
+        for source, target, *_ in mounts
+    )
 
 
 def test_every_s3_bucket_named_in_infra_is_one_minio_init_creates():
-    named = set(re.findall(r"s3://([\w.-]+)/", (INFRA / "compose.yaml").read_text()
-                           + (INFRA / "README.md").read_text()))
+    named = set(
+        re.findall(r"s3://([\w.-]+)/", (INFRA / "compose.yaml").read_text() + (INFRA / "README.md").read_text())
+    )
     assert named and named <= created_buckets(), named - created_buckets()
     assert {"mlflow", "dvc"} <= created_buckets()
 
@@ -130,8 +140,10 @@ def test_mlflow_stores_artifacts_in_minio_with_its_credentials():
     mlflow, minio = SERVICES["mlflow"]["environment"], SERVICES["minio"]["environment"]
     endpoint = urlsplit(mlflow["MLFLOW_S3_ENDPOINT_URL"])
     assert (endpoint.hostname, endpoint.port) == ("minio", 9000) and "minio" in SERVICES
-    assert (mlflow["AWS_ACCESS_KEY_ID"], mlflow["AWS_SECRET_ACCESS_KEY"]) == (minio["MINIO_ROOT_USER"],
-                                                                             minio["MINIO_ROOT_PASSWORD"])
+    assert (mlflow["AWS_ACCESS_KEY_ID"], mlflow["AWS_SECRET_ACCESS_KEY"]) == (
+        minio["MINIO_ROOT_USER"],
+        minio["MINIO_ROOT_PASSWORD"],
+    )
 
 
 def test_the_worker_reaches_the_servers_by_service_name_and_port():
@@ -164,6 +176,7 @@ def test_build_contexts_and_dockerfiles_exist():
 
 # --- images -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
 def test_every_copy_source_exists_and_is_in_the_build_context(dockerfile):
     sources = copy_sources(dockerfile)
@@ -177,8 +190,11 @@ def test_every_copy_source_exists_and_is_in_the_build_context(dockerfile):
 def test_images_copy_every_package_pyproject_installs(dockerfile):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     includes = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")
-                if any(re.fullmatch(pattern.replace("*", ".*"), path.parent.name) for pattern in includes)}
+    packages = {
+        path.parent.name
+        for path in ROOT.glob("*/__init__.py")
+        if any(re.fullmatch(pattern.replace("*", ".*"), path.parent.name) for pattern in includes)
+    }
     assert {"mlproject", "flows", "tasks"} <= packages
     copied = {Path(source).parts[0] for source in copy_sources(dockerfile)}
     assert packages | {pyproject["project"]["readme"], "params.yaml", "dvc.yaml"} <= copied
@@ -202,8 +218,20 @@ def test_images_are_as_quiet_as_infra_servers(dockerfile):
 
 
 def test_dockerignore_leaves_out_environments_and_outputs_but_not_the_sources():
-    for path in (".venv", ".git", "data", "models", "mlruns", "outputs", "reports", ".prefect", ".servers",
-                 "dvc-remote", ".venv/bin/python", "data/raw/documents.jsonl"):
+    for path in (
+        ".venv",
+        ".git",
+        "data",
+        "models",
+        "mlruns",
+        "outputs",
+        "reports",
+        ".prefect",
+        ".servers",
+        "dvc-remote",
+        ".venv/bin/python",
+        "data/raw/documents.jsonl",
+    ):
         assert ignored(path), path
     for path in ("mlproject/data/scrape.py", "tests/data", "infra/servers.py", "requirements.lock"):
         assert not ignored(path), path
@@ -211,14 +239,16 @@ def test_dockerignore_leaves_out_environments_and_outputs_but_not_the_sources():
 
 # --- Kubernetes GPU work pool ---------------------------------------------------------------------
 
+
 def placeholders(template: dict) -> set[str]:
     return {placeholder.name for placeholder in find_placeholders(template["job_configuration"])}
 
 
 def rendered_with_defaults(template: dict) -> dict:
     """The job configuration a deployment without job variables gets, as Prefect's worker fills it."""
-    defaults = {name: schema["default"] for name, schema in template["variables"]["properties"].items()
-                if "default" in schema}
+    defaults = {
+        name: schema["default"] for name, schema in template["variables"]["properties"].items() if "default" in schema
+    }
     return apply_values(template["job_configuration"], defaults)
 
 

@@ -6,13 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mlproject.models import kinds
 from mlproject.config import EvaluateConfig
-from mlproject.models.settings import as_kind
-from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.data.tokens import build_vocabulary
+from mlproject.models import kinds
 from mlproject.models.interface import Sampling
 from mlproject.models.keras_rnn.network import build_network, set_seed
+from mlproject.models.keras_rnn.settings import RnnTraining
+from mlproject.models.settings import as_kind
 
 TEXT = "Más vale pájaro en mano que ciento volando.\n\nA buen entendedor, pocas palabras.\n\n" * 3
 
@@ -80,8 +80,9 @@ def test_a_prompts_sampled_text_depends_only_on_the_prompt_the_settings_and_the_
 
 def test_top_k_one_is_greedy_whatever_the_temperature():
     model = tiny_model()
-    assert model.generate(["El "], Sampling(20, temperature=5.0, top_k=1, seed=1)) == \
-        model.generate(["El "], Sampling(20, temperature=0.5, top_k=1, seed=2))
+    assert model.generate(["El "], Sampling(20, temperature=5.0, top_k=1, seed=1)) == model.generate(
+        ["El "], Sampling(20, temperature=0.5, top_k=1, seed=2)
+    )
 
 
 def test_window_model_scores_and_generates():
@@ -106,10 +107,13 @@ def test_saved_model_loads_and_generates_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("unroll, backwards, sequences, transposed",
-                         [(True, False, True, False), (False, True, False, False), (True, False, True, True)])
-def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwards, sequences, transposed,
-                                                            monkeypatch):
+@pytest.mark.parametrize(
+    "unroll, backwards, sequences, transposed",
+    [(True, False, True, False), (False, True, False, False), (True, False, True, True)],
+)
+def test_projected_layers_compute_what_keras_layers_compute(
+    cell, unroll, backwards, sequences, transposed, monkeypatch
+):
     """The faster CPU path: same outputs, states and gradients as Keras's own layer, same weights,
     with the kernel in either layout `recurrent.multiply` reads."""
     import keras
@@ -120,18 +124,20 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
 
     monkeypatch.setattr(kernels, "transposed_layout_fastest", lambda: transposed)
     set_seed(3)
-    plain_class, projected_class = {"gru": (keras.layers.GRU, ProjectedGRU),
-                                    "lstm": (keras.layers.LSTM, ProjectedLSTM)}[cell]
+    plain_class, projected_class = {
+        "gru": (keras.layers.GRU, ProjectedGRU),
+        "lstm": (keras.layers.LSTM, ProjectedLSTM),
+    }[cell]
     options = dict(return_sequences=sequences, return_state=True, unroll=unroll, go_backwards=backwards)
     plain, projected = plain_class(6, **options), projected_class(6, **options)
     inputs = tf.random.normal((3, 5, 4), seed=1)
     plain(inputs)
     projected(inputs)
-    projected.set_weights([w + 0.1 * np.random.default_rng(0).standard_normal(w.shape)
-                           for w in plain.get_weights()])
+    projected.set_weights([w + 0.1 * np.random.default_rng(0).standard_normal(w.shape) for w in plain.get_weights()])
     plain.set_weights(projected.get_weights())  # a non-zero bias, so both biases are exercised
     results, kernel_products = [], []
     for layer in (plain, projected):
+
         @tf.function  # in a graph, as training runs it: a real while loop when not unrolled
         def outputs_and_gradients(inputs):
             with tf.GradientTape() as tape:
@@ -143,8 +149,9 @@ def test_projected_layers_compute_what_keras_layers_compute(cell, unroll, backwa
         results.append(outputs_and_gradients(inputs))
         graph = outputs_and_gradients.get_concrete_function(inputs).graph
         kernel_shape = tuple(layer.cell.recurrent_kernel.shape)
-        kernel_products.append(sum(op.type == "MatMul" and op.outputs[0].shape == kernel_shape
-                                   for op in graph.get_operations()))
+        kernel_products.append(
+            sum(op.type == "MatMul" and op.outputs[0].shape == kernel_shape for op in graph.get_operations())
+        )
     for expected, got in zip(*results):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
     if unroll:  # Keras: one recurrent-kernel gradient product per step; ours: one for all steps
@@ -164,10 +171,8 @@ def test_greedy_sampling_follows_the_trained_network(cell, layers):
     assert model.generate(["Más"], greedy(15)) == [expected]
 
 
-@pytest.mark.parametrize("cell, layers, target, transposed",
-                         [("gru", 1, "all", False), ("lstm", 2, "last", True)])
-def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target, transposed,
-                                                                       monkeypatch):
+@pytest.mark.parametrize("cell, layers, target, transposed", [("gru", 1, "all", False), ("lstm", 2, "last", True)])
+def test_training_model_folds_the_embedding_into_the_first_projection(cell, layers, target, transposed, monkeypatch):
     """The training model's first layer reads token ids: same logits and gradients as the layers
     called one after the other, the embedding's gradient in the same per-position rows (what
     Keras's Adam squares), without the positions x embedding by embedding x gates product."""
@@ -182,6 +187,7 @@ def test_training_model_folds_the_embedding_into_the_first_projection(cell, laye
     tokens = tf.constant(np.random.default_rng(0).integers(1, 20, (8, 12)), tf.int32)  # 96 positions
     results, products = [], []
     for network in (layer_by_layer, model):
+
         @tf.function
         def logits_and_gradients(tokens):
             with tf.GradientTape() as tape:
@@ -201,9 +207,10 @@ def test_training_model_folds_the_embedding_into_the_first_projection(cell, laye
     assert every_position in products[0] and every_position not in products[1]
 
 
-@pytest.mark.parametrize("onednn, flags, transposed", [(True, {"avx", "avx2"}, True),
-                                                       (True, {"avx", "avx2", "avx512f"}, False),
-                                                       (False, {"avx", "avx2"}, False)])
+@pytest.mark.parametrize(
+    "onednn, flags, transposed",
+    [(True, {"avx", "avx2"}, True), (True, {"avx", "avx2", "avx512f"}, False), (False, {"avx", "avx2"}, False)],
+)
 def test_the_transposed_kernel_is_read_only_under_onednn_without_avx512(onednn, flags, transposed, monkeypatch):
     from mlproject.models.keras_rnn.fast_cpu import kernels
 
@@ -217,8 +224,7 @@ def test_keras_own_layers_compute_what_the_fast_layers_compute(cell):
     """train.rnn.fast_layers: false, the fallback for a Keras that moved its internals: the same
     network, names and weights, so scoring and sampling run on it unchanged."""
     fast, plain = tiny_model(cell=cell, layers=2), tiny_model(cell=cell, layers=2, fast_layers=False)
-    assert not any(type(layer).__module__.startswith("mlproject")
-                   for layer in [plain.network, *plain.network.layers])
+    assert not any(type(layer).__module__.startswith("mlproject") for layer in [plain.network, *plain.network.layers])
     plain.network.set_weights(fast.network.get_weights())
     ids = fast.vocabulary.encode(TEXT)[None, :30]
     np.testing.assert_allclose(plain.network(ids).numpy(), fast.network(ids).numpy(), rtol=1e-5, atol=1e-6)
@@ -233,8 +239,11 @@ def test_keras_internals_check_passes_here_and_names_the_fallback_when_keras_mov
 
     check_keras_internals()  # this Keras: what the fast layers override and call is there
     monkeypatch.setattr(keras.layers.RNN, "inner_loop", lambda self, sequences, state: None)
-    with pytest.raises(RuntimeError, match=r"changed what the fast CPU layers rely on.*RNN.inner_loop.*"
-                                           r"set train.rnn.fast_layers: false"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"changed what the fast CPU layers rely on.*RNN.inner_loop.*"
+        r"set train.rnn.fast_layers: false",
+    ):
         check_keras_internals()
 
 

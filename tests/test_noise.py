@@ -19,7 +19,7 @@ def lowbias32(x: int) -> int:
 
 
 def test_the_mix_is_lowbias32():
-    values = [0, 1, 12345, 0xDEADBEEF, 2 ** 32 - 1]
+    values = [0, 1, 12345, 0xDEADBEEF, 2**32 - 1]
     assert noise.mix(np.array(values, dtype=np.int64), NUMPY).tolist() == [lowbias32(v) for v in values]
 
 
@@ -33,13 +33,15 @@ def test_tensorflow_and_pytorch_hash_as_numpy_does():
     seeds = np.array(noise.row_seeds(7, ["El ", "", "ñandú", "x" * 300]), dtype=np.int64)[:, None]
     ids = np.arange(500, dtype=np.int64)[None, :]
     expected = noise.hashed(seeds, np.int64(41), ids, NUMPY)
-    on_tf = noise.hashed(tf.constant(seeds, tf.uint32), tf.constant(41, tf.uint32), tf.constant(ids, tf.uint32),
-                         TF_BITS)
+    on_tf = noise.hashed(
+        tf.constant(seeds, tf.uint32), tf.constant(41, tf.uint32), tf.constant(ids, tf.uint32), TF_BITS
+    )
     on_torch = noise.hashed(torch.tensor(seeds), torch.tensor(41), torch.tensor(ids), TORCH_BITS)
     assert np.array_equal(on_tf.numpy().astype(np.int64), expected)
     assert np.array_equal(on_torch.numpy(), expected)
     assert noise.gumbel(on_tf, tf.math.log, TF_BITS).numpy() == pytest.approx(
-        noise.gumbel(on_torch, torch.log, TORCH_BITS).numpy(), rel=1e-5, abs=1e-6)  # each library's own log
+        noise.gumbel(on_torch, torch.log, TORCH_BITS).numpy(), rel=1e-5, abs=1e-6
+    )  # each library's own log
 
 
 def test_gumbel_max_draws_follow_the_softmax():

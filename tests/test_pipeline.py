@@ -10,12 +10,25 @@ from mlflow import MlflowClient
 from mlproject.cli import STAGES
 from tests.conftest import ROOT, git, run, write_params
 
-OUTPUTS = ["data/raw/documents.jsonl", "reports/scrape.json", "data/validated/documents.jsonl",
-           "data/rejected/documents.jsonl", "reports/validation.json", "reports/data_docs/index.html",
-           "data/tokens/vocab.json", "data/tokens/train.npy", "data/tokens/validation.txt",
-           "models/model/model.keras", "models/run.json", "reports/training.csv",
-           "reports/metrics.json", "reports/samples.jsonl", "reports/registered.json",
-           "reports/promotion.json", "outputs/generations.jsonl"]
+OUTPUTS = [
+    "data/raw/documents.jsonl",
+    "reports/scrape.json",
+    "data/validated/documents.jsonl",
+    "data/rejected/documents.jsonl",
+    "reports/validation.json",
+    "reports/data_docs/index.html",
+    "data/tokens/vocab.json",
+    "data/tokens/train.npy",
+    "data/tokens/validation.txt",
+    "models/model/model.keras",
+    "models/run.json",
+    "reports/training.csv",
+    "reports/metrics.json",
+    "reports/samples.jsonl",
+    "reports/registered.json",
+    "reports/promotion.json",
+    "outputs/generations.jsonl",
+]
 
 
 def ran(output: str) -> list[str]:
@@ -23,8 +36,11 @@ def ran(output: str) -> list[str]:
 
 
 def digests(root: Path, folder: str) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / folder).rglob("*")) if p.is_file() and "http_cache" not in p.parts}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file() and "http_cache" not in p.parts
+    }
 
 
 def assert_a_clone_pulls_the_whole_workspace(project: Path, elsewhere: Path) -> None:
@@ -72,8 +88,8 @@ def test_dvc_repro_runs_the_whole_pipeline_then_skips_what_is_unchanged(reproduc
     run_params = client.get_run(champion.run_id).data.params
     assert run_params["train.units"] == "32" and run_params["seed"] == str(params["seed"])
 
-    generations = [json.loads(l) for l in (project / "outputs/generations.jsonl").read_text().splitlines()]
-    prompts = [l for l in (project / "prompts/default.txt").read_text().splitlines() if l.strip()]
+    generations = [json.loads(line) for line in (project / "outputs/generations.jsonl").read_text().splitlines()]
+    prompts = [line for line in (project / "prompts/default.txt").read_text().splitlines() if line.strip()]
     assert [g["prompt"] for g in generations] == prompts
     assert all(g["model_version"] == "1" and len(g["text"]) == 40 for g in generations)
 
@@ -150,13 +166,16 @@ def test_a_lost_tracking_store_is_named_and_the_stated_commands_bring_a_champion
     assert "is not in sqlite:" in registered.stdout and "registering under a new run" in registered.stdout
     again = run(["dvc", "repro"], project)
     assert ran(again.stdout)[0] == "promote"  # generate reruns only if the promotion record changed
-    assert "generate: 8 texts from text-generator@champion (version 1)" in run(["mlproject", "generate"], project).stdout
+    assert (
+        "generate: 8 texts from text-generator@champion (version 1)" in run(["mlproject", "generate"], project).stdout
+    )
     # Read in a fresh process: this one's MLflow client still holds the deleted database open.
     record = json.loads((project / "reports/registered.json").read_text())
     uri = yaml.safe_load((project / "params.yaml").read_text())["mlflow"]["tracking_uri"]
-    described = run(["mlflow", "runs", "describe", "--run-id", record["run_id"]], project,
-                    env={"MLFLOW_TRACKING_URI": uri})
-    tags = json.loads(described.stdout[described.stdout.index("{"):])["data"]["tags"]
+    described = run(
+        ["mlflow", "runs", "describe", "--run-id", record["run_id"]], project, env={"MLFLOW_TRACKING_URI": uri}
+    )
+    tags = json.loads(described.stdout[described.stdout.index("{") :])["data"]["tags"]
     assert record["version"] == "1" and tags["model_kind"] == "rnn" and tags["stands_for_run"]
     # The checkpoint still names the lost run: a forced train tracks itself under its stand-in,
     # and register finds the same model already registered there.

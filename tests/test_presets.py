@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mlproject.params_file import apply_preset
 from mlproject.config import load_params
-from mlproject.models import kinds
 from mlproject.data.scrape import scrape
 from mlproject.data.tokens import tokenize
+from mlproject.models import kinds
+from mlproject.params_file import apply_preset
 from mlproject.stages.evaluate import evaluate
 from tests.conftest import ROOT, paths_in, tiny_params, write_params
 
@@ -19,8 +19,15 @@ PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
 
 
 def test_presets_reproduce_the_seed_models():
-    assert {"default", "tf-tutorial", "chollet-lstm", "lyrics-words", "smollm2-finetune",
-            "bloom-560m-finetune", "gpt-from-scratch"} <= set(PRESETS)
+    assert {
+        "default",
+        "tf-tutorial",
+        "chollet-lstm",
+        "lyrics-words",
+        "smollm2-finetune",
+        "bloom-560m-finetune",
+        "gpt-from-scratch",
+    } <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -42,8 +42,14 @@ def served():
 
 def test_crawl_of_a_real_site_is_complete_clean_and_incremental(served, tmp_path):
     base, requests = served
-    source = Source(name="debian-reference", kind="crawl", seeds=[f"{base}/index.es.html"],
-                    follow=[r"\.es\.html$"], max_depth=3, max_pages=100)
+    source = Source(
+        name="debian-reference",
+        kind="crawl",
+        seeds=[f"{base}/index.es.html"],
+        follow=[r"\.es\.html$"],
+        max_depth=3,
+        max_pages=100,
+    )
     config = ScrapeConfig(sources=[source], http=HttpConfig(delay_seconds=0.0))
     paths = (tmp_path / "docs.jsonl", tmp_path / "report.json", tmp_path / "cache")
 
@@ -56,7 +62,8 @@ def test_crawl_of_a_real_site_is_complete_clean_and_incremental(served, tmp_path
     by_page = {d["url"].rsplit("/", 1)[1]: d for d in documents}
     assert by_page["ch01.es.html"]["title"] == "Capítulo 1. Tutoriales de GNU/Linux"
     assert by_page["ch01.es.html"]["text"].startswith(
-        "Capítulo 1. Tutoriales de GNU/Linux\n\nAprender a usar un sistema informático")
+        "Capítulo 1. Tutoriales de GNU/Linux\n\nAprender a usar un sistema informático"
+    )
     assert report["sources"]["debian-reference"]["word_recall"] >= 0.995
     for document in documents:
         text = document["text"]

@@ -11,22 +11,20 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from mlproject.models import kinds
-from mlproject.config import (EvaluateConfig, MlflowConfig, PromoteConfig, ScrapeConfig, Source,
-                              TokenizeConfig)
+from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig, ScrapeConfig, Source, TokenizeConfig
 from mlproject.data.scrape import scrape
 from mlproject.data.tokens import Vocabulary, tokenize
 from mlproject.fileio import read_json
-from mlproject.models.keras_rnn.causal import RecurrentModel
+from mlproject.models import kinds
 from mlproject.models.keras_rnn.network import build_network, set_seed
+from mlproject.models.keras_rnn.rnn import RecurrentModel
+from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.promotion import decide, promote
 from mlproject.tracking.registry import connect, register
-from mlproject.models.keras_rnn.settings import RnnTraining
 from tests.conftest import ROOT, SAMPLE_CORPUS, paths_in
 
-TINY = RnnTraining(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2,
-                   max_steps_per_epoch=25)
+TINY = RnnTraining(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2, max_steps_per_epoch=25)
 EVALUATE = EvaluateConfig(streams=8, sample_length=20, temperatures=[1.0], sample_prompts=["El "])
 NAME = MlflowConfig().model_name
 
@@ -35,15 +33,15 @@ NAME = MlflowConfig().model_name
 def bundles(tmp_path_factory):
     """Token files and two saved models: a trained one and an untrained (worse) one."""
     root = tmp_path_factory.mktemp("models")
-    layout = paths_in(root, raw_documents="raw.jsonl", accepted_documents="raw.jsonl", tokens="tokens",
-                      model_dir="trained")
+    layout = paths_in(
+        root, raw_documents="raw.jsonl", accepted_documents="raw.jsonl", tokens="tokens", model_dir="trained"
+    )
     scrape(ScrapeConfig(sources=[Source(name="s", location=str(SAMPLE_CORPUS))]), layout)
     tokenize(TokenizeConfig(), layout)
     RecurrentModel.train(TINY, 1, layout)
     set_seed(1)
     vocabulary = Vocabulary.load(root / "tokens" / "vocab.json")
-    kinds.save(RecurrentModel(build_network(TINY, len(vocabulary)), vocabulary, TINY),
-                root / "untrained" / "model")
+    kinds.save(RecurrentModel(build_network(TINY, len(vocabulary)), vocabulary, TINY), root / "untrained" / "model")
     return root
 
 
@@ -150,14 +148,22 @@ def test_registered_model_generates_through_the_pyfunc(workdir, bundles):
 
     register_and_promote(workdir, bundles, "trained")
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    frame = model.predict(pd.DataFrame({"prompt": ["El ", "Quien "]}),
-                          params={"max_length": 15, "temperature": 0.8, "seed": 3})
+    frame = model.predict(
+        pd.DataFrame({"prompt": ["El ", "Quien "]}), params={"max_length": 15, "temperature": 0.8, "seed": 3}
+    )
     assert list(frame["prompt"]) == ["El ", "Quien "] and all(len(t) == 15 for t in frame["text"])
 
 
-@pytest.mark.parametrize("candidate, champion_bpb, margin, expected", [
-    (2.0, None, 0.0, True), (1.9, 2.0, 0.0, True), (2.0, 2.0, 0.0, False),
-    (2.1, 2.0, 0.0, False), (1.95, 2.0, 0.1, False)])
+@pytest.mark.parametrize(
+    "candidate, champion_bpb, margin, expected",
+    [
+        (2.0, None, 0.0, True),
+        (1.9, 2.0, 0.0, True),
+        (2.0, 2.0, 0.0, False),
+        (2.1, 2.0, 0.0, False),
+        (1.95, 2.0, 0.1, False),
+    ],
+)
 def test_decide(candidate, champion_bpb, margin, expected):
     assert decide(candidate, champion_bpb, margin)[0] is expected
 
@@ -170,15 +176,18 @@ def test_the_pyfunc_refuses_bad_settings_and_prompts_and_reads_temperature_zero_
     register_and_promote(workdir, bundles, "trained")
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     frame = pd.DataFrame({"prompt": ["El "]})
-    for params, message in [({"temperature": -1.0}, "params.temperature = -1.0: expected a value >= 0.0"),
-                            ({"top_p": 1.5}, "params.top_p = 1.5: expected a value <= 1.0"),
-                            ({"top_k": -3}, "params.top_k = -3: expected a value >= 0")]:
+    for params, message in [
+        ({"temperature": -1.0}, "params.temperature = -1.0: expected a value >= 0.0"),
+        ({"top_p": 1.5}, "params.top_p = 1.5: expected a value <= 1.0"),
+        ({"top_k": -3}, "params.top_k = -3: expected a value >= 0"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             model.predict(frame, params=params)
     with pytest.raises(ConfigError, match="prompt 1 = (None|nan): expected text"):  # MLflow reads None as NaN
         model.predict(pd.DataFrame({"prompt": ["El ", None]}), params={"max_length": 5})
-    greedy = [model.predict(frame, params={"max_length": 20, "temperature": 0.0, "seed": seed})["text"][0]
-              for seed in (1, 2)]
+    greedy = [
+        model.predict(frame, params={"max_length": 20, "temperature": 0.0, "seed": seed})["text"][0] for seed in (1, 2)
+    ]
     assert greedy[0] == greedy[1] == model.predict(frame, params={"max_length": 20, "top_k": 1})["text"][0]
 
 
@@ -250,11 +259,20 @@ def test_two_promotes_at_once_end_with_the_better_champion_and_the_other_challen
     client = MlflowClient()
     lock = f"{NAME}{LOCK_SUFFIX}"
     # Held as a living process on this machine holds it: by this test's own process.
-    client.create_registered_model(lock, tags={"holder": json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                                                     "since": time.time()})})
-    promotes = {which: subprocess.Popen([sys.executable, "-m", "mlproject.cli", "promote"], cwd=run_dir,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
-                for which, (run_dir, _) in runs.items()}
+    client.create_registered_model(
+        lock, tags={"holder": json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})}
+    )
+    promotes = {
+        which: subprocess.Popen(
+            [sys.executable, "-m", "mlproject.cli", "promote"],
+            cwd=run_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ,
+        )
+        for which, (run_dir, _) in runs.items()
+    }
     try:
         for process in promotes.values():
             said = []
@@ -281,7 +299,9 @@ def test_a_promotion_lock_left_by_a_dead_process_is_taken(workdir, bundles):
 
     dead = subprocess.Popen(["true"])  # a process id no one holds any more
     dead.wait()
-    MlflowClient().create_registered_model(f"{NAME}{LOCK_SUFFIX}", tags={"holder": json.dumps(
-        {"host": socket.gethostname(), "pid": dead.pid, "since": time.time()})})
+    MlflowClient().create_registered_model(
+        f"{NAME}{LOCK_SUFFIX}",
+        tags={"holder": json.dumps({"host": socket.gethostname(), "pid": dead.pid, "since": time.time()})},
+    )
     assert register_and_promote(workdir, bundles, "trained")["decision"] == "promoted"
     assert [m.name for m in MlflowClient().search_registered_models()] == [NAME]

@@ -16,7 +16,10 @@ def test_fortunes_entries_split_on_percent_lines():
 
 def test_documents_carry_provenance(tmp_path):
     source = Source(name="refranes", location=SAMPLE_CORPUS.as_uri(), licence="public domain")
-    report = scrape(ScrapeConfig(sources=[source]), paths_in(tmp_path, raw_documents=tmp_path / "docs.jsonl", scrape_report="report.json", http_cache="cache"))
+    report = scrape(
+        ScrapeConfig(sources=[source]),
+        paths_in(tmp_path, raw_documents=tmp_path / "docs.jsonl", scrape_report="report.json", http_cache="cache"),
+    )
     documents = [json.loads(line) for line in (tmp_path / "docs.jsonl").read_text().splitlines()]
     assert report["documents"] == len(documents) == 700
     first = documents[0]
@@ -33,14 +36,19 @@ def test_folder_include_and_exclude(tmp_path):
     (folder / "a.fortunes.dat").write_bytes(b"\x00\x01")
     (folder / "off" / "b.fortunes").write_text("fuera\n")
     source = Source(name="s", location=str(folder), include=["*.fortunes"], exclude=["off/*"])
-    report = scrape(ScrapeConfig(sources=[source]), paths_in(tmp_path, raw_documents=tmp_path / "d.jsonl", scrape_report="r.json", http_cache="cache"))
+    report = scrape(
+        ScrapeConfig(sources=[source]),
+        paths_in(tmp_path, raw_documents=tmp_path / "d.jsonl", scrape_report="r.json", http_cache="cache"),
+    )
     assert report["documents"] == 2
 
 
 def scraped(tmp_path, name: str) -> list[dict]:
     source = Source(name="s", location=str(tmp_path / name))
-    scrape(ScrapeConfig(sources=[source]), paths_in(tmp_path, raw_documents=tmp_path / "d.jsonl",
-                                                    scrape_report="r.json", http_cache="cache"))
+    scrape(
+        ScrapeConfig(sources=[source]),
+        paths_in(tmp_path, raw_documents=tmp_path / "d.jsonl", scrape_report="r.json", http_cache="cache"),
+    )
     return [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
 
 
@@ -53,8 +61,9 @@ def test_a_latin1_file_is_read_whole_in_its_charset_not_cut_down(tmp_path):
 
 
 def test_bad_bytes_in_a_utf8_file_are_flagged_per_document_not_dropped(tmp_path):
-    (tmp_path / "mixed.txt").write_bytes("Año de nieves\n%\n".encode() + "año de bienes".encode("latin-1")
-                                         + "\n%\nbueno\n".encode())
+    (tmp_path / "mixed.txt").write_bytes(
+        "Año de nieves\n%\n".encode() + "año de bienes".encode("latin-1") + "\n%\nbueno\n".encode()
+    )
     documents = scraped(tmp_path, "mixed.txt")
     assert [d["text"] for d in documents] == ["Año de nieves", "a\ufffdo de bienes", "bueno"]
     assert "not valid UTF-8" in documents[1]["encoding_error"]
@@ -65,5 +74,8 @@ def test_missing_source_names_it_and_keeps_earlier_output(tmp_path):
     out = tmp_path / "d.jsonl"
     out.write_text("earlier\n")
     with pytest.raises(ConfigError, match="'gone'.location: .*does not exist"):
-        scrape(ScrapeConfig(sources=[Source(name="gone", location=str(tmp_path / "missing"))]), paths_in(tmp_path, raw_documents=out, scrape_report="r.json", http_cache="cache"))
+        scrape(
+            ScrapeConfig(sources=[Source(name="gone", location=str(tmp_path / "missing"))]),
+            paths_in(tmp_path, raw_documents=out, scrape_report="r.json", http_cache="cache"),
+        )
     assert out.read_text() == "earlier\n"

@@ -15,8 +15,10 @@ from mlproject.data.scrape import ScrapeFailed, scrape
 from tests.conftest import BIN, paths_in, tiny_params, write_params
 from tests.website import Reply, Site, html
 
-NAV = ('<nav><a href="/">Inicio</a> | <a href="/a">Refranes</a> | <a href="/b">Dichos</a></nav>'
-       '<div class="cookies">Utilizamos cookies para mejorar su experiencia. Aceptar cookies</div>')
+NAV = (
+    '<nav><a href="/">Inicio</a> | <a href="/a">Refranes</a> | <a href="/b">Dichos</a></nav>'
+    '<div class="cookies">Utilizamos cookies para mejorar su experiencia. Aceptar cookies</div>'
+)
 FOOTER = "<footer>© 2025 Refranero. Todos los derechos reservados. Aviso legal.</footer>"
 
 
@@ -25,58 +27,112 @@ def article(*paragraphs: str) -> str:
 
 
 PROVERBS = {
-    "/": ["Bienvenido al refranero, una colección de dichos populares de la lengua española.",
-          "Cada página reúne refranes sobre un tema con su explicación y su origen probable."],
-    "/a": ["Más vale pájaro en mano que ciento volando, dice el refrán más conocido de todos.",
-           "Quien mucho abarca poco aprieta, y quien poco aprieta no llega a ninguna parte."],
-    "/b": ["A buen entendedor pocas palabras bastan, porque el que entiende no necesita más.",
-           "No hay mal que por bien no venga, aunque a veces tarde mucho en llegar el bien."],
+    "/": [
+        "Bienvenido al refranero, una colección de dichos populares de la lengua española.",
+        "Cada página reúne refranes sobre un tema con su explicación y su origen probable.",
+    ],
+    "/a": [
+        "Más vale pájaro en mano que ciento volando, dice el refrán más conocido de todos.",
+        "Quien mucho abarca poco aprieta, y quien poco aprieta no llega a ninguna parte.",
+    ],
+    "/b": [
+        "A buen entendedor pocas palabras bastan, porque el que entiende no necesita más.",
+        "No hay mal que por bien no venga, aunque a veces tarde mucho en llegar el bien.",
+    ],
     "/flaky": ["En casa de herrero cuchillo de palo, porque nadie cuida de lo suyo propio."],
     "/busy": ["Al mal tiempo buena cara, que la lluvia no dura para siempre en ningún lugar."],
     "/slow": ["Poco a poco se va lejos, y despacio se llega antes que corriendo sin cabeza."],
     "/broken": ["Dime con quién andas y te diré quién eres, aunque el marcado esté roto."],
     "/dup1": ["Camarón que se duerme se lo lleva la corriente, y esto se repite dos veces."],
 }
-LATIN1 = ("El corazón del niño guarda la leña del año pasado junto al fogón de la montaña. "
-          "Año de nieves, año de bienes, dice la tía Begoña mientras señala el camión. ") * 4
-LINKS = ["/a", "/b", "/flaky", "/busy", "/timeout", "/slow", "/private/secret", "/loop1", "/latin1",
-         "/big", "/broken", "/dup1", "/dup2", "/missing", "/image.png", "https://elsewhere.example/x"]
-BOOK = ("The Project Gutenberg eBook of Refranes\nTitle: Refranes escogidos\n\n"
-        "*** START OF THE PROJECT GUTENBERG EBOOK REFRANES ***\n\nDonde una puerta se cierra, otra "
-        "se abre.\n\n*** END OF THE PROJECT GUTENBERG EBOOK REFRANES ***\n\nSection 1. General Terms "
-        "of Use and Redistributing Project Gutenberg-tm electronic works\n")
+LATIN1 = (
+    "El corazón del niño guarda la leña del año pasado junto al fogón de la montaña. "
+    "Año de nieves, año de bienes, dice la tía Begoña mientras señala el camión. "
+) * 4
+LINKS = [
+    "/a",
+    "/b",
+    "/flaky",
+    "/busy",
+    "/timeout",
+    "/slow",
+    "/private/secret",
+    "/loop1",
+    "/latin1",
+    "/big",
+    "/broken",
+    "/dup1",
+    "/dup2",
+    "/missing",
+    "/image.png",
+    "https://elsewhere.example/x",
+]
+BOOK = (
+    "The Project Gutenberg eBook of Refranes\nTitle: Refranes escogidos\n\n"
+    "*** START OF THE PROJECT GUTENBERG EBOOK REFRANES ***\n\nDonde una puerta se cierra, otra "
+    "se abre.\n\n*** END OF THE PROJECT GUTENBERG EBOOK REFRANES ***\n\nSection 1. General Terms "
+    "of Use and Redistributing Project Gutenberg-tm electronic works\n"
+)
 
 
 def build_site(site: Site) -> None:
-    index = article(*PROVERBS["/"]) + "<ul>" + "".join(f'<li><a href="{l}">{l}</a></li>' for l in LINKS) + "</ul>"
-    site.routes.update({
-        "/robots.txt": [Reply(body=b"User-agent: *\nDisallow: /private/\n", headers={"Content-Type": "text/plain"})],
-        "/": [html("Refranero", index)],
-        "/a": [html("Refranes", article(*PROVERBS["/a"]))],
-        "/b": [html("Dichos", article(*PROVERBS["/b"]))],
-        "/flaky": [Reply(500, b"oops"), html("Herrero", article(*PROVERBS["/flaky"]))],
-        "/busy": [Reply(429, b"slow down", {"Retry-After": "1"}), html("Tiempo", article(*PROVERBS["/busy"]))],
-        "/timeout": [Reply(delay=3.0, body=b"late")],
-        "/slow": [Reply(delay=0.3, body=html("Despacio", article(*PROVERBS["/slow"])).body,
-                        headers={"Content-Type": "text/html; charset=utf-8"})],
-        "/private/secret": [html("Secreto", article("No debería leerse."))],
-        "/loop1": [Reply(302, headers={"Location": "/loop2"}, validators=False)],
-        "/loop2": [Reply(302, headers={"Location": "/loop1"}, validators=False)],
-        "/latin1": [Reply(body=f"<html><body><p>{LATIN1}</p></body></html>".encode("latin-1"),
-                          headers={"Content-Type": "text/html"})],
-        "/big": [html("Grande", "<p>" + "relleno " * 20000 + "</p>")],
-        "/broken": [Reply(body=("<html><body><div><p>" + PROVERBS["/broken"][0] + "<b>sin cerrar"
-                                "<p>Otro párrafo <i>mal anidado</b></i><div>").encode(),
-                          headers={"Content-Type": "text/html; charset=utf-8"})],
-        "/dup1": [html("Camarón", article(*PROVERBS["/dup1"]))],
-        "/dup2": [html("Camarón otra vez", article(*PROVERBS["/dup1"]))],
-        "/image.png": [Reply(body=b"\x89PNG....", headers={"Content-Type": "image/png"})],
-        "/book.txt": [Reply(body=BOOK.encode(), headers={"Content-Type": "text/plain; charset=utf-8"})],
-    })
+    links = "".join(f'<li><a href="{link}">{link}</a></li>' for link in LINKS)
+    index = article(*PROVERBS["/"]) + "<ul>" + links + "</ul>"
+    site.routes.update(
+        {
+            "/robots.txt": [
+                Reply(body=b"User-agent: *\nDisallow: /private/\n", headers={"Content-Type": "text/plain"})
+            ],
+            "/": [html("Refranero", index)],
+            "/a": [html("Refranes", article(*PROVERBS["/a"]))],
+            "/b": [html("Dichos", article(*PROVERBS["/b"]))],
+            "/flaky": [Reply(500, b"oops"), html("Herrero", article(*PROVERBS["/flaky"]))],
+            "/busy": [Reply(429, b"slow down", {"Retry-After": "1"}), html("Tiempo", article(*PROVERBS["/busy"]))],
+            "/timeout": [Reply(delay=3.0, body=b"late")],
+            "/slow": [
+                Reply(
+                    delay=0.3,
+                    body=html("Despacio", article(*PROVERBS["/slow"])).body,
+                    headers={"Content-Type": "text/html; charset=utf-8"},
+                )
+            ],
+            "/private/secret": [html("Secreto", article("No debería leerse."))],
+            "/loop1": [Reply(302, headers={"Location": "/loop2"}, validators=False)],
+            "/loop2": [Reply(302, headers={"Location": "/loop1"}, validators=False)],
+            "/latin1": [
+                Reply(
+                    body=f"<html><body><p>{LATIN1}</p></body></html>".encode("latin-1"),
+                    headers={"Content-Type": "text/html"},
+                )
+            ],
+            "/big": [html("Grande", "<p>" + "relleno " * 20000 + "</p>")],
+            "/broken": [
+                Reply(
+                    body=(
+                        "<html><body><div><p>" + PROVERBS["/broken"][0] + "<b>sin cerrar"
+                        "<p>Otro párrafo <i>mal anidado</b></i><div>"
+                    ).encode(),
+                    headers={"Content-Type": "text/html; charset=utf-8"},
+                )
+            ],
+            "/dup1": [html("Camarón", article(*PROVERBS["/dup1"]))],
+            "/dup2": [html("Camarón otra vez", article(*PROVERBS["/dup1"]))],
+            "/image.png": [Reply(body=b"\x89PNG....", headers={"Content-Type": "image/png"})],
+            "/book.txt": [Reply(body=BOOK.encode(), headers={"Content-Type": "text/plain; charset=utf-8"})],
+        }
+    )
 
 
-HTTP = HttpConfig(delay_seconds=0.01, connect_timeout=1.0, read_timeout=1.0, max_retries=2,
-                  backoff_seconds=0.05, max_retry_after=2.0, max_bytes=50_000, max_failed_share=0.5)
+HTTP = HttpConfig(
+    delay_seconds=0.01,
+    connect_timeout=1.0,
+    read_timeout=1.0,
+    max_retries=2,
+    backoff_seconds=0.05,
+    max_retry_after=2.0,
+    max_bytes=50_000,
+    max_failed_share=0.5,
+)
 
 
 def crawl_config(site: Site, **http) -> ScrapeConfig:
@@ -85,7 +141,9 @@ def crawl_config(site: Site, **http) -> ScrapeConfig:
 
 
 def run_scrape(tmp_path, config):
-    report = scrape(config, paths_in(tmp_path, raw_documents="docs.jsonl", scrape_report="report.json", http_cache="cache"))
+    report = scrape(
+        config, paths_in(tmp_path, raw_documents="docs.jsonl", scrape_report="report.json", http_cache="cache")
+    )
     documents = [json.loads(line) for line in (tmp_path / "docs.jsonl").read_text().splitlines()]
     return report, documents
 
@@ -108,8 +166,11 @@ def test_crawl_collects_exactly_the_good_pages_and_says_why_for_the_rest(site, t
 
     pages = by_path(report, site)
     assert pages["/timeout"]["outcome"] == "failed" and "timed out" in pages["/timeout"]["reason"]
-    assert pages["/private/secret"] == {**pages["/private/secret"], "outcome": "skipped_robots",
-                                        "reason": "disallowed by robots.txt"}
+    assert pages["/private/secret"] == {
+        **pages["/private/secret"],
+        "outcome": "skipped_robots",
+        "reason": "disallowed by robots.txt",
+    }
     assert "redirect loop" in pages["/loop1"]["reason"]
     assert "larger than scrape.http.max_bytes" in pages["/big"]["reason"]
     assert pages["/missing"]["reason"] == "HTTP 404"
@@ -149,7 +210,9 @@ def test_delay_per_host_is_respected(site, tmp_path):
     run_scrape(tmp_path, crawl_config(site, delay_seconds=0.25, read_timeout=0.5))
     times = [t for t, p, _ in site.log]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(gaps) > 10 and min(gaps) >= 0.23
+    # Seen from the server, one request handled late shortens the next gap by as much: on a busy
+    # machine by tens of milliseconds. Without the delay the gaps are a few milliseconds.
+    assert len(gaps) > 10 and min(gaps) >= 0.18 and sum(gaps) >= 0.245 * len(gaps)
 
 
 def test_too_many_failures_fail_the_stage_naming_urls(site, tmp_path):
@@ -171,8 +234,9 @@ def test_gutenberg_book_loses_its_licence_header_and_footer(site, tmp_path):
 
 def test_url_source_with_credentials_from_the_environment(site, tmp_path, monkeypatch):
     monkeypatch.setenv("REFRANERO_TOKEN", "s3cret")
-    source = Source(name="a", kind="url", location=site.url("/a"),
-                    headers_from_env={"Authorization": "REFRANERO_TOKEN"})
+    source = Source(
+        name="a", kind="url", location=site.url("/a"), headers_from_env={"Authorization": "REFRANERO_TOKEN"}
+    )
     report, documents = run_scrape(tmp_path, ScrapeConfig(sources=[source], http=HTTP))
     assert site.requests_for("/a")[0]["Authorization"] == "s3cret"
     assert "s3cret" not in json.dumps(report) and len(documents) == 1
@@ -183,8 +247,9 @@ def test_credentials_do_not_follow_a_redirect_to_another_host(site, tmp_path, mo
         other.routes["/a"] = [html("Fuera", article("Otro sitio con otro refrán sin credenciales."))]
         site.routes["/away"] = [Reply(302, headers={"Location": other.url("/a")}, validators=False)]
         monkeypatch.setenv("REFRANERO_TOKEN", "s3cret")
-        source = Source(name="a", kind="url", location=site.url("/away"),
-                        headers_from_env={"Authorization": "REFRANERO_TOKEN"})
+        source = Source(
+            name="a", kind="url", location=site.url("/away"), headers_from_env={"Authorization": "REFRANERO_TOKEN"}
+        )
         run_scrape(tmp_path, ScrapeConfig(sources=[source], http=HTTP))
         assert site.requests_for("/away")[0]["Authorization"] == "s3cret"
         assert "Authorization" not in other.requests_for("/a")[0]
@@ -193,13 +258,15 @@ def test_credentials_do_not_follow_a_redirect_to_another_host(site, tmp_path, mo
 def test_killed_crawl_resumes_without_refetching_stored_pages(site, tmp_path):
     site.routes["/slow"] = [Reply(delay=60, body=b"never")]  # the crawl hangs here; we kill it
     params = tiny_params(tmp_path)
-    params["scrape"]["sources"] = [{"name": "refranero", "kind": "crawl", "seeds": [site.url("/")],
-                                    "max_depth": 1, "max_pages": 50}]
+    params["scrape"]["sources"] = [
+        {"name": "refranero", "kind": "crawl", "seeds": [site.url("/")], "max_depth": 1, "max_pages": 50}
+    ]
     params["scrape"]["http"] = {**HTTP.__dict__, "read_timeout": 120.0, "content_types": list(HTTP.content_types)}
     write_params(tmp_path, params)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen([str(BIN / "mlproject"), "scrape"], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / "mlproject"), "scrape"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while not site.requests_for("/slow") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -210,8 +277,7 @@ def test_killed_crawl_resumes_without_refetching_stored_pages(site, tmp_path):
 
     site.routes["/slow"] = [html("Despacio", article(*PROVERBS["/slow"]))]
     before = len(site.log)
-    result = subprocess.run([str(BIN / "mlproject"), "scrape"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "mlproject"), "scrape"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     again = [p for _, p, _ in site.log[before:]]
     fetched_before = stored - {"/timeout", "/loop1", "/loop2", "/missing", "/big", "/image.png"}
@@ -227,7 +293,9 @@ def test_decode_body_falls_back_from_a_wrong_declared_charset():
     text, charset = decode_body(LATIN1.encode("latin-1"), "text/plain; charset=utf-8")
     assert text == LATIN1 and charset != "utf-8"
     assert decode_body(b'<meta charset="iso-8859-1"><p>ni\xf1o', "text/html") == (
-        '<meta charset="iso-8859-1"><p>niño', "iso-8859-1")
+        '<meta charset="iso-8859-1"><p>niño',
+        "iso-8859-1",
+    )
 
 
 def test_selector_keeps_only_the_chosen_elements():

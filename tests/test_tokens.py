@@ -3,16 +3,16 @@
 import numpy as np
 
 from mlproject.config import TokenizeConfig
-from mlproject.fileio import write_jsonl
 from mlproject.data.tokens import Vocabulary, build_vocabulary, split_by_document, tokenize
+from mlproject.fileio import write_jsonl
 from tests.conftest import paths_in
 
 
 def documents(n):
     import hashlib
+
     texts = [f"Documento {i}: más vale tarde que nunca." for i in range(n)]
-    return [{"id": str(i), "text": t, "sha256": hashlib.sha256(t.encode()).hexdigest()}
-            for i, t in enumerate(texts)]
+    return [{"id": str(i), "text": t, "sha256": hashlib.sha256(t.encode()).hexdigest()} for i, t in enumerate(texts)]
 
 
 def test_split_does_not_depend_on_order():
@@ -37,7 +37,9 @@ def test_unknown_characters_map_to_unk():
 
 def test_tokenize_writes_vocabulary_ids_and_validation_text(tmp_path):
     write_jsonl(tmp_path / "docs.jsonl", documents(100))
-    summary = tokenize(TokenizeConfig(validation_fraction=0.2), paths_in(tmp_path, accepted_documents="docs.jsonl", tokens="tok"))
+    summary = tokenize(
+        TokenizeConfig(validation_fraction=0.2), paths_in(tmp_path, accepted_documents="docs.jsonl", tokens="tok")
+    )
     vocabulary = Vocabulary.load(tmp_path / "tok" / "vocab.json")
     ids = np.load(tmp_path / "tok" / "train.npy")
     assert summary["training_documents"] + summary["validation_documents"] == 100

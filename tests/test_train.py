@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mlproject.config import ConfigError
-from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.fileio import md5_of, read_json
+from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.models.keras_rnn.training import batch_order, window_starts
 from tests.conftest import BIN, run, tiny_params, write_params
 
@@ -62,14 +62,14 @@ def test_interrupted_training_resumes_at_next_epoch_and_matches_uninterrupted(tm
     second = run(["mlproject", "train"], tmp_path)
     assert "resuming from the checkpoint of epoch 1" in second.stdout
     assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
-    resumed = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    resumed = [json.loads(line) for line in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert read_json(tmp_path / "models" / "run.json")["run_id"] == state["run_id"]
 
     # The same training without the interruption ends with the same losses.
     (tmp_path / "models").rename(tmp_path / "models-resumed")
     run(["mlproject", "train"], tmp_path)
-    straight = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    straight = [json.loads(line) for line in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in straight] == pytest.approx([r["loss"] for r in resumed], rel=1e-5)
 
     # Run again on the finished checkpoint: the same weights saved again, byte for byte, so DVC
@@ -88,8 +88,7 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path, tokenized):
     assert "resuming" not in result.stdout and "Epoch 1/3" in result.stdout
 
 
-def test_a_training_killed_on_one_machine_resumes_on_another_from_the_checkpoint_kept_with_its_run(
-        tmp_path, tokenized):
+def test_a_training_killed_on_one_machine_resumes_on_another_from_the_checkpoint_kept_with_its_run(tmp_path, tokenized):
     """Three project folders that share only the MLflow store, as runners on three machines share
     the tracking server: a training SIGKILLed after its first epoch is taken up by a rerun in
     another folder, with no checkpoints of its own, and ends as the uninterrupted training does."""
@@ -102,11 +101,17 @@ def test_a_training_killed_on_one_machine_resumes_on_another_from_the_checkpoint
         folder.mkdir()
         prepared(folder, tokenized)
     run(["mlproject", "train"], straight, env=env)
-    expected = [json.loads(l) for l in (straight / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (straight / "models/checkpoints/history.jsonl").read_text().splitlines()]
 
     # The same training again, elsewhere: the finished one's checkpoints are not taken up.
-    process = subprocess.Popen([str(BIN / "mlproject"), "train"], cwd=killed, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env={**os.environ, **env})
+    process = subprocess.Popen(
+        [str(BIN / "mlproject"), "train"],
+        cwd=killed,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -121,7 +126,7 @@ def test_a_training_killed_on_one_machine_resumes_on_another_from_the_checkpoint
     resumed = run(["mlproject", "train"], rerun, env=env)
     assert f"fetched the checkpoint of epoch 1 from MLflow run {killed_run}" in resumed.stdout, resumed.stdout
     assert "resuming from the checkpoint of epoch 1" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
-    history = [json.loads(l) for l in (rerun / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (rerun / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in expected], rel=1e-5)
     assert [r["val_loss"] for r in history] == pytest.approx([r["val_loss"] for r in expected], rel=1e-5)
@@ -134,7 +139,6 @@ def test_a_training_killed_on_one_machine_resumes_on_another_from_the_checkpoint
     assert "fetched" not in alone.stdout and "kept with MLflow run" not in alone.stdout
 
 
-
 def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_path, tokenized):
     """A learning rate high enough that the validation loss goes up and down: training stops after
     `patience` epochs without improvement and saves the best epoch's weights, across an interruption."""
@@ -144,7 +148,7 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_p
     first = run(["mlproject", "train", "--stop-after-epoch", "2"], tmp_path, check=False)
     assert first.returncode == 3
     second = run(["mlproject", "train"], tmp_path)
-    history = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     losses = [r["val_loss"] for r in history]
     best = int(np.argmin(losses)) + 1
     assert len(history) == best + 1 < 8, losses  # stopped one epoch after the best
@@ -157,16 +161,18 @@ def test_early_stopping_keeps_the_best_epoch_and_resumes_with_its_patience(tmp_p
     from mlproject.models.keras_rnn.training import validation_arrays
 
     model = kinds.load(tmp_path / "models" / "model")
-    inputs, targets = validation_arrays(model.vocabulary.encode(
-        (tmp_path / "data/tokens/validation.txt").read_text()), model.config)
+    inputs, targets = validation_arrays(
+        model.vocabulary.encode((tmp_path / "data/tokens/validation.txt").read_text()), model.config
+    )
     import keras
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(targets, model.network(inputs))
     assert float(loss) == pytest.approx(losses[best - 1], rel=1e-3)
 
 
-@pytest.mark.parametrize("damaged, first_run", [("last.keras", ["--stop-after-epoch", "1"]),
-                                                ("best.keras", [])])  # after a finished training
+@pytest.mark.parametrize(
+    "damaged, first_run", [("last.keras", ["--stop-after-epoch", "1"]), ("best.keras", [])]
+)  # after a finished training
 def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path, tokenized, damaged, first_run):
     prepared(tmp_path, tokenized)
     run(["mlproject", "train", *first_run], tmp_path, check=False)
@@ -178,5 +184,5 @@ def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path
     assert "resuming" not in result.stdout
     aside = list((tmp_path / "models").glob("checkpoints.unreadable-*"))
     assert len(aside) == 1 and (aside[0] / damaged).stat().st_size == size
-    history = [json.loads(l) for l in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2, 3]

@@ -9,18 +9,31 @@ import numpy as np
 import pytest
 
 from mlproject.config import ConfigError, EvaluateConfig
-from mlproject.models.settings import as_kind
-from mlproject.models.transformers_lm.settings import GptTraining
 from mlproject.fileio import md5_of
 from mlproject.models import kinds
 from mlproject.models.interface import Sampling
+from mlproject.models.settings import as_kind
+from mlproject.models.transformers_lm.gpt import ScratchGPT
 from mlproject.models.transformers_lm.model import scoring_spans
-from mlproject.models.transformers_lm.scratch import ScratchGPT
-from tests.conftest import ROOT, paths_in
+from mlproject.models.transformers_lm.settings import GptTraining
+from tests.conftest import paths_in
 
-TINY_GPT = GptTraining(kind="gpt", layers=2, heads=2, embedding_dim=32, vocab_size=400, sequence_length=32,
-                       batch_size=4, epochs=2, max_steps_per_epoch=4, learning_rate=0.003, warmup_steps=2,
-                       validation_tokens=256, dropout=0.1, patience=0)
+TINY_GPT = GptTraining(
+    kind="gpt",
+    layers=2,
+    heads=2,
+    embedding_dim=32,
+    vocab_size=400,
+    sequence_length=32,
+    batch_size=4,
+    epochs=2,
+    max_steps_per_epoch=4,
+    learning_rate=0.003,
+    warmup_steps=2,
+    validation_tokens=256,
+    dropout=0.1,
+    patience=0,
+)
 
 
 def layout(root, corpus, name="model"):
@@ -90,8 +103,14 @@ def test_a_checkpoint_kept_with_its_run_resumes_elsewhere_to_the_same_weights(tm
     fingerprint = ScratchGPT.checkpoint_fingerprint(TINY_GPT, 1, killed)
     client.set_tag(run_id, shared.FINGERPRINT_TAG, fingerprint)
     with pytest.raises(InterruptedError):
-        ScratchGPT.train(TINY_GPT, 1, killed, run_id=run_id, stop_after=1,
-                         on_epoch=lambda record: shared.keep(client, run_id, killed.checkpoints, record["epoch"]))
+        ScratchGPT.train(
+            TINY_GPT,
+            1,
+            killed,
+            run_id=run_id,
+            stop_after=1,
+            on_epoch=lambda record: shared.keep(client, run_id, killed.checkpoints, record["epoch"]),
+        )
     cut_short = tmp_path / "last.pt"  # the next epoch's copy, stopped before its state file
     cut_short.write_bytes(b"cut short")
     client.log_artifact(run_id, str(cut_short), shared.slot(2))
@@ -122,7 +141,7 @@ def direct_nll(model, text: str) -> float:
         logits = model.network(input_ids=torch.tensor([ids])).logits[0].double()
     log_probs = torch.log_softmax(logits[:-1], dim=-1)
     picked = log_probs.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
-    return -float(picked[len(model.context_prefix()) - 1:].sum())
+    return -float(picked[len(model.context_prefix()) - 1 :].sum())
 
 
 def test_sliding_window_totals_equal_a_direct_full_context_computation(corpus):
@@ -138,8 +157,9 @@ def test_sliding_window_totals_equal_a_direct_full_context_computation(corpus):
     assert strided.tokens == totals.tokens and strided.nll_nats != pytest.approx(totals.nll_nats, rel=1e-6)
 
 
-@pytest.mark.parametrize("length, first, window, stride", [(100, 2, 32, 16), (33, 1, 32, 31), (10, 3, 32, 8),
-                                                          (257, 0, 64, 48)])
+@pytest.mark.parametrize(
+    "length, first, window, stride", [(100, 2, 32, 16), (33, 1, 32, 31), (10, 3, 32, 8), (257, 0, 64, 48)]
+)
 def test_scoring_windows_score_every_token_once_with_context(length, first, window, stride):
     scored = []
     for start, end, count in scoring_spans(length, first, window, stride):
@@ -168,8 +188,7 @@ def test_a_batch_gives_the_same_greedy_text_as_one_prompt_at_a_time(tmp_path, co
 
 
 @pytest.mark.parametrize("architecture", ["gpt2", "llama"])
-def test_text_longer_than_the_context_is_written_in_pieces_the_same_in_a_batch_or_alone(tmp_path, corpus,
-                                                                                         architecture):
+def test_text_longer_than_the_context_is_written_in_pieces_the_same_in_a_batch_or_alone(tmp_path, corpus, architecture):
     """A GPT with 32 positions asked for 100 tokens (as the default params ask 200 of a champion of
     any kind): it writes them all (GPT-2's learnt positions end at 32; Llama's rotary ones would go
     on, beyond anything it was trained on), the first piece as a short generation writes it."""
@@ -211,8 +230,7 @@ def test_generation_says_nothing_about_padding(tmp_path, corpus, capfd):
 
 
 def test_a_local_base_fine_tunes_through_lora_and_saves_a_plain_merged_model(tmp_path, corpus, tiny_base):
-    config = as_kind(TINY_GPT, "finetune", base_model=str(tiny_base), lora_rank=4,
-                                 learning_rate=0.01)
+    config = as_kind(TINY_GPT, "finetune", base_model=str(tiny_base), lora_rank=4, learning_rate=0.01)
     paths = layout(tmp_path, corpus)
     result = kinds.kind_class("finetune").train(config, 1, paths, scoring=EvaluateConfig(window=64, stride=32))
     assert result.baseline["bits_per_byte"] > 0 and result.baseline["window"] == 64

@@ -32,14 +32,22 @@ def runs(tmp_path, monkeypatch):
 def test_a_runs_params_apply_in_its_own_workspace_and_never_in_the_checkout(project, runs, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     original = (project / "params.yaml").read_text()
-    first = open_workspace(project, "brave-otter", values=["train.rnn.units=8", "evaluate.temperatures=[0.3]",
-                                                           "mlflow.tracking_uri=sqlite:///mlflow.db"],
-                           epochs=1, prompts_file="prompts/other.txt")
+    first = open_workspace(
+        project,
+        "brave-otter",
+        values=["train.rnn.units=8", "evaluate.temperatures=[0.3]", "mlflow.tracking_uri=sqlite:///mlflow.db"],
+        epochs=1,
+        prompts_file="prompts/other.txt",
+    )
     second = open_workspace(project, "brave-otter")
     assert first.path.parent == runs and first.path != second.path  # never two runs in one workspace
     params = yaml.safe_load((first.path / "params.yaml").read_text())
-    assert (params["train"]["epochs"], params["train"]["rnn"]["units"], params["generate"]["prompts_file"],
-            params["evaluate"]["temperatures"]) == (1, 8, "prompts/other.txt", [0.3])
+    assert (
+        params["train"]["epochs"],
+        params["train"]["rnn"]["units"],
+        params["generate"]["prompts_file"],
+        params["evaluate"]["temperatures"],
+    ) == (1, 8, "prompts/other.txt", [0.3])
     assert any("train.epochs" in line for line in first.changed)
     assert first.commit == git(project, "rev-parse", "HEAD").stdout.strip()
     assert (project / "params.yaml").read_text() == original and not (project / "dvc.lock").exists()
@@ -60,9 +68,14 @@ def workspaces(runs) -> list:
     return list(runs.iterdir()) if runs.exists() else []
 
 
-@pytest.mark.parametrize("values, named, expected", [
-    ([], {"epochs": 0}, "train.epochs"), (["train.epochs"], {}, "expected section.key=value"),
-    (["train.rnn.layers=two"], {}, "train.rnn.layers")])
+@pytest.mark.parametrize(
+    "values, named, expected",
+    [
+        ([], {"epochs": 0}, "train.epochs"),
+        (["train.epochs"], {}, "expected section.key=value"),
+        (["train.rnn.layers=two"], {}, "train.rnn.layers"),
+    ],
+)
 def test_bad_params_fail_in_one_line_and_leave_no_workspace(project, runs, values, named, expected):
     with pytest.raises(ConfigError, match=expected) as refused:
         open_workspace(project, "bad", values=values, **named)
@@ -76,8 +89,9 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
     def pipeline(workspace) -> str:
         printed = []
         for stage in STAGES:
-            result = subprocess.run(stage_command(stage), cwd=workspace.path, env={**env, **workspace.env},
-                                    text=True, capture_output=True)
+            result = subprocess.run(
+                stage_command(stage), cwd=workspace.path, env={**env, **workspace.env}, text=True, capture_output=True
+            )
             assert result.returncode == 0, f"{stage}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
             printed.append(result.stdout)
         return "".join(printed)
@@ -87,8 +101,9 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
         return {str(f.relative_to(workspace.path)): hashlib.md5(f.read_bytes()).hexdigest() for f in files}
 
     first = open_workspace(project, "first")  # the whole pipeline at once, then all of it to the remote
-    ran = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=first.path, env={**env, **first.env},
-                         text=True, capture_output=True)
+    ran = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=first.path, env={**env, **first.env}, text=True, capture_output=True
+    )
     assert ran.returncode == 0 and "Running stage 'train'" in ran.stdout, ran.stdout[-2000:] + ran.stderr[-2000:]
     run(["dvc", "push", "--run-cache"], first.path)
     figures = made(first)
@@ -105,16 +120,25 @@ def test_a_second_workspace_of_the_same_commit_and_params_restores_every_stage_f
 
 
 def test_a_runs_folder_keeps_its_newest_workspaces_and_those_in_use_and_refuses_bad_settings_in_one_line(
-        project, runs, monkeypatch):
+    project, runs, monkeypatch
+):
     monkeypatch.setenv(KEEP_RUNS, "2")
-    script = ("import sys, time; from mlproject.workspace import open_workspace; "
-              "print(open_workspace(sys.argv[1], sys.argv[2]).path, flush=True); time.sleep(float(sys.argv[3]))")
-    busy = subprocess.Popen([sys.executable, "-c", script, str(project), "busy", "600"], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    script = (
+        "import sys, time; from mlproject.workspace import open_workspace; "
+        "print(open_workspace(sys.argv[1], sys.argv[2]).path, flush=True); time.sleep(float(sys.argv[3]))"
+    )
+    busy = subprocess.Popen(
+        [sys.executable, "-c", script, str(project), "busy", "600"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
     try:
         in_use = Path(busy.stdout.readline().strip())
-        ended = [Path(run(["python", "-c", script, str(project), f"ended-{i}", "0"], project).stdout.splitlines()[-1])
-                 for i in range(3)]
+        ended = [
+            Path(run(["python", "-c", script, str(project), f"ended-{i}", "0"], project).stdout.splitlines()[-1])
+            for i in range(3)
+        ]
         newest = open_workspace(project, "newest")
         assert set(runs.iterdir()) == {newest.path, ended[-1], in_use}  # the newest two, and the one in use
     finally:
@@ -146,8 +170,13 @@ def test_a_runner_pointed_at_another_remote_keeps_what_it_makes_there(project, r
     team_remote = tmp_path / "team-remote"
     monkeypatch.setenv(RUNNER_REMOTE, str(team_remote))
     workspace = open_workspace(project, "pointed")
-    ran = subprocess.run(stage_command("scrape"), cwd=workspace.path, text=True, capture_output=True,
-                         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **workspace.env})
+    ran = subprocess.run(
+        stage_command("scrape"),
+        cwd=workspace.path,
+        text=True,
+        capture_output=True,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **workspace.env},
+    )
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert (team_remote / "runs").is_dir() and any((team_remote / "files").rglob("*"))  # its run-cache and data
     assert not (project / "dvc-remote").exists()  # the checkout's own remote is left alone
@@ -171,11 +200,16 @@ def sshd(tmp_path):
     (folder / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n")
+        "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+    )
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation folder
-    server = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(folder / "sshd_config")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(folder / "sshd_config")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -207,8 +241,9 @@ def test_an_ssh_remote_carries_a_stage_to_another_workspace(project, runs, tmp_p
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(home)}
 
     def scrape(workspace) -> str:
-        ran = subprocess.run(stage_command("scrape"), cwd=workspace.path, env={**env, **workspace.env}, text=True,
-                             capture_output=True)
+        ran = subprocess.run(
+            stage_command("scrape"), cwd=workspace.path, env={**env, **workspace.env}, text=True, capture_output=True
+        )
         assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
         return ran.stdout
 
@@ -231,8 +266,9 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("url", ["ssh://127.0.0.1:{port}/dvc", "http://127.0.0.1:{port}/dvc",
-                                 "{tmp}/no-such-folder/dvc-remote"])
+@pytest.mark.parametrize(
+    "url", ["ssh://127.0.0.1:{port}/dvc", "http://127.0.0.1:{port}/dvc", "{tmp}/no-such-folder/dvc-remote"]
+)
 def test_a_remote_that_cannot_be_reached_fails_in_one_line_before_any_stage(project, runs, tmp_path, url):
     url = url.format(port=closed_port(), tmp=tmp_path)
     run(["dvc", "remote", "modify", "--local", "local", "url", url], project)
@@ -245,17 +281,26 @@ def test_a_remote_that_cannot_be_reached_fails_in_one_line_before_any_stage(proj
     assert workspaces(runs) == []
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"PREFECT_API_URL": "http://127.0.0.1:{port}/api"}, "no Prefect server answers at http://127.0.0.1:{port}/api"),
-    ({"PREFECT_API_URL": ""}, "PREFECT_API_URL is not set"),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        (
+            {"PREFECT_API_URL": "http://127.0.0.1:{port}/api"},
+            "no Prefect server answers at http://127.0.0.1:{port}/api",
+        ),
+        ({"PREFECT_API_URL": ""}, "PREFECT_API_URL is not set"),
+    ],
+)
 def test_deployments_refuse_an_unreachable_server_in_one_line_within_seconds(env, expected, tmp_path):
     port = closed_port()
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "flows.deployments"], cwd=ROOT,
-                            text=True, capture_output=True,
-                            env={**os.environ, **{k: v.format(port=port) for k, v in env.items()},
-                                 "PREFECT_HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.deployments"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        env={**os.environ, **{k: v.format(port=port) for k, v in env.items()}, "PREFECT_HOME": str(tmp_path)},
+    )
     assert time.monotonic() - started < 30
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line

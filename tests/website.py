@@ -14,8 +14,8 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict = field(default_factory=dict)
-    delay: float = 0.0            # seconds before answering (a slow server, or a timeout)
-    validators: bool = True       # ETag and Last-Modified, answered with 304 when they match
+    delay: float = 0.0  # seconds before answering (a slow server, or a timeout)
+    validators: bool = True  # ETag and Last-Modified, answered with 304 when they match
 
 
 def html(title: str, body: str, charset: str = "utf-8") -> Reply:

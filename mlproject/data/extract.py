@@ -38,20 +38,55 @@ def tidy(text: str) -> str:
 
 # What is never main text: elements that are not text or not shown, and the landmarks a page
 # itself marks as navigation, banner, footer, sidebar or search.
-MARKED_CHROME = ["script", "style", "noscript", "template", "button", "select", "[hidden]",
-                 "[aria-hidden=true]", "[role=dialog]", "nav", "[role=navigation]", "[role=banner]",
-                 "[role=contentinfo]", "[role=complementary]", "[role=search]"]
+MARKED_CHROME = [
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "button",
+    "select",
+    "[hidden]",
+    "[aria-hidden=true]",
+    "[role=dialog]",
+    "nav",
+    "[role=navigation]",
+    "[role=banner]",
+    "[role=contentinfo]",
+    "[role=complementary]",
+    "[role=search]",
+]
 # Navigation known by the names site generators give it: tables of contents, breadcrumbs,
 # previous/next bars, sidebars, edit links, permalinks, cookie banners. Matched on whole class or
 # id names, never on parts of them: an inline element's class (guimenu, guibutton, menuchoice...)
 # says what it shows in a sentence, not that it is chrome; only "cookie" and "consent" name the
 # whole box whatever it holds.
 NAMED_CHROME = [
-    ".toc", "#toc", ".toctree-wrapper", ".breadcrumb", ".breadcrumbs", ".navheader", ".navfooter",
-    ".sphinxsidebar", ".related", ".headerlink", "#sidebar", ".skip-link", "#header", "#footer",
-    ".mw-editsection", "#mw-navigation", "#mw-panel", "#catlinks", "#siteSub", "#jump-to-nav",
-    ".mw-jump-link", ".printfooter",
-    "div[id*=cookie i]", "div[class*=cookie i]", "div[id*=consent i]", "div[class*=consent i]",
+    ".toc",
+    "#toc",
+    ".toctree-wrapper",
+    ".breadcrumb",
+    ".breadcrumbs",
+    ".navheader",
+    ".navfooter",
+    ".sphinxsidebar",
+    ".related",
+    ".headerlink",
+    "#sidebar",
+    ".skip-link",
+    "#header",
+    "#footer",
+    ".mw-editsection",
+    "#mw-navigation",
+    "#mw-panel",
+    "#catlinks",
+    "#siteSub",
+    "#jump-to-nav",
+    ".mw-jump-link",
+    ".printfooter",
+    "div[id*=cookie i]",
+    "div[class*=cookie i]",
+    "div[id*=consent i]",
+    "div[class*=consent i]",
 ]
 # Page-level banners, footers, sidebars and contact lines; inside an article or the main content
 # they belong to it.
@@ -60,12 +95,50 @@ LANDMARKS = ["header", "footer", "aside", "address"]
 MAIN = "main, [role=main]"
 
 # Elements that end a line; of those, the ones that also end a paragraph (a blank line).
-BLOCKS = {"address", "article", "aside", "blockquote", "body", "caption", "center", "dd", "details",
-          "dir", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2",
-          "h3", "h4", "h5", "h6", "header", "hr", "legend", "li", "main", "menu", "nav", "ol", "p",
-          "pre", "section", "summary", "table", "td", "th", "tr", "ul"}
-PARAGRAPHS = {"blockquote", "dl", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "ol", "p", "pre",
-              "table", "ul"}
+BLOCKS = {
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "legend",
+    "li",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "td",
+    "th",
+    "tr",
+    "ul",
+}
+PARAGRAPHS = {"blockquote", "dl", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "ol", "p", "pre", "table", "ul"}
 
 
 # A box outside any paragraph, of at most this many words, half of them or more link text, is a
@@ -81,16 +154,22 @@ def remove_named_chrome(document) -> None:
     """Take out what the page or its generator names as not main text: MARKED_CHROME,
     NAMED_CHROME and page-level LANDMARKS."""
     remove(document.select(", ".join(MARKED_CHROME + NAMED_CHROME)))
-    remove([node for node in document.find_all(LANDMARKS)
-            if not node.find_parent(["article", "main"]) and not node.find_parent(attrs={"role": "main"})])
+    remove(
+        [
+            node
+            for node in document.find_all(LANDMARKS)
+            if not node.find_parent(["article", "main"]) and not node.find_parent(attrs={"role": "main"})
+        ]
+    )
 
 
 def remove_unnamed_navigation(document) -> None:
     """Take out navigation known by its shape alone: links standing alone on their line to a
     place in the same page (a table of contents), link bars, then the headings these leave with
     nothing under them."""
-    remove([link for link in document.select('a[href^="#"]')
-            if alone_on_its_line(link) and not link.find_parent(HEADINGS)])
+    remove(
+        [link for link in document.select('a[href^="#"]') if alone_on_its_line(link) and not link.find_parent(HEADINGS)]
+    )
     remove([box for box in document.find_all(["div", "table"]) if is_link_bar(box)])
     remove(empty_headings(document))
 
@@ -104,7 +183,8 @@ def remove(nodes: list) -> None:
 def alone_on_its_line(node) -> bool:
     """Nothing but blanks between the element and the line breaks on either side of it."""
     return node.parent.name in BLOCKS and all(
-        blank_until_a_break(siblings) for siblings in (node.previous_siblings, node.next_siblings))
+        blank_until_a_break(siblings) for siblings in (node.previous_siblings, node.next_siblings)
+    )
 
 
 def blank_until_a_break(siblings) -> bool:
@@ -138,8 +218,12 @@ def empty_headings(document) -> list:
                     break
                 if id(element) not in empty:
                     break
-            elif (isinstance(element, NavigableString) and not isinstance(element, PreformattedString)
-                  and element.strip() and not any(id(parent) in rank for parent in element.parents)):
+            elif (
+                isinstance(element, NavigableString)
+                and not isinstance(element, PreformattedString)
+                and element.strip()
+                and not any(id(parent) in rank for parent in element.parents)
+            ):
                 break
         else:
             empty.add(id(heading))
@@ -223,6 +307,7 @@ class Extraction:
     kept and dropped, and the words of the paragraphs, list items and captions of its main content
     without named chrome (`reference`: before the rules that judge by shape alone, or a source's
     selector, removed anything), for the scrape report's word recall."""
+
     text: str
     kept_chars: int
     dropped_chars: int
@@ -262,7 +347,7 @@ def links(html: str, base_url: str) -> list[str]:
 def strip_gutenberg(text: str) -> str:
     """The book between Project Gutenberg's START and END lines (the licence is outside them)."""
     start, end = GUTENBERG_START.search(text), GUTENBERG_END.search(text)
-    body = text[start.end() if start else 0:end.start() if end else len(text)]
+    body = text[start.end() if start else 0 : end.start() if end else len(text)]
     return body.strip()
 
 

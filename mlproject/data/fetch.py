@@ -87,9 +87,27 @@ def retry_after_seconds(response: requests.Response) -> float | None:
         return None
 
 
-LATIN_SINGLE_BYTE = {"cp1250", "cp1252", "cp1254", "cp1257", "latin_1", "iso8859_2", "iso8859_3",
-                     "iso8859_4", "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_14", "iso8859_15",
-                     "iso8859_16", "mac_roman", "mac_latin2", "cp850", "cp437", "cp858"}
+LATIN_SINGLE_BYTE = {
+    "cp1250",
+    "cp1252",
+    "cp1254",
+    "cp1257",
+    "latin_1",
+    "iso8859_2",
+    "iso8859_3",
+    "iso8859_4",
+    "iso8859_9",
+    "iso8859_10",
+    "iso8859_13",
+    "iso8859_14",
+    "iso8859_15",
+    "iso8859_16",
+    "mac_roman",
+    "mac_latin2",
+    "cp850",
+    "cp437",
+    "cp858",
+}
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
@@ -100,8 +118,11 @@ def decode_body(body: bytes, content_type: str) -> tuple[str, str]:
 
     declared = re.search(r"charset=([^\s;]+)", content_type, re.IGNORECASE)
     meta = META_CHARSET.search(body[:4096]) if "html" in content_type else None
-    candidates = [declared.group(1).strip("\"'") if declared else None,
-                  meta.group(1).decode("ascii") if meta else None, "utf-8"]
+    candidates = [
+        declared.group(1).strip("\"'") if declared else None,
+        meta.group(1).decode("ascii") if meta else None,
+        "utf-8",
+    ]
     for charset in filter(None, candidates):
         try:
             return body.decode(charset), charset.lower()
@@ -116,8 +137,9 @@ def decode_body(body: bytes, content_type: str) -> tuple[str, str]:
 
 
 class PoliteFetcher:
-    def __init__(self, http: HttpConfig, cache: PageCache, headers: dict | None = None,
-                 session: requests.Session | None = None):
+    def __init__(
+        self, http: HttpConfig, cache: PageCache, headers: dict | None = None, session: requests.Session | None = None
+    ):
         self.http, self.cache = http, cache
         self.session = session or requests.Session()
         self.session.headers.update({"User-Agent": http.user_agent, **(headers or {})})
@@ -145,8 +167,13 @@ class PoliteFetcher:
             wait = self.http.backoff_seconds * 2**attempt
             try:
                 self.requests_sent += 1
-                response = self.session.get(url, headers=headers, allow_redirects=False, stream=True,
-                                            timeout=(self.http.connect_timeout, self.http.read_timeout))
+                response = self.session.get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    stream=True,
+                    timeout=(self.http.connect_timeout, self.http.read_timeout),
+                )
             except requests.Timeout:
                 reason = f"timed out (connect {self.http.connect_timeout} s, read {self.http.read_timeout} s)"
             except requests.ConnectionError as error:
@@ -236,10 +263,16 @@ class PoliteFetcher:
         with response:
             if response.status_code == 304 and cached:
                 meta, body = cached
-                return Page(url, "not_modified", final_url=meta["final_url"], status=304,
-                            content_type=meta["content_type"], charset=meta["charset"],
-                            fetched_at=meta.get("fetched_at", ""),
-                            text=body.decode(meta["charset"], errors="replace"))
+                return Page(
+                    url,
+                    "not_modified",
+                    final_url=meta["final_url"],
+                    status=304,
+                    content_type=meta["content_type"],
+                    charset=meta["charset"],
+                    fetched_at=meta.get("fetched_at", ""),
+                    text=body.decode(meta["charset"], errors="replace"),
+                )
             if response.status_code >= 400:
                 raise FetchError(f"HTTP {response.status_code}")
             content_type = response.headers.get("Content-Type", "")
@@ -249,9 +282,25 @@ class PoliteFetcher:
             body = self._read_limited(response)
         text, charset = decode_body(body, content_type)
         fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.cache.put(url, {"etag": response.headers.get("ETag"),
-                             "last_modified": response.headers.get("Last-Modified"),
-                             "final_url": current, "content_type": mime, "charset": charset,
-                             "fetched_at": fetched_at}, body)
-        return Page(url, "fetched", final_url=current, status=response.status_code,
-                    content_type=mime, charset=charset, fetched_at=fetched_at, text=text)
+        self.cache.put(
+            url,
+            {
+                "etag": response.headers.get("ETag"),
+                "last_modified": response.headers.get("Last-Modified"),
+                "final_url": current,
+                "content_type": mime,
+                "charset": charset,
+                "fetched_at": fetched_at,
+            },
+            body,
+        )
+        return Page(
+            url,
+            "fetched",
+            final_url=current,
+            status=response.status_code,
+            content_type=mime,
+            charset=charset,
+            fetched_at=fetched_at,
+            text=text,
+        )

@@ -30,8 +30,7 @@ class Recall:
 
 
 def recall(reference: Counter, document: Counter) -> Recall:
-    return Recall(sum(min(count, document[word]) for word, count in reference.items()),
-                  sum(reference.values()))
+    return Recall(sum(min(count, document[word]) for word, count in reference.items()), sum(reference.values()))
 
 
 def leaked(navigation: Counter, main: Counter, document: Counter) -> int:

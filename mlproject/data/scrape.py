@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
 
-from mlproject.config import StageFailed, ConfigError, Paths, ScrapeConfig, Source
+from mlproject.config import ConfigError, Paths, ScrapeConfig, Source, StageFailed
 from mlproject.data.extract import extract, gutenberg_title, links, strip_gutenberg, title_of, words
-from mlproject.data.fidelity import Recall, recall
 from mlproject.data.fetch import Page, PageCache, PoliteFetcher, decode_body
-from mlproject.fileio import read_jsonl, write_json, write_jsonl
+from mlproject.data.fidelity import Recall, recall
 from mlproject.data.text import normalise
+from mlproject.fileio import read_jsonl, write_json, write_jsonl
 
 GUTENBERG_URL = "https://www.gutenberg.org/cache/epub/{id}/pg{id}.txt"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -36,6 +36,7 @@ class ScrapeFailed(StageFailed):
 
 
 # -- local files -------------------------------------------------------------------------------
+
 
 def local_path(location: str) -> Path:
     """A filesystem path from a plain path or a file:// URL."""
@@ -106,12 +107,14 @@ def matching_files(root: Path, include: list, exclude: list) -> list[Path]:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
         if any(fnmatch.fnmatch(relative, pattern) for pattern in include) and not any(
-                fnmatch.fnmatch(relative, pattern) for pattern in exclude):
+            fnmatch.fnmatch(relative, pattern) for pattern in exclude
+        ):
             files.append(path)
     return files
 
 
 # -- one scrape run ----------------------------------------------------------------------------
+
 
 class Journal:
     """URLs settled by a run that did not finish; a rerun takes them from the cache, unrequested."""
@@ -132,6 +135,7 @@ class Journal:
 @dataclass
 class Harvest:
     """The state of one scrape run: the fetcher, the journal and a record of every URL."""
+
     config: ScrapeConfig
     cache_dir: Path
     fetched_at: str
@@ -165,31 +169,44 @@ class Harvest:
         record = self.records[-1]
         assert record["url"] == page.url
         found = recall(extraction.reference, words(extraction.text))
-        record.update(kept_chars=extraction.kept_chars, dropped_chars=extraction.dropped_chars,
-                      body_words=found.total, body_words_found=found.found)
+        record.update(
+            kept_chars=extraction.kept_chars,
+            dropped_chars=extraction.dropped_chars,
+            body_words=found.total,
+            body_words_found=found.found,
+        )
 
     def skip(self, source: Source, url: str, reason: str) -> None:
-        self.records.append({"source": source.name, "url": url, "outcome": "not_visited",
-                             "reason": reason, "resumed": False})
+        self.records.append(
+            {"source": source.name, "url": url, "outcome": "not_visited", "reason": reason, "resumed": False}
+        )
 
 
 def headers_from_env(source: Source) -> dict:
     headers = {}
     for header, variable in source.headers_from_env.items():
         if variable not in os.environ:
-            raise ConfigError(f"scrape.sources '{source.name}'.headers_from_env.{header}: environment "
-                              f"variable {variable} is not set")
+            raise ConfigError(
+                f"scrape.sources '{source.name}'.headers_from_env.{header}: environment variable {variable} is not set"
+            )
         headers[header] = os.environ[variable]
     return headers
 
 
-def make_document(source: Source, locator: str, url: str, title: str, text: str, fetched_at: str,
-                  encoding_error: str | None = None) -> dict:
+def make_document(
+    source: Source, locator: str, url: str, title: str, text: str, fetched_at: str, encoding_error: str | None = None
+) -> dict:
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     document = {
         "id": hashlib.sha256(f"{source.name}\0{locator}".encode()).hexdigest()[:16],
-        "source": source.name, "url": url, "locator": locator, "title": title, "text": text,
-        "fetched_at": fetched_at, "sha256": sha256, "licence": source.licence,
+        "source": source.name,
+        "url": url,
+        "locator": locator,
+        "title": title,
+        "text": text,
+        "fetched_at": fetched_at,
+        "sha256": sha256,
+        "licence": source.licence,
     }
     if encoding_error:
         document["encoding_error"] = encoding_error
@@ -204,13 +221,15 @@ def page_documents(source: Source, page: Page, harvest: Harvest) -> list[dict]:
     if page.content_type in HTML_TYPES:
         extraction = extract(page.text, source.selector)
         harvest.extracted(page, extraction)
-        return [make_document(source, page.url, page.final_url, title_of(page.text), extraction.text,
-                              fetched_at)]
-    return [make_document(source, f"{page.url}#{i}", page.final_url, title or "", body, fetched_at)
-            for i, (body, title) in enumerate(split_documents(page.text, source.format))]
+        return [make_document(source, page.url, page.final_url, title_of(page.text), extraction.text, fetched_at)]
+    return [
+        make_document(source, f"{page.url}#{i}", page.final_url, title or "", body, fetched_at)
+        for i, (body, title) in enumerate(split_documents(page.text, source.format))
+    ]
 
 
 # -- the source kinds ----------------------------------------------------------------------------
+
 
 def read_files(source: Source, harvest: Harvest) -> Iterator[dict]:
     root = local_path(source.location)
@@ -223,8 +242,9 @@ def read_files(source: Source, harvest: Harvest) -> Iterator[dict]:
             print(f"scrape: {path} is not UTF-8; read as {charset}", flush=True)
         for index, (body, title) in enumerate(split_documents(text, source.format)):
             body, encoding_error = check_utf8(body)
-            document = make_document(source, f"{path}#{index}", path.as_uri(), title or path.stem,
-                                     body, harvest.fetched_at, encoding_error)
+            document = make_document(
+                source, f"{path}#{index}", path.as_uri(), title or path.stem, body, harvest.fetched_at, encoding_error
+            )
             yield document if charset == "utf-8" else {**document, "charset": charset}
 
 
@@ -241,8 +261,9 @@ def read_gutenberg(source: Source, harvest: Harvest) -> Iterator[dict]:
     if page.outcome in ("fetched", "not_modified"):
         title = gutenberg_title(page.text) or f"Project Gutenberg {location}"
         for index, (body, _) in enumerate(split_documents(strip_gutenberg(page.text), source.format)):
-            yield make_document(source, f"{url}#{index}", page.final_url, title, body,
-                                page.fetched_at or harvest.fetched_at)
+            yield make_document(
+                source, f"{url}#{index}", page.final_url, title, body, page.fetched_at or harvest.fetched_at
+            )
 
 
 def read_crawl(source: Source, harvest: Harvest) -> Iterator[dict]:
@@ -264,8 +285,11 @@ def read_crawl(source: Source, harvest: Harvest) -> Iterator[dict]:
             if depth >= source.max_depth or page.content_type not in HTML_TYPES:
                 continue
             for link in links(page.text, page.final_url):
-                if link not in seen and urlsplit(link).netloc in domains and (
-                        not patterns or any(p.search(link) for p in patterns)):
+                if (
+                    link not in seen
+                    and urlsplit(link).netloc in domains
+                    and (not patterns or any(p.search(link) for p in patterns))
+                ):
                     seen.add(link)
                     queue.append((link, depth + 1))
     for url, _ in queue:
@@ -277,6 +301,7 @@ READERS = {"files": read_files, "url": read_url, "gutenberg": read_gutenberg, "c
 
 # -- the stage ---------------------------------------------------------------------------------
 
+
 def drop_duplicates(documents: list[dict]) -> tuple[list[dict], list[dict]]:
     """Documents with the same normalised text kept once; the others listed with the first's URL."""
     first: dict[str, dict] = {}
@@ -284,8 +309,15 @@ def drop_duplicates(documents: list[dict]) -> tuple[list[dict], list[dict]]:
     for document in documents:
         key = normalise(document["text"])
         if key and key in first:
-            duplicates.append({"id": document["id"], "url": document["url"], "locator": document["locator"],
-                               "duplicate_of": first[key]["url"], "duplicate_of_id": first[key]["id"]})
+            duplicates.append(
+                {
+                    "id": document["id"],
+                    "url": document["url"],
+                    "locator": document["locator"],
+                    "duplicate_of": first[key]["url"],
+                    "duplicate_of_id": first[key]["id"],
+                }
+            )
             continue
         first.setdefault(key, document)
         kept.append(document)
@@ -302,12 +334,20 @@ def extraction_summary(source: Source, records: list[dict]) -> dict:
     per_page = {r["url"]: Recall(r["body_words_found"], r["body_words"]) for r in pages}
     total = sum(per_page.values(), Recall())
     lowest = min(per_page, key=lambda url: per_page[url].share)
-    print(f"scrape: {source.name}: {len(pages)} HTML pages, word recall {total.share:.2%}: "
-          f"{total.missing} of {total.total} words of the paragraphs, list items and captions in their "
-          f"main content are not in the documents (lowest {per_page[lowest].share:.2%}: {lowest})", flush=True)
-    return {"html_pages": len(pages), "kept_chars": sum(r["kept_chars"] for r in pages),
-            "dropped_chars": sum(r["dropped_chars"] for r in pages), "body_words": total.total,
-            "body_words_missing": total.missing, "word_recall": round(total.share, 5)}
+    print(
+        f"scrape: {source.name}: {len(pages)} HTML pages, word recall {total.share:.2%}: "
+        f"{total.missing} of {total.total} words of the paragraphs, list items and captions in their "
+        f"main content are not in the documents (lowest {per_page[lowest].share:.2%}: {lowest})",
+        flush=True,
+    )
+    return {
+        "html_pages": len(pages),
+        "kept_chars": sum(r["kept_chars"] for r in pages),
+        "dropped_chars": sum(r["dropped_chars"] for r in pages),
+        "body_words": total.total,
+        "body_words_missing": total.missing,
+        "word_recall": round(total.share, 5),
+    }
 
 
 def check_failures(records: list[dict], max_share: float, report_path: str) -> None:
@@ -316,8 +356,10 @@ def check_failures(records: list[dict], max_share: float, report_path: str) -> N
     if attempted and len(failed) / len(attempted) > max_share:
         named = "; ".join(f"{r['url']} ({r['reason']})" for r in failed[:5])
         more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
-        raise ScrapeFailed(f"{len(failed)} of {len(attempted)} URLs failed, more than "
-                           f"scrape.http.max_failed_share ({max_share}): {named}{more}; see {report_path}")
+        raise ScrapeFailed(
+            f"{len(failed)} of {len(attempted)} URLs failed, more than "
+            f"scrape.http.max_failed_share ({max_share}): {named}{more}; see {report_path}"
+        )
 
 
 def scrape(config: ScrapeConfig, paths: Paths) -> dict:
@@ -327,17 +369,25 @@ def scrape(config: ScrapeConfig, paths: Paths) -> dict:
     collected, per_source = [], {}
     for source in config.sources:
         found = list(READERS[source.kind](source, harvest))
-        per_source[source.name] = {"kind": source.kind, "documents": len(found),
-                                   "characters": sum(len(d["text"]) for d in found),
-                                   "encoding_errors": sum("encoding_error" in d for d in found),
-                                   **extraction_summary(source, harvest.records)}
+        per_source[source.name] = {
+            "kind": source.kind,
+            "documents": len(found),
+            "characters": sum(len(d["text"]) for d in found),
+            "encoding_errors": sum("encoding_error" in d for d in found),
+            **extraction_summary(source, harvest.records),
+        }
         collected.extend(found)
     documents, duplicates = drop_duplicates(collected)
-    report = {"documents": len(documents), "characters": sum(len(d["text"]) for d in documents),
-              "fetched_at": harvest.fetched_at, "sources": per_source,
-              "urls": dict(Counter(r["outcome"] for r in harvest.records)),
-              "requests_sent": harvest.fetcher.requests_sent,
-              "duplicates": duplicates, "pages": harvest.records}
+    report = {
+        "documents": len(documents),
+        "characters": sum(len(d["text"]) for d in documents),
+        "fetched_at": harvest.fetched_at,
+        "sources": per_source,
+        "urls": dict(Counter(r["outcome"] for r in harvest.records)),
+        "requests_sent": harvest.fetcher.requests_sent,
+        "duplicates": duplicates,
+        "pages": harvest.records,
+    }
     write_json(report_path, report)
     check_failures(harvest.records, config.http.max_failed_share, report_path)
     if not documents:

@@ -19,7 +19,9 @@ import numpy as np
 END = ""  # the end-of-token mark among the symbols: no character is the empty string
 START = "\x02"  # pads the context before a token's first character (a clash only pools counts)
 END_BASE = 1 / 256  # the base's probability of the end mark
-ORDER = 5  # four characters of context: within 1% of the best order on held-out rare words, half the size (benchmarks/RESULTS-speller.json)
+# Four characters of context: within 1% of the best order on held-out rare words, half the size
+# (benchmarks/RESULTS-speller.json).
+ORDER = 5
 LONGEST_SAMPLE = 60  # characters; a generated word is cut there
 
 
@@ -38,6 +40,7 @@ class Speller:
     """`counts[context][symbol]`: how often `symbol` followed `context` (up to order-1 characters,
     START-padded) in the training tokens. `whole_token` spells a word and its end mark; otherwise
     the unknown token is exactly one character (the char level) and no end mark is spelled."""
+
     order: int = ORDER
     whole_token: bool = True
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -49,21 +52,21 @@ class Speller:
         for token in tokens:
             for context, symbol in cls.events(token, order, whole_token):
                 for k in range(len(context) + 1):  # every shorter context too: the lower orders
-                    counts[context[len(context) - k:]][symbol] += 1
+                    counts[context[len(context) - k :]][symbol] += 1
         return cls(order, whole_token, {c: dict(n) for c, n in counts.items()})
 
     @staticmethod
     def events(token: str, order: int, whole_token: bool) -> list[tuple[str, str]]:
         padded = START * (order - 1) + token
         symbols = list(token) + ([END] if whole_token else [])
-        return [(padded[i:i + order - 1], symbol) for i, symbol in enumerate(symbols)]
+        return [(padded[i : i + order - 1], symbol) for i, symbol in enumerate(symbols)]
 
     # -- probabilities -------------------------------------------------------------------------
     def probability(self, context: str, symbol: str) -> float:
         """P(symbol | context), interpolated from the unigram up to the longest context."""
         p = END_BASE if symbol == END else byte_cost(symbol)
         for k in range(len(context) + 1):
-            p = self.smoothed(context[len(context) - k:], symbol, p)
+            p = self.smoothed(context[len(context) - k :], symbol, p)
         return p
 
     @functools.cached_property
@@ -87,15 +90,17 @@ class Speller:
         share each leaves to the one below (kinds / (seen + kinds))."""
         share = 1.0
         for k in range(len(context) + 1):
-            seen, kinds = self.sizes.get(context[len(context) - k:], (0, 0))
+            seen, kinds = self.sizes.get(context[len(context) - k :], (0, 0))
             if kinds:
                 share *= kinds / (seen + kinds)
         return share
 
     def nats(self, token: str) -> float:
         """-ln P(token): its characters one by one, then (for a word) its end."""
-        return -sum(math.log(self.probability(context, symbol))
-                    for context, symbol in self.events(token, self.order, self.whole_token))
+        return -sum(
+            math.log(self.probability(context, symbol))
+            for context, symbol in self.events(token, self.order, self.whole_token)
+        )
 
     # -- sampling ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> str:
@@ -104,7 +109,7 @@ class Speller:
         token = ""
         for _ in range(LONGEST_SAMPLE):
             history = START * (self.order - 1) + token
-            context = history[len(history) - (self.order - 1):]
+            context = history[len(history) - (self.order - 1) :]
             symbol = self.draw(context, alphabet, rng)
             if symbol == END:
                 break
@@ -136,8 +141,17 @@ def unseen_character(known: set[str], rng: np.random.Generator) -> str:
     length): random bytes, redrawn until they are one valid UTF-8 character."""
     while True:
         first = int(rng.integers(256))
-        length = 1 if first < 0x80 else 2 if 0xC2 <= first < 0xE0 else 3 if 0xE0 <= first < 0xF0 else \
-            4 if 0xF0 <= first < 0xF5 else 0
+        length = (
+            1
+            if first < 0x80
+            else 2
+            if 0xC2 <= first < 0xE0
+            else 3
+            if 0xE0 <= first < 0xF0
+            else 4
+            if 0xF0 <= first < 0xF5
+            else 0
+        )
         if not length:
             continue
         data = bytes([first, *rng.integers(256, size=length - 1).tolist()])

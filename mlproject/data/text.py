@@ -28,9 +28,13 @@ def foreign_share(text: str, languages: list[str]) -> float:
     return sum(ch not in allowed for ch in folded) / len(folded)
 
 
-MARKUP = re.compile(r"</?(?:html|head|body|div|span|p|a|script|style|br|table|tr|td|li|ul|ol|img|nav|"
-                    r"footer|header|iframe|form|input|button)\b[^>]*>|&(?:nbsp|amp|lt|gt|quot|#\d+);",
-                    re.IGNORECASE)
+MARKUP = re.compile(
+    r"</?(?:html|head|body|div|span|p|a|script|style|br|table|tr|td|li|ul|ol|img|nav|"
+    r"footer|header|iframe|form|input|button)\b[^>]*>|&(?:nbsp|amp|lt|gt|quot|#\d+);",
+    re.IGNORECASE,
+)
+
+
 def markup_per_1000_chars(text: str) -> float:
     """HTML tags and entities per 1,000 characters: many in extraction residue, a few in a text
     that shows them (a manual listing XML's entities)."""
@@ -38,10 +42,15 @@ def markup_per_1000_chars(text: str) -> float:
 
 
 BOILERPLATE = [
-    r"(?i)\b(?:we use|this (?:web)?site uses) cookies\b", r"(?i)\baccept (?:all )?cookies\b",
-    r"(?i)\bcookie (?:policy|settings|preferences)\b", r"(?i)\b(?:utilizamos|usamos) cookies\b",
-    r"(?i)\b(?:aceptar|acepto) (?:las |todas las )?cookies\b", r"(?i)pol[ií]tica de cookies",
-    r"(?i)\bskip to (?:main )?content\b", r"(?i)\bsaltar al contenido\b",
-    r"(?i)\bsubscribe to our newsletter\b", r"(?i)\bsuscr[ií]bete a nuestro bolet[ií]n\b",
+    r"(?i)\b(?:we use|this (?:web)?site uses) cookies\b",
+    r"(?i)\baccept (?:all )?cookies\b",
+    r"(?i)\bcookie (?:policy|settings|preferences)\b",
+    r"(?i)\b(?:utilizamos|usamos) cookies\b",
+    r"(?i)\b(?:aceptar|acepto) (?:las |todas las )?cookies\b",
+    r"(?i)pol[ií]tica de cookies",
+    r"(?i)\bskip to (?:main )?content\b",
+    r"(?i)\bsaltar al contenido\b",
+    r"(?i)\bsubscribe to our newsletter\b",
+    r"(?i)\bsuscr[ií]bete a nuestro bolet[ií]n\b",
     r"(?i)^\s*(?:home|inicio)\s*[|›>»]\s*\w+",
 ]

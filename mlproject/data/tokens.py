@@ -65,8 +65,9 @@ class Vocabulary:
         return self.decode(ids, [self.speller.sample(rng) for i in ids if i == 0])
 
     def to_json(self) -> str:
-        return json.dumps({"level": self.level, "tokens": list(self.tokens), "speller": self.speller.to_dict()},
-                          ensure_ascii=False)
+        return json.dumps(
+            {"level": self.level, "tokens": list(self.tokens), "speller": self.speller.to_dict()}, ensure_ascii=False
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
@@ -108,7 +109,8 @@ def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
     if not training or not validation:
         raise ConfigError(
             f"tokenize.validation_fraction = {config.validation_fraction}: {len(training)} training "
-            f"and {len(validation)} validation documents of {len(documents)}; expected both sides non-empty")
+            f"and {len(validation)} validation documents of {len(documents)}; expected both sides non-empty"
+        )
     train_text = config.document_separator.join(d["text"] for d in training)
     validation_text = config.document_separator.join(d["text"] for d in validation)
     vocabulary = build_vocabulary(train_text, config.level, config.max_vocab, config.min_count)
@@ -120,10 +122,16 @@ def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
         np.save(handle, train_ids)
     write_text(out / "train.txt", train_text)  # the kinds with their own tokenizer read the text
     write_text(out / "validation.txt", validation_text)
-    summary = {"level": config.level, "vocabulary": len(vocabulary), "separator": config.document_separator,
-               "training_documents": len(training), "validation_documents": len(validation),
-               "training_tokens": int(train_ids.size), "validation_characters": len(validation_text),
-               "unknown_training_tokens": int((train_ids == 0).sum())}
+    summary = {
+        "level": config.level,
+        "vocabulary": len(vocabulary),
+        "separator": config.document_separator,
+        "training_documents": len(training),
+        "validation_documents": len(validation),
+        "training_tokens": int(train_ids.size),
+        "validation_characters": len(validation_text),
+        "unknown_training_tokens": int((train_ids == 0).sum()),
+    }
     write_json(out / "summary.json", summary)
     return summary
 

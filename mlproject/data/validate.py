@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlproject.config import StageFailed, Paths, ValidateConfig
-from mlproject.fileio import read_jsonl, write_json, write_jsonl
+from mlproject.config import Paths, StageFailed, ValidateConfig
 from mlproject.data.data_docs import make_offline
 from mlproject.data.language import identify
 from mlproject.data.text import BOILERPLATE, foreign_share, markup_per_1000_chars, normalise
+from mlproject.fileio import read_jsonl, write_json, write_jsonl
 
 
 class CorpusRejected(StageFailed):
@@ -44,15 +44,17 @@ def document_frame(documents: list[dict], config: ValidateConfig) -> pd.DataFram
         key = normalise(document["text"])
         duplicate_of.append(seen.get(key) if key else None)
         seen.setdefault(key, document["id"])
-    return pd.DataFrame({
-        "id": [d["id"] for d in documents],
-        "text": [d["text"].strip() for d in documents],
-        "encoding_error": [d.get("encoding_error") for d in documents],
-        "duplicate_of": duplicate_of,
-        "markup_per_1000_chars": [markup_per_1000_chars(d["text"].strip()) for d in documents],
-        "foreign_share": [foreign_share(d["text"], config.languages) for d in documents],
-        "other_language": [other_language(d["text"].strip(), config) for d in documents],
-    })
+    return pd.DataFrame(
+        {
+            "id": [d["id"] for d in documents],
+            "text": [d["text"].strip() for d in documents],
+            "encoding_error": [d.get("encoding_error") for d in documents],
+            "duplicate_of": duplicate_of,
+            "markup_per_1000_chars": [markup_per_1000_chars(d["text"].strip()) for d in documents],
+            "foreign_share": [foreign_share(d["text"], config.languages) for d in documents],
+            "other_language": [other_language(d["text"].strip(), config) for d in documents],
+        }
+    )
 
 
 def document_expectations(config: ValidateConfig):
@@ -61,28 +63,50 @@ def document_expectations(config: ValidateConfig):
     E = gx.expectations
     expected = "/".join(config.languages) or "any"
     return [
-        E.ExpectColumnValuesToBeNull(column="encoding_error", meta={
-            "reason": "not valid UTF-8: bytes were replaced, the text is corrupt"}),
-        E.ExpectColumnValuesToNotMatchRegex(column="text", regex="^$", meta={
-            "reason": "empty: nothing to learn from"}),
+        E.ExpectColumnValuesToBeNull(
+            column="encoding_error", meta={"reason": "not valid UTF-8: bytes were replaced, the text is corrupt"}
+        ),
+        E.ExpectColumnValuesToNotMatchRegex(column="text", regex="^$", meta={"reason": "empty: nothing to learn from"}),
         E.ExpectColumnValueLengthsToBeBetween(
-            column="text", min_value=config.min_chars, max_value=config.max_chars, meta={
+            column="text",
+            min_value=config.min_chars,
+            max_value=config.max_chars,
+            meta={
                 "reason": f"length outside {config.min_chars}..{config.max_chars} characters "
-                          "(validate.min_chars, validate.max_chars)"}),
-        E.ExpectColumnValuesToBeNull(column="duplicate_of", meta={
-            "reason": "duplicate of an earlier document: repeats overweight one text"}),
-        E.ExpectColumnValuesToBeBetween(column="markup_per_1000_chars", max_value=config.max_markup_per_1000_chars, meta={
-            "reason": f"markup or HTML residue: more than {config.max_markup_per_1000_chars} tags or entities per "
-                      "1,000 characters (validate.max_markup_per_1000_chars) would be learnt as text"}),
+                "(validate.min_chars, validate.max_chars)"
+            },
+        ),
+        E.ExpectColumnValuesToBeNull(
+            column="duplicate_of", meta={"reason": "duplicate of an earlier document: repeats overweight one text"}
+        ),
+        E.ExpectColumnValuesToBeBetween(
+            column="markup_per_1000_chars",
+            max_value=config.max_markup_per_1000_chars,
+            meta={
+                "reason": f"markup or HTML residue: more than {config.max_markup_per_1000_chars} tags or entities per "
+                "1,000 characters (validate.max_markup_per_1000_chars) would be learnt as text"
+            },
+        ),
         E.ExpectColumnValuesToNotMatchRegexList(
-            column="text", regex_list=[f"(?m){p}" for p in BOILERPLATE], meta={
-                "reason": "boilerplate (cookie banner, navigation, newsletter): not the author's text"}),
-        E.ExpectColumnValuesToBeBetween(column="foreign_share", max_value=config.max_foreign_share, meta={
-            "reason": f"more than {config.max_foreign_share:.0%} of characters outside the "
-                      f"{expected} alphabet (validate.max_foreign_share): wrong language or junk"}),
-        E.ExpectColumnValuesToBeNull(column="other_language", meta={
-            "reason": f"written in another language than {expected} (validate.language)",
-            "detail": "identified as"}),
+            column="text",
+            regex_list=[f"(?m){p}" for p in BOILERPLATE],
+            meta={"reason": "boilerplate (cookie banner, navigation, newsletter): not the author's text"},
+        ),
+        E.ExpectColumnValuesToBeBetween(
+            column="foreign_share",
+            max_value=config.max_foreign_share,
+            meta={
+                "reason": f"more than {config.max_foreign_share:.0%} of characters outside the "
+                f"{expected} alphabet (validate.max_foreign_share): wrong language or junk"
+            },
+        ),
+        E.ExpectColumnValuesToBeNull(
+            column="other_language",
+            meta={
+                "reason": f"written in another language than {expected} (validate.language)",
+                "detail": "identified as",
+            },
+        ),
     ]
 
 
@@ -91,14 +115,24 @@ def corpus_expectations(config: ValidateConfig):
 
     E = gx.expectations
     return [
-        E.ExpectColumnSumToBeBetween(column="accepted", min_value=config.min_documents, meta={
-            "reason": f"fewer than {config.min_documents} accepted documents (validate.min_documents)"}),
-        E.ExpectColumnSumToBeBetween(column="accepted_chars", min_value=config.min_corpus_chars, meta={
-            "reason": f"fewer than {config.min_corpus_chars} accepted characters "
-                      "(validate.min_corpus_chars)"}),
-        E.ExpectColumnMeanToBeBetween(column="duplicate", max_value=config.max_duplicate_share, meta={
-            "reason": f"more than {config.max_duplicate_share:.0%} of documents are duplicates "
-                      "(validate.max_duplicate_share): the source repeats itself"}),
+        E.ExpectColumnSumToBeBetween(
+            column="accepted",
+            min_value=config.min_documents,
+            meta={"reason": f"fewer than {config.min_documents} accepted documents (validate.min_documents)"},
+        ),
+        E.ExpectColumnSumToBeBetween(
+            column="accepted_chars",
+            min_value=config.min_corpus_chars,
+            meta={"reason": f"fewer than {config.min_corpus_chars} accepted characters (validate.min_corpus_chars)"},
+        ),
+        E.ExpectColumnMeanToBeBetween(
+            column="duplicate",
+            max_value=config.max_duplicate_share,
+            meta={
+                "reason": f"more than {config.max_duplicate_share:.0%} of documents are duplicates "
+                "(validate.max_duplicate_share): the source repeats itself"
+            },
+        ),
     ]
 
 
@@ -113,11 +147,16 @@ def run_suite(context, name: str, expectations, frame: pd.DataFrame):
         suite.add_expectation(expectation)
     suite.save()
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=name, validation_definitions=[definition],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-        result_format={"result_format": "COMPLETE"}))
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "COMPLETE"},
+        )
+    )
     result = checkpoint.run(batch_parameters={"dataframe": frame})
     return next(iter(result.run_results.values())).results
 
@@ -148,23 +187,29 @@ def validate(config: ValidateConfig, paths: Paths) -> dict:
     documents_path, rejected_path = paths.raw_documents, paths.rejected_documents
     documents = read_jsonl(documents_path)
     if not documents:
-        raise CorpusRejected(f"{documents_path}: no documents to validate; has scrape found any? "
-                             "(see its report)")
+        raise CorpusRejected(f"{documents_path}: no documents to validate; has scrape found any? (see its report)")
     frame = document_frame(documents, config)
     with tempfile.TemporaryDirectory(prefix="gx-") as workdir:
         context = open_context(Path(workdir))
         reasons = reasons_by_row(run_suite(context, "documents", document_expectations(config), frame), frame)
         accepted_rows = [i for i in range(len(documents)) if i not in reasons]
         is_accepted = frame.index.isin(accepted_rows).astype(int)
-        corpus = pd.DataFrame({"accepted": is_accepted, "accepted_chars": frame["text"].str.len() * is_accepted,
-                               "duplicate": frame["duplicate_of"].notna().astype(int)})
+        corpus = pd.DataFrame(
+            {
+                "accepted": is_accepted,
+                "accepted_chars": frame["text"].str.len() * is_accepted,
+                "duplicate": frame["duplicate_of"].notna().astype(int),
+            }
+        )
         corpus_results = run_suite(context, "corpus", corpus_expectations(config), corpus)
         publish_data_docs(Path(workdir), Path(paths.data_docs))
     accepted = [documents[i] for i in accepted_rows]
     rejected = [{**documents[i], "reasons": [told for _, told in reasons[i]]} for i in sorted(reasons)]
     corpus_failures = [r.expectation_config.meta["reason"] for r in corpus_results if not r.success]
     report = {
-        "documents": len(documents), "accepted": len(accepted), "rejected": len(rejected),
+        "documents": len(documents),
+        "accepted": len(accepted),
+        "rejected": len(rejected),
         "accepted_characters": int(corpus["accepted_chars"].sum()),
         "duplicate_share": float(corpus["duplicate"].mean()) if len(corpus) else 0.0,
         "rejected_by_reason": dict(Counter(reason for row in reasons.values() for reason, _ in row)),
@@ -179,7 +224,8 @@ def validate(config: ValidateConfig, paths: Paths) -> dict:
         raise CorpusRejected(
             f"{documents_path}: {len(accepted)} of {len(documents)} documents accepted, which "
             f"cannot train a model: {corpus_failures[0]}; rejected documents and reasons are in "
-            f"{rejected_path}")
+            f"{rejected_path}"
+        )
     write_jsonl(paths.accepted_documents, accepted)
     return report
 

@@ -8,10 +8,10 @@ kind: one package, a line in each mapping, a link in by_kind/ (`train.kind` take
 
 # Read by config.py, so by every stage: this module holds nothing else.
 KINDS = {
-    "rnn": "mlproject.models.keras_rnn.causal:RecurrentModel",
-    "window_rnn": "mlproject.models.keras_rnn.window:WindowModel",
-    "finetune": "mlproject.models.transformers_lm.pretrained:FineTunedLM",
-    "gpt": "mlproject.models.transformers_lm.scratch:ScratchGPT",
+    "rnn": "mlproject.models.keras_rnn.rnn:RecurrentModel",
+    "window_rnn": "mlproject.models.keras_rnn.window_rnn:WindowModel",
+    "finetune": "mlproject.models.transformers_lm.finetune:FineTunedLM",
+    "gpt": "mlproject.models.transformers_lm.gpt:ScratchGPT",
 }
 SETTINGS = {
     "rnn": "mlproject.models.keras_rnn.settings:RnnTraining",

@@ -28,10 +28,25 @@ PACKAGE = Path(mlproject.__file__).parent
 # The code every kind's training runs besides its own package (the kind's settings read through
 # these): a change to any of it makes every kind's checkpoints stale. The train stage's deps in
 # dvc.yaml name the same files (tests/test_dvc_deps.py).
-SHARED_CODE = tuple(PACKAGE / name for name in (
-    "__init__.py", "fileio.py", "param_rules.py", "data/__init__.py", "data/tokens.py", "data/speller.py",
-    "models/__init__.py", "models/settings.py", "models/interface.py", "models/kinds.py", "models/noise.py",
-    "models/epoch_log.py", "models/cpu.py", "models/evaluation.py"))
+SHARED_CODE = tuple(
+    PACKAGE / name
+    for name in (
+        "__init__.py",
+        "fileio.py",
+        "param_rules.py",
+        "data/__init__.py",
+        "data/tokens.py",
+        "data/speller.py",
+        "models/__init__.py",
+        "models/settings.py",
+        "models/interface.py",
+        "models/kinds.py",
+        "models/noise.py",
+        "models/epoch_log.py",
+        "models/cpu.py",
+        "models/evaluation.py",
+    )
+)
 
 
 def kind_package(kind: str) -> Path:
@@ -75,14 +90,21 @@ def write_plot(path: str, checkpoints: Path) -> None:
             writer.writerows(epochs)
             return
         validation = {record["step"]: record["val_loss"] for record in epochs}
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "step", "loss", "val_loss", "learning_rate",
-                                                    "tokens_per_second"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["epoch", "step", "loss", "val_loss", "learning_rate", "tokens_per_second"]
+        )
         writer.writeheader()
         for record in steps:
-            writer.writerow({"epoch": round(record["epoch"], 6), "step": record["step"],
-                             "loss": record["train_loss"], "val_loss": validation.get(record["step"], ""),
-                             "learning_rate": record["learning_rate"],
-                             "tokens_per_second": record["tokens_per_second"]})
+            writer.writerow(
+                {
+                    "epoch": round(record["epoch"], 6),
+                    "step": record["step"],
+                    "loss": record["train_loss"],
+                    "val_loss": validation.get(record["step"], ""),
+                    "learning_rate": record["learning_rate"],
+                    "tokens_per_second": record["tokens_per_second"],
+                }
+            )
 
 
 def read_records(path: Path) -> list[dict]:
@@ -114,8 +136,11 @@ class EpochLog:
                 aside = self.folder.with_name(f"{self.folder.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
                 self.folder.rename(aside)
                 reason = (str(error).splitlines() or [""])[0][:160]
-                print(f"train: {self.folder / name} cannot be read ({type(error).__name__}: {reason}); "
-                      f"set aside in {aside}; starting over", flush=True)
+                print(
+                    f"train: {self.folder / name} cannot be read ({type(error).__name__}: {reason}); "
+                    f"set aside in {aside}; starting over",
+                    flush=True,
+                )
                 return None
         self.state = state
         for path in (self.folder / HISTORY, self.folder / STEPS):  # a run killed between writing an
@@ -135,24 +160,34 @@ class EpochLog:
     def done(self) -> bool:
         return bool(self.state.get("stopped_early"))
 
-    def end_epoch(self, record: dict, settings, save_best: Callable[[Path], None],
-                  save_last: Callable[[Path], None], writer: bool = True) -> bool:
+    def end_epoch(
+        self,
+        record: dict,
+        settings,
+        save_best: Callable[[Path], None],
+        save_last: Callable[[Path], None],
+        writer: bool = True,
+    ) -> bool:
         """After epoch `record["epoch"]`: refuse a non-finite validation loss, keep the best weights,
         save the last state, then the history and the state pointing at them (only the `writer`
         process of several writes). True when training should stop: `settings.patience` epochs
         without a better validation loss."""
         epoch, loss = record["epoch"], record["val_loss"]
         if not math.isfinite(loss):
-            raise ConfigError(f"train.learning_rate = {settings.learning_rate}: the validation loss of "
-                              f"epoch {epoch} is {loss}; expected a lower learning rate (the last good "
-                              "checkpoint is kept)")
+            raise ConfigError(
+                f"train.learning_rate = {settings.learning_rate}: the validation loss of "
+                f"epoch {epoch} is {loss}; expected a lower learning rate (the last good "
+                "checkpoint is kept)"
+            )
         if loss < self.state.get("best_val_loss", float("inf")):
             if writer:
                 save_best(self.folder / self.best)
             self.state.update(best_val_loss=loss, best_epoch=epoch)
         stale = epoch - self.state["best_epoch"]
-        self.state.update(epoch=epoch, stopped_early=bool(settings.patience) and stale >= settings.patience
-                          and epoch < settings.epochs)
+        self.state.update(
+            epoch=epoch,
+            stopped_early=bool(settings.patience) and stale >= settings.patience and epoch < settings.epochs,
+        )
         if writer:
             save_last(self.folder / self.last)
             with open(self.folder / HISTORY, "a", encoding="utf-8") as handle:
@@ -160,8 +195,11 @@ class EpochLog:
             write_json(self.folder / STATE, self.state)
         print(f"train: epoch {epoch}: loss {record['loss']:.4f}, val_loss {loss:.4f}", flush=True)
         if self.done:
-            print(f"train: validation loss has not improved for {stale} epochs (patience "
-                  f"{settings.patience}); stopping, keeping epoch {self.state['best_epoch']}", flush=True)
+            print(
+                f"train: validation loss has not improved for {stale} epochs (patience "
+                f"{settings.patience}); stopping, keeping epoch {self.state['best_epoch']}",
+                flush=True,
+            )
         return self.done
 
     def log_step(self, record: dict) -> None:

@@ -14,7 +14,6 @@ from mlproject.config import EvaluateConfig, StageFailed
 from mlproject.fileio import md5_of
 from mlproject.models.interface import LanguageModel, Sampling, Totals
 
-
 # Names the rule a figure was measured under; registered versions carry it as the tag
 # `score_rule`, and promotion compares only figures of the same rule. Before it, a word model's
 # <unk> stood for its word's bytes at the price of one token, and a char-RNN skipped the first
@@ -33,8 +32,7 @@ def score_validation(model: LanguageModel, tokens_dir: str, config: EvaluateConf
     text = path.read_text(encoding="utf-8")
     totals = model.score(text, config)
     check_every_byte(model, text, totals)
-    return {"level": model.token_level, **totals.figures(), "validation_md5": md5_of(path),
-            "score_rule": SCORE_RULE}
+    return {"level": model.token_level, **totals.figures(), "validation_md5": md5_of(path), "score_rule": SCORE_RULE}
 
 
 def check_every_byte(model: LanguageModel, text: str, totals: Totals) -> None:
@@ -42,13 +40,17 @@ def check_every_byte(model: LanguageModel, text: str, totals: Totals) -> None:
     back = model.round_trip(text)
     if back != text:
         at = next((i for i, (a, b) in enumerate(zip(text, back)) if a != b), min(len(text), len(back)))
-        raise NotEveryByte(f"the {model.kind} model's tokens do not give the validation text back (from "
-                           f"character {at}: {text[at:at + 20]!r} came back as {back[at:at + 20]!r}); "
-                           "its bits per byte would not be the cost of this text")
+        raise NotEveryByte(
+            f"the {model.kind} model's tokens do not give the validation text back (from "
+            f"character {at}: {text[at : at + 20]!r} came back as {back[at : at + 20]!r}); "
+            "its bits per byte would not be the cost of this text"
+        )
     size = len(text.encode("utf-8"))
     if (totals.characters, totals.bytes) != (len(text), size):
-        raise NotEveryByte(f"the {model.kind} model scored {totals.bytes} of the {size} bytes of the "
-                           "validation text; a figure that skips text is not a bits-per-byte figure")
+        raise NotEveryByte(
+            f"the {model.kind} model scored {totals.bytes} of the {size} bytes of the "
+            "validation text; a figure that skips text is not a bits-per-byte figure"
+        )
 
 
 def validation_text_path(tokens_dir: str) -> Path:
@@ -60,6 +62,5 @@ def sample_rows(model: LanguageModel, config: EvaluateConfig, seed: int) -> list
     for temperature in config.temperatures:
         sampling = Sampling(max_length=config.sample_length, temperature=temperature, seed=seed)
         texts = model.generate(config.sample_prompts, sampling)
-        rows.extend({"prompt": p, "temperature": temperature, "text": t}
-                    for p, t in zip(config.sample_prompts, texts))
+        rows.extend({"prompt": p, "temperature": temperature, "text": t} for p, t in zip(config.sample_prompts, texts))
     return rows

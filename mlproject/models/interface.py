@@ -20,6 +20,7 @@ from mlproject.config import EvaluateConfig, Paths, Sampling, TrainConfig
 @dataclass(frozen=True)
 class Totals:
     """Sums over the scored text; every derived figure comes from these, never from averages."""
+
     nll_nats: float  # what every scored byte cost, spelled ones included
     tokens: int
     characters: int  # of the text the scored tokens stand for
@@ -29,8 +30,11 @@ class Totals:
     def figures(self) -> dict:
         ln2 = float(np.log(2.0))
         return {
-            "nll_nats": self.nll_nats, "tokens": self.tokens, "characters": self.characters,
-            "bytes": self.bytes, "spelled_bytes": self.spelled_bytes,
+            "nll_nats": self.nll_nats,
+            "tokens": self.tokens,
+            "characters": self.characters,
+            "bytes": self.bytes,
+            "spelled_bytes": self.spelled_bytes,
             "vocabulary_byte_coverage": 1 - self.spelled_bytes / self.bytes,
             "perplexity": float(np.exp(self.nll_nats / self.tokens)),
             "bits_per_token": self.nll_nats / self.tokens / ln2,
@@ -68,9 +72,17 @@ class LanguageModel(ABC):
 
     @classmethod
     @abstractmethod
-    def train(cls, config: TrainConfig, seed: int, paths: Paths, on_epoch: OnRecord | None = None,
-              run_id: str | None = None, stop_after: int | None = None, on_step: OnRecord | None = None,
-              scoring: EvaluateConfig | None = None) -> TrainingResult:
+    def train(
+        cls,
+        config: TrainConfig,
+        seed: int,
+        paths: Paths,
+        on_epoch: OnRecord | None = None,
+        run_id: str | None = None,
+        stop_after: int | None = None,
+        on_step: OnRecord | None = None,
+        scoring: EvaluateConfig | None = None,
+    ) -> TrainingResult:
         """Fit on `paths.tokens`, checkpointing into `paths.checkpoints` and resuming from them;
         save the best weights to `paths.model`. Raise InterruptedError when stopped on request.
         `on_step` gets per-step figures where the kind has them; `scoring` is how a baseline is

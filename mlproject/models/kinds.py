@@ -28,8 +28,7 @@ def save(model, folder: str | Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save(staging)
-    (staging / KIND_FILE).write_text(json.dumps({"kind": model.kind, **model.tags()}) + "\n",
-                                     encoding="utf-8")
+    (staging / KIND_FILE).write_text(json.dumps({"kind": model.kind, **model.tags()}) + "\n", encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     staging.replace(folder)
 

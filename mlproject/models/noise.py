@@ -14,13 +14,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-MASK_32, MASK_16 = 2 ** 32 - 1, 2 ** 16 - 1
+MASK_32, MASK_16 = 2**32 - 1, 2**16 - 1
 GOLDEN = 0x9E3779B9  # spreads consecutive steps apart before they are mixed
 
 
 @dataclass(frozen=True)
 class Bits:
     """A framework's operations on arrays of 32-bit values, and its cast to float32."""
+
     xor: Callable
     shift_right: Callable  # (x, places)
     times: Callable  # (x, constant) -> x * constant mod 2**32
@@ -31,8 +32,9 @@ class Bits:
 def int64_bits(xor: Callable, shift_right: Callable, mask: Callable, to_float32: Callable) -> Bits:
     """Bits on int64 values, for frameworks without an unsigned 32-bit multiply: a product is
     taken in 16-bit halves, so none exceeds 2**49. `mask(x, constant)` is x & constant."""
+
     def times(x, constant: int):
-        return mask(x * (constant & MASK_16) + mask(x * (constant >> 16), MASK_16) * 2 ** 16, MASK_32)
+        return mask(x * (constant & MASK_16) + mask(x * (constant >> 16), MASK_16) * 2**16, MASK_32)
 
     return Bits(xor, shift_right, times, lambda x: mask(x, MASK_32), to_float32)
 
@@ -59,5 +61,5 @@ def hashed(seeds, step, token_ids, bits: Bits):
 
 def gumbel(hashes, log, bits: Bits):
     """Standard Gumbel noise in float32 from 32-bit hashes (24 bits of each: exact in float32)."""
-    uniform = bits.to_float32(bits.shift_right(hashes, 8) * 2 + 1) * 2.0 ** -25  # in (0, 1), never 0 or 1
+    uniform = bits.to_float32(bits.shift_right(hashes, 8) * 2 + 1) * 2.0**-25  # in (0, 1), never 0 or 1
     return -log(-log(uniform))

@@ -13,19 +13,27 @@ from mlproject.param_rules import ConfigError, check_value, param
 
 @dataclass(frozen=True)
 class Training:
-    kind: str = param("rnn", "model kind (mlproject/models): rnn: a Keras GRU or LSTM reading the "
-                      "text left to right; window_rnn: bidirectional Keras layers over a window of "
-                      "preceding tokens (the lyrics model), predicting the token after it; finetune: a "
-                      "pretrained transformers causal LM (base_model) fine-tuned; gpt: a small GPT "
-                      "trained from scratch with its own byte-level BPE tokenizer. Its own settings are "
-                      "in the section of its name (train.rnn, train.gpt...)", tuple(KINDS))
+    kind: str = param(
+        "rnn",
+        "model kind (mlproject/models): rnn: a Keras GRU or LSTM reading the "
+        "text left to right; window_rnn: bidirectional Keras layers over a window of "
+        "preceding tokens (the lyrics model), predicting the token after it; finetune: a "
+        "pretrained transformers causal LM (base_model) fine-tuned; gpt: a small GPT "
+        "trained from scratch with its own byte-level BPE tokenizer. Its own settings are "
+        "in the section of its name (train.rnn, train.gpt...)",
+        tuple(KINDS),
+    )
     batch_size: int = param(64, "windows (blocks) per batch", minimum=1)
     epochs: int = param(6, "passes over the training text (at most: see patience)", minimum=1)
-    patience: int = param(2, "stop when the validation loss has not improved for this many "
-                          "epochs; the best epoch's weights are kept either way; 0: never stop early",
-                          minimum=0)
-    max_steps_per_epoch: int = param(0, "cap on batches (transformers kinds: optimizer steps) per epoch; "
-                                     "0 means the whole text", minimum=0)
+    patience: int = param(
+        2,
+        "stop when the validation loss has not improved for this many "
+        "epochs; the best epoch's weights are kept either way; 0: never stop early",
+        minimum=0,
+    )
+    max_steps_per_epoch: int = param(
+        0, "cap on batches (transformers kinds: optimizer steps) per epoch; 0 means the whole text", minimum=0
+    )
     learning_rate: float = param(0.003, "optimizer learning rate", minimum=0.0)
     optimizer: str = param("adam", "optimizer", ("adam", "rmsprop", "sgd"))
 
@@ -60,8 +68,9 @@ def for_kind(shared: Training, own) -> Training:
     for key in own:
         if key not in known:
             where = f"; it is a shared key: train.{key}" if key in SHARED else ""
-            raise ConfigError(f"{prefix}.{key}: unknown param for kind {shared.kind}{where}; known: "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{prefix}.{key}: unknown param for kind {shared.kind}{where}; known: {', '.join(sorted(known))}"
+            )
     values = {key: check_value(cls, key, value, f"{prefix}.{key}") for key, value in own.items()}
     settings = cls(**{name: getattr(shared, name) for name in SHARED}, **values)
     settings.check()
@@ -83,8 +92,10 @@ def moved_key(key: str, kind: str) -> str | None:
     first = kind if kind in owners else owners[0]
     others = [name for name in owners if name != first]
     also = f" (and train.{', train.'.join(f'{o}.{key}' for o in others)})" if others else ""
-    return (f"train.{key}: moved to train.{first}.{key}{also}; each kind's own settings have a "
-            f"section of their own in params.yaml")
+    return (
+        f"train.{key}: moved to train.{first}.{key}{also}; each kind's own settings have a "
+        f"section of their own in params.yaml"
+    )
 
 
 def as_kind(settings: Training, kind: str, **changes) -> Training:

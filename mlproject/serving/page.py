@@ -47,8 +47,12 @@ class Studio:
     def choices(self) -> list[tuple[str, str]]:
         """The picker's entries: each alias that is set, then every version, newest first."""
         rows = self.versions()
-        entries = [(f"{alias} (v{row.version}, {row.kind})", alias)
-                   for alias in ALIASES for row in rows if alias in row.aliases]
+        entries = [
+            (f"{alias} (v{row.version}, {row.kind})", alias)
+            for alias in ALIASES
+            for row in rows
+            if alias in row.aliases
+        ]
         return entries + [(row.label, row.version) for row in rows]
 
     def resolve(self, choice: str):
@@ -65,8 +69,13 @@ class Studio:
                 version = self.client.get_model_version(self.name, str(int(choice)))
         except (ValueError, mlflow.exceptions.MlflowException):
             rows = self.versions()
-            known = ", ".join([alias for alias in ALIASES if any(alias in r.aliases for r in rows)] +
-                              [f"v{r.version}" for r in rows]) or "none yet (run the pipeline: make run)"
+            known = (
+                ", ".join(
+                    [alias for alias in ALIASES if any(alias in r.aliases for r in rows)]
+                    + [f"v{r.version}" for r in rows]
+                )
+                or "none yet (run the pipeline: make run)"
+            )
             raise Refused(f"model {choice!r}: no such version or alias of {self.name}; known: {known}") from None
         return version_row(self.client, version, aliases_of(self.client, self.name).get(str(version.version), []))
 
@@ -89,18 +98,23 @@ class Studio:
         return model
 
     def sampling(self, max_length, temperature, top_k, top_p, seed) -> Sampling:
-        values = {"max_length": max_length, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                  "seed": seed}
+        values = {"max_length": max_length, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
         # A number box sends floats: a whole number stays a whole number for the integer settings.
-        values = {key: int(value) if isinstance(value, float) and value.is_integer() and key in
-                  ("max_length", "top_k", "seed") else value for key, value in values.items()}
+        values = {
+            key: int(value)
+            if isinstance(value, float) and value.is_integer() and key in ("max_length", "top_k", "seed")
+            else value
+            for key, value in values.items()
+        }
         try:
             sampling = Sampling.checked(values, "")
         except ConfigError as error:
             raise Refused(str(error).lstrip(".")) from None
         if sampling.max_length > self.config.max_length_limit:
-            raise Refused(f"max_length = {sampling.max_length}: expected at most "
-                          f"{self.config.max_length_limit} (serve.max_length_limit)")
+            raise Refused(
+                f"max_length = {sampling.max_length}: expected at most "
+                f"{self.config.max_length_limit} (serve.max_length_limit)"
+            )
         return sampling
 
     def write(self, choice: str, prompt: str, sampling: Sampling) -> Answer:
@@ -112,8 +126,7 @@ class Studio:
             frame = model.predict(pd.DataFrame({"prompt": [prompt]}), params=vars(sampling))
         aliases = "".join(f" @{alias}" for alias in row.aliases)
         figure = f"{row.bits_per_byte:.4f} bits per byte" if row.bits_per_byte is not None else "not scored"
-        return Answer(str(frame["text"][0]), f"**v{row.version}**{aliases} · `{row.kind}` · "
-                                             f"{figure} on validation")
+        return Answer(str(frame["text"][0]), f"**v{row.version}**{aliases} · `{row.kind}` · {figure} on validation")
 
     def answer(self, choice: str, prompt: str, settings: tuple) -> Answer:
         """What the page shows for one version: its text, or one line saying why there is none."""
@@ -129,14 +142,19 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
     import gradio as gr
 
     with gr.Blocks(title=f"{studio.name}: write with a registered model") as page:
-        gr.Markdown(f"## Write with `{studio.name}`\nPick a version (the champion by default), type the "
-                    "beginning of a text and press **Generate**. Pick a second version to compare them "
-                    "side by side on the same prompt and settings.")
+        gr.Markdown(
+            f"## Write with `{studio.name}`\nPick a version (the champion by default), type the "
+            "beginning of a text and press **Generate**. Pick a second version to compare them "
+            "side by side on the same prompt and settings."
+        )
         prompt = gr.Textbox(label="Prompt", lines=2, value="El ", elem_id="prompt")
         with gr.Row():
-            max_length = gr.Number(label="Maximum length (tokens)",
-                                   value=min(defaults.max_length, studio.config.max_length_limit),
-                                   precision=0, elem_id="max_length")
+            max_length = gr.Number(
+                label="Maximum length (tokens)",
+                value=min(defaults.max_length, studio.config.max_length_limit),
+                precision=0,
+                elem_id="max_length",
+            )
             temperature = gr.Number(label="Temperature (0: greedy)", value=defaults.temperature, elem_id="temperature")
             top_k = gr.Number(label="Top-k (0: off)", value=defaults.top_k, precision=0, elem_id="top_k")
             top_p = gr.Number(label="Top-p (1: off)", value=defaults.top_p, elem_id="top_p")
@@ -146,8 +164,15 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
             outputs, pickers = [], []
             for side, default in (("a", "champion"), ("b", NONE)):
                 with gr.Column():
-                    pickers.append(gr.Dropdown(label="Model" if side == "a" else "Compare with", value=default,
-                                               choices=[], allow_custom_value=True, elem_id=f"model_{side}"))
+                    pickers.append(
+                        gr.Dropdown(
+                            label="Model" if side == "a" else "Compare with",
+                            value=default,
+                            choices=[],
+                            allow_custom_value=True,
+                            elem_id=f"model_{side}",
+                        )
+                    )
                     outputs.append(gr.Markdown(elem_id=f"about_{side}"))
                     outputs.append(gr.Textbox(label="Text", lines=8, interactive=False, elem_id=f"text_{side}"))
 
@@ -161,8 +186,9 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
             return first.about, first.text, second.about, second.text
 
         page.load(refresh, outputs=pickers)
-        generate.click(write, inputs=[*pickers, prompt, max_length, temperature, top_k, top_p, seed_box],
-                       outputs=outputs)
+        generate.click(
+            write, inputs=[*pickers, prompt, max_length, temperature, top_k, top_p, seed_box], outputs=outputs
+        )
     return page
 
 
@@ -170,11 +196,15 @@ def serve(config: ServeConfig, model_name: str, defaults: GenerateConfig, seed: 
     """Serve the page until Ctrl-C."""
     studio = Studio(model_name, config, tracking_uri)
     page = build_page(studio, defaults, seed)
-    print(f"serve: {model_name} from {tracking_uri} on http://{config.host}:{config.port} (Ctrl-C stops it)",
-          flush=True)
+    print(
+        f"serve: {model_name} from {tracking_uri} on http://{config.host}:{config.port} (Ctrl-C stops it)", flush=True
+    )
     try:
-        page.queue().launch(server_name=config.host, server_port=config.port, ssr_mode=False, show_error=False,
-                            quiet=True, share=False)
+        page.queue().launch(
+            server_name=config.host, server_port=config.port, ssr_mode=False, show_error=False, quiet=True, share=False
+        )
     except OSError as error:  # Gradio's word for an address it cannot listen on
-        raise StageFailed(f"serve.port = {config.port}: cannot listen on {config.host}:{config.port} "
-                          f"({str(error).splitlines()[0]}); stop what holds it, or choose another port") from None
+        raise StageFailed(
+            f"serve.port = {config.port}: cannot listen on {config.host}:{config.port} "
+            f"({str(error).splitlines()[0]}); stop what holds it, or choose another port"
+        ) from None

@@ -1,6 +1,6 @@
 """`mlproject evaluate`: the trained model's figures on the validation text, and sample generations."""
 
-from mlproject.config import EvaluateConfig, Paths, Params
+from mlproject.config import EvaluateConfig, Params, Paths
 from mlproject.fileio import write_json, write_jsonl
 
 
@@ -11,8 +11,14 @@ def evaluate(config: EvaluateConfig, seed: int, paths: Paths) -> tuple[dict, lis
     model = kinds.load(paths.model)
     metrics = score_validation(model, paths.tokens, config)
     baseline = model.baseline or {}
-    if all(baseline.get(k) == v for k, v in [("validation_md5", metrics["validation_md5"]),
-                                             ("window", config.window), ("stride", config.stride)]):
+    if all(
+        baseline.get(k) == v
+        for k, v in [
+            ("validation_md5", metrics["validation_md5"]),
+            ("window", config.window),
+            ("stride", config.stride),
+        ]
+    ):
         metrics["zero_shot_bits_per_byte"] = baseline["bits_per_byte"]  # before training, same text
     samples = sample_rows(model, config, seed)
     write_json(paths.metrics, metrics)
@@ -23,11 +29,15 @@ def evaluate(config: EvaluateConfig, seed: int, paths: Paths) -> tuple[dict, lis
 def run(params: Params, args) -> None:
     p = params.paths
     metrics, samples = evaluate(params.evaluate, params.seed, p)
-    print(f"evaluate: {metrics['bits_per_character']:.4f} bits per character, "
-          f"{metrics['bits_per_byte']:.4f} bits per byte, perplexity {metrics['perplexity']:.3f} "
-          f"per {metrics['level']} over {metrics['characters']} characters -> {p.metrics}")
+    print(
+        f"evaluate: {metrics['bits_per_character']:.4f} bits per character, "
+        f"{metrics['bits_per_byte']:.4f} bits per byte, perplexity {metrics['perplexity']:.3f} "
+        f"per {metrics['level']} over {metrics['characters']} characters -> {p.metrics}"
+    )
     if "zero_shot_bits_per_byte" in metrics:
-        print(f"evaluate: the base model scored {metrics['zero_shot_bits_per_byte']:.4f} bits per byte "
-              "before training (zero-shot)")
+        print(
+            f"evaluate: the base model scored {metrics['zero_shot_bits_per_byte']:.4f} bits per byte "
+            "before training (zero-shot)"
+        )
     for sample in samples:
         print(f"  T={sample['temperature']}: {(sample['prompt'] + sample['text'])[:100]!r}")

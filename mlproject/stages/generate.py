@@ -14,7 +14,9 @@ def run(params: Params, args) -> None:
     batch = champion_batch(params.generate, params.mlflow.model_name, params.seed, connect(params.mlflow))
     rows = generate_shard(batch, prompts)
     write_jsonl(params.paths.generations, rows)
-    print(f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "
-          f"(version {batch.version}) -> {params.paths.generations}")
+    print(
+        f"generate: {len(rows)} texts from {params.mlflow.model_name}@champion "
+        f"(version {batch.version}) -> {params.paths.generations}"
+    )
     for row in rows[:3]:
         print(f"  {(row['prompt'] + row['text'])[:120]!r}")

@@ -8,13 +8,18 @@ def run(params: Params, args) -> None:
     from mlproject.tracking.registry import connect
 
     connect(params.mlflow)
-    report = promote(params.promote, params.mlflow, params.evaluate, params.paths,
-                     rescore_champion=args.rescore_champion)
+    report = promote(
+        params.promote, params.mlflow, params.evaluate, params.paths, rescore_champion=args.rescore_champion
+    )
     if report["decision"] == NOT_COMPARED:
-        print(f"promote: version {report['candidate_version']} not compared: {report['reason']}; the aliases "
-              f"stay as they were (champion: {report['champion_now'] or 'none'})")
+        print(
+            f"promote: version {report['candidate_version']} not compared: {report['reason']}; the aliases "
+            f"stay as they were (champion: {report['champion_now'] or 'none'})"
+        )
         return
     champion = report["champion_bits_per_byte"]
-    print(f"promote: version {report['candidate_version']} -> {report['decision']} "
-          f"({report['candidate_bits_per_byte']:.4f} bits per byte vs champion "
-          f"{'none' if champion is None else f'{champion:.4f}'}): {report['reason']}")
+    print(
+        f"promote: version {report['candidate_version']} -> {report['decision']} "
+        f"({report['candidate_bits_per_byte']:.4f} bits per byte vs champion "
+        f"{'none' if champion is None else f'{champion:.4f}'}): {report['reason']}"
+    )

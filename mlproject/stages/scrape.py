@@ -9,6 +9,8 @@ def run(params: Params, args) -> None:
     p = params.paths
     report = scrape(params.scrape, p)
     urls = ", ".join(f"{n} {outcome}" for outcome, n in report["urls"].items())
-    print(f"scrape: {report['documents']} documents, {report['characters']} characters from "
-          f"{len(report['sources'])} source(s){f' (URLs: {urls})' if urls else ''}, "
-          f"{len(report['duplicates'])} duplicates dropped -> {p.raw_documents}; report {p.scrape_report}")
+    print(
+        f"scrape: {report['documents']} documents, {report['characters']} characters from "
+        f"{len(report['sources'])} source(s){f' (URLs: {urls})' if urls else ''}, "
+        f"{len(report['duplicates'])} duplicates dropped -> {p.raw_documents}; report {p.scrape_report}"
+    )

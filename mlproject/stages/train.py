@@ -29,35 +29,61 @@ def run(params: Params, args) -> None:
     checkpoint_run = model_class.resumable_run_id(settings, params.seed, p)
     previous = run_standing_for(client, checkpoint_run)  # None: a lost store; a new run
     if checkpoint_run is not None and previous != checkpoint_run:
-        print(f"train: the checkpoint's run {checkpoint_run} is not in {mlflow.get_tracking_uri()}; "
-              f"tracking this training under {'its stand-in ' + previous if previous else 'a new run'}",
-              flush=True)
+        print(
+            f"train: the checkpoint's run {checkpoint_run} is not in {mlflow.get_tracking_uri()}; "
+            f"tracking this training under {'its stand-in ' + previous if previous else 'a new run'}",
+            flush=True,
+        )
     started = time.monotonic()
     with mlflow.start_run(run_id=previous, tags={**orchestrator_tags(), "model_kind": params.train.kind}) as run:
         if previous is None:  # the same flattened names for every kind, so MLflow's compare view lines runs up
-            mlflow.log_params(flat_params({"seed": params.seed, "tokenize": dataclasses.asdict(params.tokenize),
-                                           "train": params.train.logged()}))
+            mlflow.log_params(
+                flat_params(
+                    {
+                        "seed": params.seed,
+                        "tokenize": dataclasses.asdict(params.tokenize),
+                        "train": params.train.logged(),
+                    }
+                )
+            )
         if share:
             mlflow.set_tag(shared_checkpoints.FINGERPRINT_TAG, fingerprint)
         spent_before = run.data.metrics.get("training_seconds", 0.0)  # by the runs this one resumes
 
         def log_epoch(record: dict) -> None:  # against the optimizer step where the kind counts them
-            mlflow.log_metrics({k: v for k, v in record.items() if k not in ("epoch", "step")},
-                               step=record.get("step", record["epoch"]))
+            mlflow.log_metrics(
+                {k: v for k, v in record.items() if k not in ("epoch", "step")},
+                step=record.get("step", record["epoch"]),
+            )
             if share:  # after the kind has written the epoch's checkpoint
                 shared_checkpoints.keep(client, run.info.run_id, p.checkpoints, record["epoch"])
 
         def log_step(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
-        result = model_class.train(settings, params.seed, p, on_epoch=log_epoch, run_id=run.info.run_id,
-                                   stop_after=args.stop_after_epoch, on_step=log_step, scoring=params.evaluate)
-        mlflow.log_metrics({"parameters": result.parameters, "best_epoch": result.best_epoch,
-                            "training_seconds": spent_before + time.monotonic() - started})
+        result = model_class.train(
+            settings,
+            params.seed,
+            p,
+            on_epoch=log_epoch,
+            run_id=run.info.run_id,
+            stop_after=args.stop_after_epoch,
+            on_step=log_step,
+            scoring=params.evaluate,
+        )
+        mlflow.log_metrics(
+            {
+                "parameters": result.parameters,
+                "best_epoch": result.best_epoch,
+                "training_seconds": spent_before + time.monotonic() - started,
+            }
+        )
         if result.baseline:
             mlflow.log_metric("zero_shot_bits_per_byte", result.baseline["bits_per_byte"])
     write_json(p.training_run, {"run_id": run.info.run_id})
     last, best = result.history[-1], next(r for r in result.history if r["epoch"] == result.best_epoch)
     stopped = f"stopped early after {last['epoch']}" if result.stopped_early else f"{last['epoch']}"
-    print(f"train: {result.parameters:,} parameters, {stopped} epochs; kept epoch {result.best_epoch} "
-          f"(loss {best['loss']:.4f}, val_loss {best['val_loss']:.4f}) -> {p.model}")
+    print(
+        f"train: {result.parameters:,} parameters, {stopped} epochs; kept epoch {result.best_epoch} "
+        f"(loss {best['loss']:.4f}, val_loss {best['val_loss']:.4f}) -> {p.model}"
+    )

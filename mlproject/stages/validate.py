@@ -10,6 +10,8 @@ def run(params: Params, args) -> None:
 
     p = params.paths
     report = validate(params.validate, p)
-    print(f"validate: {report['accepted']} accepted, {report['rejected']} rejected "
-          f"{report['rejected_by_reason'] or ''} -> {p.accepted_documents}; Data Docs: "
-          f"{Path(p.data_docs) / 'index.html'}")
+    print(
+        f"validate: {report['accepted']} accepted, {report['rejected']} rejected "
+        f"{report['rejected_by_reason'] or ''} -> {p.accepted_documents}; Data Docs: "
+        f"{Path(p.data_docs) / 'index.html'}"
+    )

@@ -51,9 +51,12 @@ def fetch(client, experiment_name: str, fingerprint: str, checkpoints: Path) -> 
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return False
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.{FINGERPRINT_TAG} = '{fingerprint}' and attributes.status != 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.{FINGERPRINT_TAG} = '{fingerprint}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
         return False
     run_id = runs[0].info.run_id
@@ -77,6 +80,9 @@ def fetch(client, experiment_name: str, fingerprint: str, checkpoints: Path) -> 
         downloaded = client.download_artifacts(run_id, name, str(Path(staging, "slot")))
         shutil.rmtree(checkpoints, ignore_errors=True)  # stale: this training could not resume it
         Path(downloaded).rename(checkpoints)
-    print(f"train: fetched the checkpoint of epoch {state['epoch']} from MLflow run {run_id} ({name}), "
-          "kept by an interrupted training of these params, data and code", flush=True)
+    print(
+        f"train: fetched the checkpoint of epoch {state['epoch']} from MLflow run {run_id} ({name}), "
+        "kept by an interrupted training of these params, data and code",
+        flush=True,
+    )
     return True

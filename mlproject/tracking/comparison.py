@@ -57,7 +57,7 @@ def number(text: str | None) -> float | None:
 
 
 def data_hash(tags: dict) -> str:
-    files = sorted(f"{key[len(DATA_TAG):]}={value}" for key, value in tags.items() if key.startswith(DATA_TAG))
+    files = sorted(f"{key[len(DATA_TAG) :]}={value}" for key, value in tags.items() if key.startswith(DATA_TAG))
     return hashlib.md5("\n".join(files).encode()).hexdigest()[:8] if files else "-"
 
 
@@ -65,13 +65,21 @@ def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow
     """One registered version as the table and the web page show it."""
     run, tags = client.get_run(version.run_id).data, version.tags
     return VersionRow(
-        version=str(version.version), aliases=sorted(aliases), kind=tags.get("model_kind", "?"),
-        bits_per_byte=number(tags.get("bits_per_byte")), bits_per_character=number(tags.get("bits_per_character")),
-        perplexity=number(tags.get("perplexity")), training_seconds=run.metrics.get("training_seconds"),
+        version=str(version.version),
+        aliases=sorted(aliases),
+        kind=tags.get("model_kind", "?"),
+        bits_per_byte=number(tags.get("bits_per_byte")),
+        bits_per_character=number(tags.get("bits_per_character")),
+        perplexity=number(tags.get("perplexity")),
+        training_seconds=run.metrics.get("training_seconds"),
         data_hash=data_hash(tags),
         git_commit=tags.get("git_commit", "")[:10] + ("*" if tags.get("git_dirty") == "true" else ""),
-        run_id=version.run_id, promotion=tags.get("promotion.reason", ""), params=dict(run.params),
-        byte_coverage=number(tags.get("vocabulary_byte_coverage")), comparable=tags.get("score_rule") == SCORE_RULE)
+        run_id=version.run_id,
+        promotion=tags.get("promotion.reason", ""),
+        params=dict(run.params),
+        byte_coverage=number(tags.get("vocabulary_byte_coverage")),
+        comparable=tags.get("score_rule") == SCORE_RULE,
+    )
 
 
 def aliases_of(client: MlflowClient, name: str) -> dict[str, list[str]]:
@@ -104,16 +112,38 @@ def figure(value: float | None, digits: int = 4) -> str:
 def table(rows: list[VersionRow]) -> str:
     """The rows as a text table; the params column holds only what differs between versions."""
     differing = differing_params(rows)
-    header = ["version", "alias", "kind", "bits/byte", "bits/char", "in vocab", "train time", "data", "commit",
-              "params that differ"]
-    lines = [[row.version, ",".join(row.aliases) or "-", row.kind,
-              figure(row.bits_per_byte) + ("" if row.comparable else "†"), figure(row.bits_per_character),
-              "-" if row.byte_coverage is None else f"{row.byte_coverage:.1%}",
-              "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
-              row.data_hash, row.git_commit or "-",
-              " ".join(f"{key}={row.params.get(key, '-')}" for key in differing) or "-"] for row in rows]
+    header = [
+        "version",
+        "alias",
+        "kind",
+        "bits/byte",
+        "bits/char",
+        "in vocab",
+        "train time",
+        "data",
+        "commit",
+        "params that differ",
+    ]
+    lines = [
+        [
+            row.version,
+            ",".join(row.aliases) or "-",
+            row.kind,
+            figure(row.bits_per_byte) + ("" if row.comparable else "†"),
+            figure(row.bits_per_character),
+            "-" if row.byte_coverage is None else f"{row.byte_coverage:.1%}",
+            "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
+            row.data_hash,
+            row.git_commit or "-",
+            " ".join(f"{key}={row.params.get(key, '-')}" for key in differing) or "-",
+        ]
+        for row in rows
+    ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
-    render = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    def render(cells) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
     return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
 
 
@@ -124,10 +154,17 @@ def verdict(rows: list[VersionRow]) -> str:
         return "no version holds the alias champion yet (run the promote stage)"
     scored = [row for row in rows if row.bits_per_byte is not None and row.comparable]
     best = min(scored, key=lambda row: row.bits_per_byte) if scored else None
-    lowest = ("the lowest bits per byte listed" if best is champion else
-              f"v{best.version} scores lower ({best.bits_per_byte:.4f}) on its own validation text" if best else "")
-    return f"champion v{champion.version}: {figure(champion.bits_per_byte)} bits per byte, {lowest}; " \
-           f"promote said: {champion.promotion or 'no reason recorded'}"
+    lowest = (
+        "the lowest bits per byte listed"
+        if best is champion
+        else f"v{best.version} scores lower ({best.bits_per_byte:.4f}) on its own validation text"
+        if best
+        else ""
+    )
+    return (
+        f"champion v{champion.version}: {figure(champion.bits_per_byte)} bits per byte, {lowest}; "
+        f"promote said: {champion.promotion or 'no reason recorded'}"
+    )
 
 
 def loss_curves(client: MlflowClient, rows: list[VersionRow]) -> list[dict]:
@@ -139,8 +176,10 @@ def loss_curves(client: MlflowClient, rows: list[VersionRow]) -> list[dict]:
         if scale is None:
             continue
         history = sorted(client.get_metric_history(row.run_id, "val_loss"), key=lambda m: (m.step, m.timestamp))
-        points.extend({"version": row.label, "epoch": epoch, "bits_per_byte": m.value * scale}
-                      for epoch, m in enumerate(history, start=1))
+        points.extend(
+            {"version": row.label, "epoch": epoch, "bits_per_byte": m.value * scale}
+            for epoch, m in enumerate(history, start=1)
+        )
     return points
 
 
@@ -150,14 +189,25 @@ def write_plot(points: list[dict], output: str) -> list[Path]:
     import altair as alt
     import pandas as pd
 
-    chart = alt.Chart(pd.DataFrame(points, columns=["version", "epoch", "bits_per_byte"])).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("bits_per_byte:Q", title="validation loss, bits per byte", scale=alt.Scale(zero=False)),
-        color=alt.Color("version:N", title="version"),
-        tooltip=["version", "epoch", alt.Tooltip("bits_per_byte:Q", format=".4f")],
-    ).properties(title=["Validation loss of the registered versions",
-                        "(each epoch's loss per token, times the version's tokens per byte of validation text)"],
-                 width=640, height=360).interactive()
+    chart = (
+        alt.Chart(pd.DataFrame(points, columns=["version", "epoch", "bits_per_byte"]))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("bits_per_byte:Q", title="validation loss, bits per byte", scale=alt.Scale(zero=False)),
+            color=alt.Color("version:N", title="version"),
+            tooltip=["version", "epoch", alt.Tooltip("bits_per_byte:Q", format=".4f")],
+        )
+        .properties(
+            title=[
+                "Validation loss of the registered versions",
+                "(each epoch's loss per token, times the version's tokens per byte of validation text)",
+            ],
+            width=640,
+            height=360,
+        )
+        .interactive()
+    )
     written = []
     for suffix, options in [("png", {"scale_factor": 2}), ("html", {"inline": True})]:
         path, partial = Path(f"{output}.{suffix}"), Path(f"{output}.{suffix}.partial")

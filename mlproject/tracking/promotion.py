@@ -53,13 +53,24 @@ def rescored_tag(validation_md5: str) -> str:
 
 def recorded_bits_per_byte(tags: dict, validation_md5: str) -> float | None:
     """The version's figure on this validation text under the current rule, if it has one."""
-    if tags.get("validation_md5") == validation_md5 and tags.get("score_rule") == SCORE_RULE and "bits_per_byte" in tags:
+    if (
+        tags.get("validation_md5") == validation_md5
+        and tags.get("score_rule") == SCORE_RULE
+        and "bits_per_byte" in tags
+    ):
         return float(tags["bits_per_byte"])
     return float(tags[rescored_tag(validation_md5)]) if rescored_tag(validation_md5) in tags else None
 
 
-def champion_bits_per_byte(client, name: str, champion, validation_md5: str, tokens_dir: str,
-                           evaluate_config: EvaluateConfig, rescore: bool = False) -> tuple[float, str]:
+def champion_bits_per_byte(
+    client,
+    name: str,
+    champion,
+    validation_md5: str,
+    tokens_dir: str,
+    evaluate_config: EvaluateConfig,
+    rescore: bool = False,
+) -> tuple[float, str]:
     """The champion's figure on the current validation text under the current rule: recorded, or
     re-scored now when the text changed (or when asked). Its own figure on this very text under an
     older rule raises NotComparable."""
@@ -72,7 +83,8 @@ def champion_bits_per_byte(client, name: str, champion, validation_md5: str, tok
         raise NotComparable(
             f"champion version {champion.version} was scored before every byte was paid for (its tag "
             f"score_rule is {champion.tags.get('score_rule', 'missing')}, not {SCORE_RULE}); "
-            "`mlproject promote --rescore-champion` scores it again under the current rule")
+            "`mlproject promote --rescore-champion` scores it again under the current rule"
+        )
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
     try:
         figures = score_validation(loaded.unwrap_python_model().model, tokens_dir, evaluate_config)
@@ -107,8 +119,7 @@ def holder_gone(holder: dict) -> bool:
 
 
 @contextmanager
-def promotion_lock(client: MlflowClient, name: str, wait_seconds: float = LOCK_WAIT_SECONDS,
-                   poll_seconds: float = 1.0):
+def promotion_lock(client: MlflowClient, name: str, wait_seconds: float = LOCK_WAIT_SECONDS, poll_seconds: float = 1.0):
     """Held while one promotion of model `name` reads the champion and moves the aliases. The lock
     is a registered model named `<name>.promotion-lock`: the store creates a name only once, which
     makes taking it a compare-and-set on any store (SQLite, PostgreSQL, the tracking server)."""
@@ -117,8 +128,11 @@ def promotion_lock(client: MlflowClient, name: str, wait_seconds: float = LOCK_W
     said = False
     while True:
         try:
-            client.create_registered_model(lock, description="held while a promotion of "
-                                           f"{name} decides; deleted after", tags={"holder": json.dumps(lock_holder())})
+            client.create_registered_model(
+                lock,
+                description=f"held while a promotion of {name} decides; deleted after",
+                tags={"holder": json.dumps(lock_holder())},
+            )
             break
         except mlflow.exceptions.MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -126,16 +140,21 @@ def promotion_lock(client: MlflowClient, name: str, wait_seconds: float = LOCK_W
         holder = read_holder(client, lock)
         # Read again just before deleting: another waiter may have taken it over meanwhile.
         if holder is not None and holder_gone(holder) and read_holder(client, lock) == holder:
-            print(f"promote: the promotion lock's holder ({holder.get('host')}, process {holder.get('pid')}) is gone; "
-                  "taking the lock", flush=True)
+            print(
+                f"promote: the promotion lock's holder ({holder.get('host')}, process {holder.get('pid')}) is gone; "
+                "taking the lock",
+                flush=True,
+            )
             release(client, lock)
             continue
         if not said:
             print(f"promote: waiting for the promotion lock {lock} (held by {holder})", flush=True)
             said = True
         if time.monotonic() > deadline:
-            raise StageFailed(f"promote: the promotion lock {lock} stayed held by {holder} for {wait_seconds:.0f} s; "
-                              f"if no promotion runs, delete the registered model {lock}")
+            raise StageFailed(
+                f"promote: the promotion lock {lock} stayed held by {holder} for {wait_seconds:.0f} s; "
+                f"if no promotion runs, delete the registered model {lock}"
+            )
         time.sleep(poll_seconds)
     try:
         yield
@@ -158,36 +177,56 @@ def release(client: MlflowClient, lock: str) -> None:
             raise
 
 
-def promote(config: PromoteConfig, mlflow_config: MlflowConfig, evaluate_config: EvaluateConfig,
-            paths: Paths, rescore_champion: bool = False) -> dict:
+def promote(
+    config: PromoteConfig,
+    mlflow_config: MlflowConfig,
+    evaluate_config: EvaluateConfig,
+    paths: Paths,
+    rescore_champion: bool = False,
+) -> dict:
     client = MlflowClient()
     name = mlflow_config.model_name
     candidate = read_json(paths.registered)["version"]
     metrics = read_json(paths.metrics)
     with promotion_lock(client, name):
-        report = decide_and_move_aliases(client, name, candidate, metrics, config, evaluate_config, paths,
-                                         rescore_champion)
+        report = decide_and_move_aliases(
+            client, name, candidate, metrics, config, evaluate_config, paths, rescore_champion
+        )
     for key in ("decision", "reason", "candidate_bits_per_byte", "champion_bits_per_byte", "champion_version"):
         client.set_model_version_tag(name, candidate, f"promotion.{key}", str(report[key]))
     write_json(paths.promotion, report)
     return report
 
 
-def decide_and_move_aliases(client: MlflowClient, name: str, candidate: str, metrics: dict, config: PromoteConfig,
-                            evaluate_config: EvaluateConfig, paths: Paths, rescore_champion: bool) -> dict:
+def decide_and_move_aliases(
+    client: MlflowClient,
+    name: str,
+    candidate: str,
+    metrics: dict,
+    config: PromoteConfig,
+    evaluate_config: EvaluateConfig,
+    paths: Paths,
+    rescore_champion: bool,
+) -> dict:
     champion = champion_version(client, name)
     champion_bpb, source, decision = None, None, None
     if champion is not None and str(champion.version) == candidate:
         champion_bpb, source = metrics["bits_per_byte"], "the candidate itself"
         decision, reason = "promoted", "already the champion"
     elif metrics.get("score_rule") != SCORE_RULE:
-        decision, reason = NOT_COMPARED, (f"version {candidate}'s figure was not measured under the rule "
-                                          f"{SCORE_RULE} (every byte paid for); run the evaluate stage again")
+        decision, reason = (
+            NOT_COMPARED,
+            (
+                f"version {candidate}'s figure was not measured under the rule "
+                f"{SCORE_RULE} (every byte paid for); run the evaluate stage again"
+            ),
+        )
     else:
         try:
             if champion is not None:
-                champion_bpb, source = champion_bits_per_byte(client, name, champion, metrics["validation_md5"],
-                                                              paths.tokens, evaluate_config, rescore_champion)
+                champion_bpb, source = champion_bits_per_byte(
+                    client, name, champion, metrics["validation_md5"], paths.tokens, evaluate_config, rescore_champion
+                )
             promoted, reason = decide(metrics["bits_per_byte"], champion_bpb, config.min_improvement_bpb)
             decision = "promoted" if promoted else "challenger"
         except NotComparable as error:
@@ -198,12 +237,17 @@ def decide_and_move_aliases(client: MlflowClient, name: str, candidate: str, met
     if decision != NOT_COMPARED:
         client.set_registered_model_alias(name, CHAMPION if decision == "promoted" else CHALLENGER, candidate)
     report = {
-        "model_name": name, "candidate_version": candidate,
+        "model_name": name,
+        "candidate_version": candidate,
         "candidate_bits_per_byte": metrics["bits_per_byte"],
         "champion_version": str(champion.version) if champion is not None else None,
-        "champion_bits_per_byte": champion_bpb, "champion_figure": source,
-        "validation_md5": metrics["validation_md5"], "score_rule": metrics.get("score_rule"), "margin": config.min_improvement_bpb,
-        "decision": decision, "reason": reason,
+        "champion_bits_per_byte": champion_bpb,
+        "champion_figure": source,
+        "validation_md5": metrics["validation_md5"],
+        "score_rule": metrics.get("score_rule"),
+        "margin": config.min_improvement_bpb,
+        "decision": decision,
+        "reason": reason,
         "champion_now": candidate if decision == "promoted" else str(champion.version) if champion else None,
     }
     return report

@@ -39,5 +39,4 @@ def signature():
     from mlflow.models import infer_signature
 
     example = pd.DataFrame({"prompt": ["El "]})
-    return infer_signature(example, pd.DataFrame({"prompt": ["El "], "text": ["mundo"]}),
-                           params=default_params())
+    return infer_signature(example, pd.DataFrame({"prompt": ["El "], "text": ["mundo"]}), params=default_params())

@@ -19,11 +19,13 @@ from mlproject.fileio import copy_paths, folder_md5, md5_of, read_json, read_jso
 from mlproject.models.epoch_log import PACKAGE, SHARED_CODE, kind_package
 from mlproject.models.kinds import KIND_FILE
 
-
 # MLflow's own retry settings, bounded so that a tracking server that does not answer fails a
 # stage within about 30 s instead of MLflow's minutes (7 retries, 120 s timeouts); yours win.
-TRACKING_SERVER_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                            "MLFLOW_HTTP_REQUEST_TIMEOUT": "8"}
+TRACKING_SERVER_PATIENCE = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+}
 
 
 def store_uri(config: MlflowConfig) -> str:
@@ -49,8 +51,10 @@ def connect(config: MlflowConfig) -> str:
         mlflow.set_experiment(config.experiment)
     except mlflow.exceptions.MlflowException as error:
         reason = str(error).splitlines()[0][:200]
-        raise StageFailed(f"mlflow.tracking_uri = {uri}: the tracking store cannot be reached ({reason}); "
-                          "start the server, or point MLFLOW_TRACKING_URI at one that answers") from None
+        raise StageFailed(
+            f"mlflow.tracking_uri = {uri}: the tracking store cannot be reached ({reason}); "
+            "start the server, or point MLFLOW_TRACKING_URI at one that answers"
+        ) from None
     return uri
 
 
@@ -65,8 +69,11 @@ def artifact_root(uri: str) -> str | None:
 
 # Set by the Prefect task that runs a stage (tasks/stages.py), so the MLflow run and the version
 # link back to the flow run that made them; absent when a stage runs by hand or under `dvc repro`.
-ORCHESTRATOR_TAGS = {"MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id", "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url",
-                     "MLPROJECT_RUN_OVERRIDES": "run_overrides"}
+ORCHESTRATOR_TAGS = {
+    "MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id",
+    "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url",
+    "MLPROJECT_RUN_OVERRIDES": "run_overrides",
+}
 
 
 def orchestrator_tags() -> dict[str, str]:
@@ -77,12 +84,15 @@ def ui_links(record: dict, uri: str) -> dict[str, str]:
     """Where the MLflow UI shows the run and the version of a registered.json record in store `uri`."""
     run = MlflowClient(tracking_uri=uri).get_run(record["run_id"])
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"  # `mlflow ui` on a file store
-    return {"run": f"{base}/#/experiments/{run.info.experiment_id}/runs/{record['run_id']}",
-            "version": f"{base}/#/models/{record['model_name']}/versions/{record['version']}"}
+    return {
+        "run": f"{base}/#/experiments/{run.info.experiment_id}/runs/{record['run_id']}",
+        "version": f"{base}/#/models/{record['model_name']}/versions/{record['version']}",
+    }
 
 
 def git_commit(repo: str = ".") -> tuple[str, bool]:
     """The commit checked out and whether tracked files differ from it."""
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
 
@@ -105,8 +115,12 @@ def data_lineage(tokens_dir: str, lock_path: str = "dvc.lock") -> dict[str, str]
 # What a registered version needs to load and generate, copied beside it (MLflow puts it first on
 # the import path when it loads the version), so each version runs with the code it was trained by.
 # Besides, the package of the version's kind (epoch_log.kind_package).
-PYFUNC_CODE = ["config.py", *(str(path.relative_to(PACKAGE)) for path in SHARED_CODE),
-               "tracking/__init__.py", "tracking/pyfunc.py"]
+PYFUNC_CODE = [
+    "config.py",
+    *(str(path.relative_to(PACKAGE)) for path in SHARED_CODE),
+    "tracking/__init__.py",
+    "tracking/pyfunc.py",
+]
 
 
 def pyfunc_code(staging: Path, kind: str) -> Path:
@@ -127,8 +141,9 @@ def run_standing_for(client: MlflowClient, run_id: str | None) -> str | None:
         return run_id
     except mlflow.exceptions.MlflowException:
         pass
-    stand_ins = mlflow.search_runs(filter_string=f"tags.stands_for_run = '{run_id}'", max_results=1,
-                                   output_format="list")
+    stand_ins = mlflow.search_runs(
+        filter_string=f"tags.stands_for_run = '{run_id}'", max_results=1, output_format="list"
+    )
     return stand_ins[0].info.run_id if stand_ins else None
 
 
@@ -141,8 +156,11 @@ def run_in_store(client: MlflowClient, run_id: str, params: dict) -> str:
     with mlflow.start_run() as run:
         mlflow.log_params(flat_params(params))
         mlflow.set_tags({"stands_for_run": run_id, "note": "the training run was not in this store"})
-    print(f"register: the training run {run_id} is not in {mlflow.get_tracking_uri()}; "
-          f"registering under a new run {run.info.run_id}", flush=True)
+    print(
+        f"register: the training run {run_id} is not in {mlflow.get_tracking_uri()}; "
+        f"registering under a new run {run.info.run_id}",
+        flush=True,
+    )
     return run.info.run_id
 
 
@@ -174,11 +192,17 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     from mlproject.tracking.pyfunc import MODEL_ARTIFACT, TextGenerator, signature
 
     metrics = read_json(paths.metrics)
-    scores = {k: metrics[k] for k in ("bits_per_byte", "bits_per_character", "perplexity",
-                                      "vocabulary_byte_coverage") if k in metrics}
+    scores = {
+        k: metrics[k]
+        for k in ("bits_per_byte", "bits_per_character", "perplexity", "vocabulary_byte_coverage")
+        if k in metrics
+    }
     # score_rule says which figures promotion may compare with these (evaluation.SCORE_RULE).
-    figures = {"validation_md5": metrics["validation_md5"], "score_rule": str(metrics.get("score_rule")),
-               **{k: str(v) for k, v in scores.items()}}
+    figures = {
+        "validation_md5": metrics["validation_md5"],
+        "score_rule": str(metrics.get("score_rule")),
+        **{k: str(v) for k, v in scores.items()},
+    }
     client, name, model_md5 = MlflowClient(), config.model_name, folder_md5(paths.model)
     existing = version_of_same_model(client, name, run_id, model_md5)
     if existing is not None:
@@ -190,8 +214,12 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         return {**record, "registered_before": True}  # not in the file: the same record, so promote reruns nothing
     training_run, run_id = run_id, run_in_store(client, run_id, params)
     commit, dirty = git_commit()
-    lineage = {"git_commit": commit, "git_dirty": str(dirty).lower(), **orchestrator_tags(),
-               **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()}}
+    lineage = {
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        **orchestrator_tags(),
+        **{f"data_md5:{path}": md5 for path, md5 in data_lineage(paths.tokens).items()},
+    }
     described = {f"model_{key}": str(value) for key, value in read_json(paths.model / KIND_FILE).items()}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
         mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
@@ -200,13 +228,22 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         mlflow.log_dict(params, "params.yaml")
         mlflow.set_tags({**lineage, **described})
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=TextGenerator(), artifacts={MODEL_ARTIFACT: str(paths.model)},
-            code_paths=[str(pyfunc_code(Path(staging), described["model_kind"]))], signature=signature(),
-            registered_model_name=name)
+            name="model",
+            python_model=TextGenerator(),
+            artifacts={MODEL_ARTIFACT: str(paths.model)},
+            code_paths=[str(pyfunc_code(Path(staging), described["model_kind"]))],
+            signature=signature(),
+            registered_model_name=name,
+        )
     version = str(info.registered_model_version)
     try:
-        for key, value in {**lineage, **described, **figures, "model_md5": model_md5,
-                           "training_run": training_run}.items():
+        for key, value in {
+            **lineage,
+            **described,
+            **figures,
+            "model_md5": model_md5,
+            "training_run": training_run,
+        }.items():
             client.set_model_version_tag(name, version, key, value)
         client.update_model_version(name, version, description=card(client, run_id, paths, lineage))
         return write_record(paths, name, version, run_id, commit)
@@ -214,23 +251,35 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         client.delete_model_version(name, version)
         if not isinstance(error, Exception):  # Ctrl-C stays Ctrl-C
             raise
-        raise StageFailed(f"{name} version {version}: not completed, so deleted again "
-                          f"({type(error).__name__}: {error}); {paths.registered} still names the "
-                          "version registered before") from error
+        raise StageFailed(
+            f"{name} version {version}: not completed, so deleted again "
+            f"({type(error).__name__}: {error}); {paths.registered} still names the "
+            "version registered before"
+        ) from error
 
 
 def card(client: MlflowClient, run_id: str, paths: Paths, lineage: dict) -> str:
     """The version's model card (its MLflow description), from what the stage reads and the run's params."""
     from mlproject.tracking.model_card import model_card
 
-    return model_card(read_json(paths.model / KIND_FILE), client.get_run(run_id).data.params,
-                      read_json(paths.metrics), read_jsonl(paths.samples), lineage)
+    return model_card(
+        read_json(paths.model / KIND_FILE),
+        client.get_run(run_id).data.params,
+        read_json(paths.metrics),
+        read_jsonl(paths.samples),
+        lineage,
+    )
 
 
 def write_record(paths: Paths, name: str, version: str, run_id: str, commit: str) -> dict:
     """registered.json: the version this stage stands for, read by promote."""
-    record = {"model_name": name, "version": version, "run_id": run_id,
-              "model_uri": f"models:/{name}/{version}", "git_commit": commit}
+    record = {
+        "model_name": name,
+        "version": version,
+        "run_id": run_id,
+        "model_uri": f"models:/{name}/{version}",
+        "git_commit": commit,
+    }
     write_json(paths.registered, record)
     return record
 

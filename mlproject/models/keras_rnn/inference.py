@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.models import noise
 from mlproject.models.keras_rnn.fast_cpu.kernels import project, recurrent_step, times
 from mlproject.models.keras_rnn.network import layer_name
+from mlproject.models.keras_rnn.settings import RnnTraining
 
 
 class Forward:
@@ -34,11 +34,13 @@ class Forward:
 
     def prepare(self):
         """Once per compiled call: the first layer's input table and each recurrent product."""
-        return (project(self.layers[0], self.embedding.embeddings),
-                [times(layer.cell.recurrent_kernel) for layer in self.layers])
+        return (
+            project(self.layers[0], self.embedding.embeddings),
+            [times(layer.cell.recurrent_kernel) for layer in self.layers],
+        )
 
     def layer_states(self, states, index):
-        return states[index * self.per_layer:(index + 1) * self.per_layer]
+        return states[index * self.per_layer : (index + 1) * self.per_layer]
 
     def __call__(self, prepared, tokens, states):
         """Tokens (batch, time) -> logits of every position, and the states after the last."""
@@ -63,6 +65,7 @@ class Forward:
 
 def steps_through(layer, projected, states, product):
     """The layer's outputs over projected inputs (batch, time, gates), and its last states."""
+
     def step(carried, projected_t):
         output, new = recurrent_step(layer, projected_t, list(carried[1:]), product)
         return (output, *new)
@@ -74,6 +77,7 @@ def steps_through(layer, projected, states, product):
 
 def make_scorer(forward: Forward):
     """Compiled: the log-probabilities of one chunk's targets, and the states after the chunk."""
+
     @tf.function(reduce_retracing=True)
     def score_chunk(inputs, targets, states):
         logits, states = forward(forward.prepare(), inputs, states)
@@ -126,8 +130,13 @@ def to_float32(x):
     return tf.cast(x, tf.float32)
 
 
-TF_BITS = noise.Bits(xor=tf.bitwise.bitwise_xor, shift_right=uint32_shift_right, times=uint32_times,
-                     wrap=uint32_wrap, to_float32=to_float32)
+TF_BITS = noise.Bits(
+    xor=tf.bitwise.bitwise_xor,
+    shift_right=uint32_shift_right,
+    times=uint32_times,
+    wrap=uint32_wrap,
+    to_float32=to_float32,
+)
 
 
 def draw(logits, temperature, top_k, top_p, seeds, step, block_unknown: bool = False):
@@ -143,6 +152,7 @@ def draw(logits, temperature, top_k, top_p, seeds, step, block_unknown: bool = F
 def make_sampler(forward: Forward, block_unknown: bool = False):
     """A compiled function (prime, lengths, steps, temperature, top_k, top_p, seeds) -> new ids;
     `seeds` holds each row's key (noise.row_seeds)."""
+
     @tf.function(reduce_retracing=True)
     def sample(prime, lengths, steps, temperature, top_k, top_p, seeds):
         batch = tf.shape(prime)[0]

@@ -16,7 +16,6 @@ import numpy as np
 from mlproject.models.keras_rnn.settings import RnnTraining
 
 
-
 def set_seed(seed: int) -> None:
     """One seed for Python, NumPy and TensorFlow, with deterministic TensorFlow kernels."""
     import keras
@@ -42,8 +41,7 @@ def recurrent_layer(config: RnnTraining, index: int, return_sequences: bool):
         cell = {"gru": ProjectedGRU, "lstm": ProjectedLSTM}[config.cell]
     else:
         cell = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[config.cell]
-    layer = cell(config.units, return_sequences=return_sequences, unroll=config.unroll,
-                 name=layer_name(config, index))
+    layer = cell(config.units, return_sequences=return_sequences, unroll=config.unroll, name=layer_name(config, index))
     if config.kind == "window_rnn":
         layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{index}")
     return layer
@@ -62,8 +60,7 @@ def build_network(config: RnnTraining, vocab_size: int):
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     if config.fast_layers:
-        from mlproject.models.keras_rnn.fast_cpu.keras_internals import (FoldedEmbeddingModel,
-                                                                         check_keras_internals)
+        from mlproject.models.keras_rnn.fast_cpu.keras_internals import FoldedEmbeddingModel, check_keras_internals
 
         check_keras_internals()
         return FoldedEmbeddingModel(tokens, logits, name=f"rnn_{config.cell}")
@@ -96,8 +93,12 @@ def renumbered_shared_objects(config, numbers: dict):
         return [renumbered_shared_objects(item, numbers) for item in config]
     if not isinstance(config, dict):
         return config
-    return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
-            else renumbered_shared_objects(value, numbers) for key, value in config.items()}
+    return {
+        key: numbers.setdefault(value, len(numbers) + 1)
+        if key == "shared_object_id"
+        else renumbered_shared_objects(value, numbers)
+        for key, value in config.items()
+    }
 
 
 def load_network(path, compile: bool = True):

@@ -18,17 +18,30 @@ class RnnTraining(Training):
     dropout: float = param(0.0, "dropout between layers", minimum=0.0, maximum=0.95)
     sequence_length: int = param(100, "tokens per training window", minimum=2)
     step: int = param(0, "tokens between window starts; 0 means sequence_length (no overlap)", minimum=0)
-    target: str = param("all", "all: predict every next token in the window (TF tutorial); "
-                        "last: only the token after the window (Chollet, lyrics)", ("all", "last"))
-    unroll: bool = param(True, "unroll the recurrence over the training window: faster training "
-                         "on CPU (benchmarks/RESULTS.md), more memory for long windows")
-    fast_layers: bool = param(True, "train with the project's CPU layers (input projection out of "
-                              "the loop; they rely on Keras internals: fast_cpu/keras_internals.py); "
-                              "false: Keras's own GRU/LSTM layers, slower, same weights")
+    target: str = param(
+        "all",
+        "all: predict every next token in the window (TF tutorial); "
+        "last: only the token after the window (Chollet, lyrics)",
+        ("all", "last"),
+    )
+    unroll: bool = param(
+        True,
+        "unroll the recurrence over the training window: faster training "
+        "on CPU (benchmarks/RESULTS.md), more memory for long windows",
+    )
+    fast_layers: bool = param(
+        True,
+        "train with the project's CPU layers (input projection out of "
+        "the loop; they rely on Keras internals: fast_cpu/keras_internals.py); "
+        "false: Keras's own GRU/LSTM layers, slower, same weights",
+    )
 
 
 @dataclass(frozen=True)
 class WindowRnnTraining(RnnTraining):
-    target: str = param("last", "last: the token after the window, the only target a bidirectional "
-                        "layer can learn (it sees the whole window, so it would see every other one)",
-                        ("last",))
+    target: str = param(
+        "last",
+        "last: the token after the window, the only target a bidirectional "
+        "layer can learn (it sees the whole window, so it would see every other one)",
+        ("last",),
+    )

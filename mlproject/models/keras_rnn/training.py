@@ -16,8 +16,8 @@ import numpy as np
 from mlproject.config import ConfigError, Paths
 from mlproject.data.tokens import Vocabulary, read_separator
 from mlproject.models import epoch_log
-from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.models.interface import TrainingResult
+from mlproject.models.keras_rnn.settings import RnnTraining
 
 CHECKPOINT, BEST = "last.keras", "best.keras"
 
@@ -27,8 +27,10 @@ def window_starts(n_tokens: int, config: RnnTraining) -> np.ndarray:
     step = config.step or config.sequence_length
     last_start = n_tokens - config.sequence_length - 1
     if last_start < 0:
-        raise ConfigError(f"train.{config.kind}.sequence_length = {config.sequence_length}: longer than the "
-                          f"{n_tokens} training tokens; expected a shorter window or more text")
+        raise ConfigError(
+            f"train.{config.kind}.sequence_length = {config.sequence_length}: longer than the "
+            f"{n_tokens} training tokens; expected a shorter window or more text"
+        )
     return np.arange(0, last_start + 1, step, dtype=np.int64)
 
 
@@ -39,8 +41,10 @@ def batch_order(starts: np.ndarray, config: RnnTraining, seed: int, epoch: int) 
     if config.max_steps_per_epoch:
         batches = min(batches, config.max_steps_per_epoch)
     if batches == 0:
-        raise ConfigError(f"train.batch_size = {config.batch_size}: more than the {len(starts)} "
-                          "training windows; expected a smaller batch or more text")
+        raise ConfigError(
+            f"train.batch_size = {config.batch_size}: more than the {len(starts)} "
+            "training windows; expected a smaller batch or more text"
+        )
     return shuffled[: batches * config.batch_size].reshape(batches, config.batch_size)
 
 
@@ -57,8 +61,12 @@ def training_dataset(ids, config: RnnTraining, seed: int, first_epoch: int):
     import tensorflow as tf
 
     starts = window_starts(len(ids), config)
-    order = np.concatenate([batch_order(starts, config, seed, e)  # all epochs' order, made up front
-                            for e in range(first_epoch, config.epochs)])
+    order = np.concatenate(
+        [
+            batch_order(starts, config, seed, e)  # all epochs' order, made up front
+            for e in range(first_epoch, config.epochs)
+        ]
+    )
     ids_tensor = tf.constant(ids, dtype=tf.int32)
 
     def gather(batch_starts):
@@ -87,8 +95,7 @@ def validation_arrays(ids: np.ndarray, config: RnnTraining, limit: int = 4096):
 def make_optimizer(config: RnnTraining):
     import keras
 
-    kinds = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-             "sgd": keras.optimizers.SGD}
+    kinds = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
     return kinds[config.optimizer](learning_rate=config.learning_rate)
 
 
@@ -96,8 +103,7 @@ def compile_model(model, config: RnnTraining):
     """The one way a model is compiled for training, shared by `train` and the benchmarks."""
     import keras
 
-    model.compile(optimizer=make_optimizer(config),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=make_optimizer(config), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
@@ -119,8 +125,9 @@ def epoch_callback(log: epoch_log.EpochLog, config: RnnTraining, on_epoch=None, 
     class Checkpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            stop = log.end_epoch(record, config, lambda path: save_keras(self.model, path),
-                                 lambda path: save_keras(self.model, path))
+            stop = log.end_epoch(
+                record, config, lambda path: save_keras(self.model, path), lambda path: save_keras(self.model, path)
+            )
             if on_epoch:
                 on_epoch(record)
             if stop or (stop_after is not None and epoch + 1 >= stop_after):
@@ -129,8 +136,15 @@ def epoch_callback(log: epoch_log.EpochLog, config: RnnTraining, on_epoch=None, 
     return Checkpoint()
 
 
-def train(model_class, config: RnnTraining, seed: int, paths: Paths, on_epoch=None,
-          run_id: str | None = None, stop_after: int | None = None) -> TrainingResult:
+def train(
+    model_class,
+    config: RnnTraining,
+    seed: int,
+    paths: Paths,
+    on_epoch=None,
+    run_id: str | None = None,
+    stop_after: int | None = None,
+) -> TrainingResult:
     """Fit (or resume) a model of `model_class`; save the best epoch's weights to `paths.model`."""
     from mlproject.models import kinds
     from mlproject.models.keras_rnn.network import build_network, load_network, set_seed
@@ -154,15 +168,26 @@ def train(model_class, config: RnnTraining, seed: int, paths: Paths, on_epoch=No
     first_epoch = log.state["epoch"]
     if first_epoch < config.epochs and not log.done:
         dataset, steps = training_dataset(ids, config, seed, first_epoch)
-        model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  validation_data=validation_arrays(validation_ids, config),
-                  validation_batch_size=config.batch_size, shuffle=False,  # order is ours, by (seed, epoch)
-                  verbose=1 if sys.stdout.isatty() else 2,
-                  callbacks=[epoch_callback(log, config, on_epoch, stop_after)])
+        model.fit(
+            dataset,
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            validation_data=validation_arrays(validation_ids, config),
+            validation_batch_size=config.batch_size,
+            shuffle=False,  # order is ours, by (seed, epoch)
+            verbose=1 if sys.stdout.isatty() else 2,
+            callbacks=[epoch_callback(log, config, on_epoch, stop_after)],
+        )
     history = log.history(config)
     epoch_log.write_plot(paths.training_plot, log.folder)
     best = load_network(log.folder / BEST, compile=False)
     kinds.save(model_class(best, vocabulary, config, read_separator(tokens)), paths.model)
-    return TrainingResult(history=history, parameters=int(model.count_params()),
-                          best_epoch=log.state["best_epoch"], stopped_early=log.done,
-                          resumed_from_epoch=first_epoch, run_id=run_id)
+    return TrainingResult(
+        history=history,
+        parameters=int(model.count_params()),
+        best_epoch=log.state["best_epoch"],
+        stopped_early=log.done,
+        resumed_from_epoch=first_epoch,
+        run_id=run_id,
+    )

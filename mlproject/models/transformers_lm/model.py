@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.models.transformers_lm.settings import TransformersTraining
 from mlproject.config import EvaluateConfig, Paths
 from mlproject.models import noise
 from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
 from mlproject.models.transformers_lm.progress import progress_bar
+from mlproject.models.transformers_lm.settings import TransformersTraining
 
 DETAILS_FILE = "details.json"
 
@@ -57,8 +57,17 @@ class CausalLM(LanguageModel):
         return network
 
     @classmethod
-    def train(cls, config: TransformersTraining, seed: int, paths: Paths, on_epoch=None, run_id=None,
-              stop_after=None, on_step=None, scoring=None) -> TrainingResult:
+    def train(
+        cls,
+        config: TransformersTraining,
+        seed: int,
+        paths: Paths,
+        on_epoch=None,
+        run_id=None,
+        stop_after=None,
+        on_step=None,
+        scoring=None,
+    ) -> TrainingResult:
         from mlproject.models.transformers_lm import training
 
         return training.train(cls, config, seed, paths, on_epoch, run_id, stop_after, on_step, scoring)
@@ -72,8 +81,9 @@ class CausalLM(LanguageModel):
     def save(self, folder: Path) -> None:
         self.network.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        (folder / DETAILS_FILE).write_text(json.dumps(
-            {**self.details, "separator": self.separator}, indent=2, ensure_ascii=False), encoding="utf-8")
+        (folder / DETAILS_FILE).write_text(
+            json.dumps({**self.details, "separator": self.separator}, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, folder: Path) -> "CausalLM":
@@ -82,8 +92,12 @@ class CausalLM(LanguageModel):
 
         details = json.loads((folder / DETAILS_FILE).read_text(encoding="utf-8"))
         # Weights from safetensors only, and only the code that ships with transformers.
-        network = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, trust_remote_code=False,
-                                                       device_map="cuda" if torch.cuda.is_available() else None)
+        network = AutoModelForCausalLM.from_pretrained(
+            folder,
+            use_safetensors=True,
+            trust_remote_code=False,
+            device_map="cuda" if torch.cuda.is_available() else None,
+        )
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         network.eval()
         return cls(network, tokenizer, details.pop("separator"), details)
@@ -111,17 +125,19 @@ class CausalLM(LanguageModel):
         prefix, ids = self.context_prefix(), self.encode(text)
         stream = np.array(prefix + ids, dtype=np.int64)
         spans = scoring_spans(len(stream), len(prefix), window, stride)
-        batches = [same[first:first + batch_size]
-                   for length in sorted({end - start for start, end, _ in spans})
-                   for same in [[span for span in spans if span[1] - span[0] == length]]
-                   for first in range(0, len(same), batch_size)]
+        batches = [
+            same[first : first + batch_size]
+            for length in sorted({end - start for start, end, _ in spans})
+            for same in [[span for span in spans if span[1] - span[0] == length]]
+            for first in range(0, len(same), batch_size)
+        ]
         total = 0.0
         with torch.inference_mode(), progress_bar(len(spans), "scoring", "window", least=16) as progress:
             for batch in batches:
                 total += self.window_nll(stream, batch)
                 progress.update(len(batch))
         scored = sum(count for *_, count in spans)  # the last ones: what the windows reached
-        covered = text if scored == len(ids) else self.tokenizer.decode(ids[len(ids) - scored:])
+        covered = text if scored == len(ids) else self.tokenizer.decode(ids[len(ids) - scored :])
         return Totals(total, scored, len(covered), len(covered.encode("utf-8")))
 
     def window_nll(self, stream: np.ndarray, batch: list[tuple[int, int, int]]) -> float:
@@ -132,11 +148,11 @@ class CausalLM(LanguageModel):
         keep = max(scored for _, _, scored in batch) + 1  # logits only where they are needed
         logits = self.network(input_ids=inputs, logits_to_keep=keep).logits.float()
         log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = inputs[:, -keep + 1:]
+        targets = inputs[:, -keep + 1 :]
         picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         total = 0.0
         for row, (_, _, scored) in enumerate(batch):
-            total -= float(picked[row, picked.shape[1] - scored:].double().sum())
+            total -= float(picked[row, picked.shape[1] - scored :].double().sum())
         return total
 
     # -- generation --------------------------------------------------------------------------
@@ -160,8 +176,9 @@ class CausalLM(LanguageModel):
         eos, pad = self.special_ids()
         # Greedy search over noisy logits: with Gumbel noise keyed by each prompt (noise.py) the
         # argmax is a draw from the filtered softmax that no other row of the batch changes.
-        generation = GenerationConfig(max_new_tokens=sampling.max_length, eos_token_id=eos, pad_token_id=pad,
-                                      use_cache=True, do_sample=False)
+        generation = GenerationConfig(
+            max_new_tokens=sampling.max_length, eos_token_id=eos, pad_token_id=pad, use_cache=True, do_sample=False
+        )
         warpers = []  # applied after the first-token rule, so that they never leave it nothing to pick
         if sampling.temperature > 0:
             warpers.append(TemperatureLogitsWarper(sampling.temperature))
@@ -172,32 +189,39 @@ class CausalLM(LanguageModel):
         prefix, piece = self.context_prefix(), max(1, self.context // 2)
         texts = []
         for start in range(0, len(prompts), batch_size):
-            heads, tails = zip(*(self.split_prompt(p) for p in prompts[start:start + batch_size]))
+            heads, tails = zip(*(self.split_prompt(p) for p in prompts[start : start + batch_size]))
             rows = [prefix + self.encode(head) for head in heads]
             written = [[] for _ in rows]
             device = self.network.device
             while len(written[0]) < sampling.max_length and not all(eos in w for w in written):
                 done = len(written[0])  # the same in every row: a row that ended goes on with padding
                 count = min(piece, sampling.max_length - done)
-                windows = [(row + new)[-(self.context - count):] for row, new in zip(rows, written)]
+                windows = [(row + new)[-(self.context - count) :] for row, new in zip(rows, written)]
                 width = max(len(w) for w in windows)
                 input_ids = torch.tensor([[pad] * (width - len(w)) + w for w in windows], device=device)
                 mask = torch.tensor([[0] * (width - len(w)) + [1] * len(w) for w in windows], device=device)
                 first = FirstTokenStartsWith([self.space_led_tokens if t and not done else None for t in tails], width)
                 # Keyed by the step of the whole text, not of the piece: the same draws however it is cut.
-                drawn = [GumbelNoise(noise.row_seeds(sampling.seed, prompts[start:start + batch_size]), width - done)
-                         ] if sampling.temperature > 0 else []
+                drawn = (
+                    [GumbelNoise(noise.row_seeds(sampling.seed, prompts[start : start + batch_size]), width - done)]
+                    if sampling.temperature > 0
+                    else []
+                )
                 generation.max_new_tokens = count
                 with torch.inference_mode():
-                    out = self.network.generate(input_ids=input_ids, attention_mask=mask, generation_config=generation,
-                                                logits_processor=LogitsProcessorList([first, *warpers, *drawn]))
+                    out = self.network.generate(
+                        input_ids=input_ids,
+                        attention_mask=mask,
+                        generation_config=generation,
+                        logits_processor=LogitsProcessorList([first, *warpers, *drawn]),
+                    )
                 for new, row in zip(written, out[:, width:].tolist()):
                     new += row + [pad] * (count - len(row))  # a batch whose rows all ended stops early
             for row, tail in zip(written, tails):
                 if eos in row:
                     row = row[: row.index(eos)]
                 text = self.tokenizer.decode(row, skip_special_tokens=True)
-                texts.append(text[len(tail):] if text.startswith(tail) else text)
+                texts.append(text[len(tail) :] if text.startswith(tail) else text)
         return texts
 
     def split_prompt(self, prompt: str) -> tuple[str, str]:
@@ -242,8 +266,12 @@ def scoring_spans(length: int, first: int, window: int, stride: int) -> list[tup
 
 
 # The sampling noise's operations (noise.py) on int64 tensors: PyTorch has no unsigned 32-bit multiply.
-TORCH_BITS = noise.int64_bits(xor=lambda x, y: x ^ y, shift_right=lambda x, places: x >> places,
-                              mask=lambda x, constant: x & constant, to_float32=lambda x: x.float())
+TORCH_BITS = noise.int64_bits(
+    xor=lambda x, y: x ^ y,
+    shift_right=lambda x, places: x >> places,
+    mask=lambda x, constant: x & constant,
+    to_float32=lambda x: x.float(),
+)
 
 
 class GumbelNoise:

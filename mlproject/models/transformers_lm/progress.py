@@ -9,5 +9,11 @@ def progress_bar(total: int, description: str, unit: str, show: bool = True, lea
     from tqdm.auto import tqdm
 
     tty = sys.stderr.isatty()
-    return tqdm(total=total, desc=description, unit=unit, mininterval=1 if tty else 30, file=sys.stderr,
-                disable=not show or total < least)
+    return tqdm(
+        total=total,
+        desc=description,
+        unit=unit,
+        mininterval=1 if tty else 30,
+        file=sys.stderr,
+        disable=not show or total < least,
+    )

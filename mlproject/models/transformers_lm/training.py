@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mlproject.models.transformers_lm.settings import TransformersTraining
 from mlproject.config import ConfigError, EvaluateConfig, Paths
 from mlproject.fileio import atomic_path
 from mlproject.models import epoch_log
 from mlproject.models.cpu import cpu_flags
 from mlproject.models.interface import TrainingResult
 from mlproject.models.transformers_lm.progress import progress_bar
+from mlproject.models.transformers_lm.settings import TransformersTraining
 
 CHECKPOINT, BEST = "last.pt", "best.pt"
 
@@ -49,8 +49,9 @@ def blocks(ids: np.ndarray, length: int, what: str, key: str) -> np.ndarray:
     """`ids` cut into whole blocks of `length` tokens, end to end."""
     count = len(ids) // length
     if count == 0:
-        raise ConfigError(f"{key} = {length}: longer than the {len(ids)} {what} "
-                          "tokens; expected a shorter block or more text")
+        raise ConfigError(
+            f"{key} = {length}: longer than the {len(ids)} {what} tokens; expected a shorter block or more text"
+        )
     return ids[: count * length].reshape(count, length)
 
 
@@ -60,9 +61,11 @@ def steps_per_epoch(n_blocks: int, config: TransformersTraining, processes: int)
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     if steps == 0:
-        raise ConfigError(f"train.batch_size = {config.batch_size}: {per_step} blocks per optimizer "
-                          f"step (with gradient_accumulation and processes) but {n_blocks} training "
-                          "blocks; expected a smaller batch or more text")
+        raise ConfigError(
+            f"train.batch_size = {config.batch_size}: {per_step} blocks per optimizer "
+            f"step (with gradient_accumulation and processes) but {n_blocks} training "
+            "blocks; expected a smaller batch or more text"
+        )
     return steps
 
 
@@ -97,7 +100,7 @@ def validation_loss(network, blocks_: np.ndarray, batch_size: int) -> float:
     total, count = 0.0, 0
     with torch.inference_mode():
         for first in range(0, len(blocks_), batch_size):
-            batch = torch.from_numpy(blocks_[first:first + batch_size]).to(device)
+            batch = torch.from_numpy(blocks_[first : first + batch_size]).to(device)
             loss = network(input_ids=batch, labels=batch).loss
             predicted = batch.shape[0] * (batch.shape[1] - 1)
             total, count = total + float(loss) * predicted, count + predicted
@@ -112,8 +115,17 @@ def save_torch(data, path: Path) -> None:
         torch.save(data, tmp)
 
 
-def train(model_class, config: TransformersTraining, seed: int, paths: Paths, on_epoch=None, run_id=None,
-          stop_after=None, on_step=None, scoring: EvaluateConfig | None = None) -> TrainingResult:
+def train(
+    model_class,
+    config: TransformersTraining,
+    seed: int,
+    paths: Paths,
+    on_epoch=None,
+    run_id=None,
+    stop_after=None,
+    on_step=None,
+    scoring: EvaluateConfig | None = None,
+) -> TrainingResult:
     """Fit (or resume) a model of `model_class`; save the best epoch's weights to `paths.model`."""
     import torch
     from accelerate import Accelerator
@@ -126,13 +138,23 @@ def train(model_class, config: TransformersTraining, seed: int, paths: Paths, on
     tokens, checkpoints = Path(paths.tokens), paths.checkpoints
     model = model_class.initial(config, seed, tokens)
     if config.sequence_length > model.context:
-        raise ConfigError(f"train.{config.kind}.sequence_length = {config.sequence_length}: beyond the model's "
-                          f"context of {model.context} tokens; expected at most {model.context}")
-    train_blocks = blocks(np.array(model.encode((tokens / "train.txt").read_text(encoding="utf-8"))),
-                          config.sequence_length, "training", f"train.{config.kind}.sequence_length")
+        raise ConfigError(
+            f"train.{config.kind}.sequence_length = {config.sequence_length}: beyond the model's "
+            f"context of {model.context} tokens; expected at most {model.context}"
+        )
+    train_blocks = blocks(
+        np.array(model.encode((tokens / "train.txt").read_text(encoding="utf-8"))),
+        config.sequence_length,
+        "training",
+        f"train.{config.kind}.sequence_length",
+    )
     validation_ids = np.array(model.encode((tokens / "validation.txt").read_text(encoding="utf-8")))
-    validation_blocks = blocks(validation_ids, min(config.sequence_length, len(validation_ids)),
-                               "validation", f"train.{config.kind}.sequence_length")[: max(1, config.validation_tokens // config.sequence_length)]
+    validation_blocks = blocks(
+        validation_ids,
+        min(config.sequence_length, len(validation_ids)),
+        "validation",
+        f"train.{config.kind}.sequence_length",
+    )[: max(1, config.validation_tokens // config.sequence_length)]
 
     # Only now, after the checks above: a refused setting leaves earlier checkpoints in place.
     log = epoch_log.EpochLog(checkpoints, fingerprint(config, seed, tokens), CHECKPOINT, BEST)
@@ -153,8 +175,11 @@ def train(model_class, config: TransformersTraining, seed: int, paths: Paths, on
         if model.pretrained and scoring is not None:
             print("train: scoring the base model on the validation text (zero-shot)", flush=True)
             model.network.to(accelerator.device)
-            baseline = {**score_validation(model, paths.tokens, scoring),
-                        "window": scoring.window, "stride": scoring.stride}
+            baseline = {
+                **score_validation(model, paths.tokens, scoring),
+                "window": scoring.window,
+                "stride": scoring.stride,
+            }
             print(f"train: zero-shot {baseline['bits_per_byte']:.4f} bits per byte", flush=True)
         log.start(run_id, step=0, baseline=baseline)
     first_epoch = log.state["epoch"]
@@ -165,17 +190,27 @@ def train(model_class, config: TransformersTraining, seed: int, paths: Paths, on
             break
         torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: the same in a resumed epoch
         order = epoch_order(len(train_blocks), steps, per_step, seed, epoch)
-        mine = order[:, accelerator.process_index::accelerator.num_processes]
-        losses = run_epoch(accelerator, runner, optimizer, schedule, train_blocks, mine, config,
-                           epoch, steps, log, on_step)
-        record = {"epoch": epoch + 1, "step": log.state["step"], "loss": float(np.mean(losses)),
-                  "val_loss": validation_loss(network, validation_blocks, config.batch_size)}
+        mine = order[:, accelerator.process_index :: accelerator.num_processes]
+        losses = run_epoch(
+            accelerator, runner, optimizer, schedule, train_blocks, mine, config, epoch, steps, log, on_step
+        )
+        record = {
+            "epoch": epoch + 1,
+            "step": log.state["step"],
+            "loss": float(np.mean(losses)),
+            "val_loss": validation_loss(network, validation_blocks, config.batch_size),
+        }
         accelerator.wait_for_everyone()
         weights = accelerator.unwrap_model(network).state_dict()
-        log.end_epoch(record, config, lambda path: save_torch(weights, path),
-                      lambda path: save_torch({"network": weights, "optimizer": optimizer.state_dict(),
-                                               "schedule": schedule.state_dict()}, path),
-                      writer=accelerator.is_main_process)
+        log.end_epoch(
+            record,
+            config,
+            lambda path, weights=weights: save_torch(weights, path),
+            lambda path, weights=weights: save_torch(
+                {"network": weights, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}, path
+            ),
+            writer=accelerator.is_main_process,
+        )
         accelerator.wait_for_everyone()
         if on_epoch:
             on_epoch(record)
@@ -187,13 +222,30 @@ def train(model_class, config: TransformersTraining, seed: int, paths: Paths, on
     if accelerator.is_main_process:
         epoch_log.write_plot(paths.training_plot, checkpoints)
         kinds.save(model, paths.model)
-    return TrainingResult(history=history, parameters=sum(p.numel() for p in model.network.parameters()),
-                          best_epoch=log.state["best_epoch"], stopped_early=log.done,
-                          resumed_from_epoch=first_epoch, run_id=run_id, baseline=model.baseline)
+    return TrainingResult(
+        history=history,
+        parameters=sum(p.numel() for p in model.network.parameters()),
+        best_epoch=log.state["best_epoch"],
+        stopped_early=log.done,
+        resumed_from_epoch=first_epoch,
+        run_id=run_id,
+        baseline=model.baseline,
+    )
 
 
-def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, config: TransformersTraining,
-              epoch: int, steps: int, log: epoch_log.EpochLog, on_step) -> list[float]:
+def run_epoch(
+    accelerator,
+    network,
+    optimizer,
+    schedule,
+    train_blocks,
+    order,
+    config: TransformersTraining,
+    epoch: int,
+    steps: int,
+    log: epoch_log.EpochLog,
+    on_step,
+) -> list[float]:
     """One epoch of optimizer steps, each summing `gradient_accumulation` batches."""
     import torch
 
@@ -205,7 +257,7 @@ def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, co
         started = time.perf_counter()
         total = 0.0
         for micro in range(config.gradient_accumulation):
-            rows = order[step, micro * config.batch_size:(micro + 1) * config.batch_size]
+            rows = order[step, micro * config.batch_size : (micro + 1) * config.batch_size]
             batch = torch.from_numpy(train_blocks[rows]).to(accelerator.device)
             last = micro == config.gradient_accumulation - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(network):
@@ -220,8 +272,13 @@ def run_epoch(accelerator, network, optimizer, schedule, train_blocks, order, co
         losses.append(total)
         progress.set_postfix(loss=f"{total:.4f}", tokens_per_s=f"{speed:,.0f}", refresh=False)
         progress.update()
-        record = {"step": log.state["step"], "epoch": epoch + (step + 1) / steps, "train_loss": total,
-                  "learning_rate": schedule.get_last_lr()[0], "tokens_per_second": speed}
+        record = {
+            "step": log.state["step"],
+            "epoch": epoch + (step + 1) / steps,
+            "train_loss": total,
+            "learning_rate": schedule.get_last_lr()[0],
+            "tokens_per_second": speed,
+        }
         if accelerator.is_main_process:
             log.log_step(record)
         if on_step:

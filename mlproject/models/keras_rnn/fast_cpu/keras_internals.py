@@ -16,8 +16,14 @@ import inspect
 import keras
 import tensorflow as tf
 
-from mlproject.models.keras_rnn.fast_cpu.kernels import (StepProducts, gpu_available, project,
-                                                         project_tokens, recurrent_step, times)
+from mlproject.models.keras_rnn.fast_cpu.kernels import (
+    StepProducts,
+    gpu_available,
+    project,
+    project_tokens,
+    recurrent_step,
+    times,
+)
 
 INNER_LOOP_ARGS = ["self", "sequences", "initial_state", "mask", "training"]
 
@@ -27,17 +33,21 @@ def check_keras_internals() -> None:
     loop = getattr(keras.layers.RNN, "inner_loop", None)
     problems = []
     if loop is None or list(inspect.signature(loop).parameters) != INNER_LOOP_ARGS:
-        problems.append(f"keras.layers.RNN.inner_loop{'' if loop is None else inspect.signature(loop)} "
-                        f"is no longer ({', '.join(INNER_LOOP_ARGS[1:])})")
+        problems.append(
+            f"keras.layers.RNN.inner_loop{'' if loop is None else inspect.signature(loop)} "
+            f"is no longer ({', '.join(INNER_LOOP_ARGS[1:])})"
+        )
     try:
         from keras.src.backend import rnn  # noqa: F401
     except ImportError:
         problems.append("keras.src.backend.rnn is gone")
     if problems:
-        raise RuntimeError(f"Keras {keras.__version__} changed what the fast CPU layers rely on "
-                           f"({'; '.join(problems)}); set train.rnn.fast_layers: false to train on "
-                           "Keras's own layers, and update mlproject/models/keras_rnn/fast_cpu/"
-                           "keras_internals.py")
+        raise RuntimeError(
+            f"Keras {keras.__version__} changed what the fast CPU layers rely on "
+            f"({'; '.join(problems)}); set train.rnn.fast_layers: false to train on "
+            "Keras's own layers, and update mlproject/models/keras_rnn/fast_cpu/"
+            "keras_internals.py"
+        )
 
 
 class ProjectedRecurrence:
@@ -45,8 +55,13 @@ class ProjectedRecurrence:
 
     def keeps_keras_loop(self, mask, training) -> bool:
         """Masks, dropout inside the cell, reset_before GRUs and cuDNN stay Keras's."""
-        return bool(mask is not None or self.recurrent_dropout or (training and self.dropout)
-                    or getattr(self.cell, "reset_after", True) is False or gpu_available())
+        return bool(
+            mask is not None
+            or self.recurrent_dropout
+            or (training and self.dropout)
+            or getattr(self.cell, "reset_after", True) is False
+            or gpu_available()
+        )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if self.keeps_keras_loop(mask, training):
@@ -63,9 +78,15 @@ class ProjectedRecurrence:
             # One op each way; a slice per step would pad each slice's gradient to the whole tensor.
             return self.unrolled_loop(tf.unstack(projected, axis=1), list(initial_state))
         product = times(self.cell.recurrent_kernel)
-        return backend.rnn(lambda x, states: recurrent_step(self, x, states, product), projected,
-                           list(initial_state), go_backwards=self.go_backwards, unroll=self.unroll,
-                           input_length=projected.shape[1], return_all_outputs=self.return_sequences)
+        return backend.rnn(
+            lambda x, states: recurrent_step(self, x, states, product),
+            projected,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            unroll=self.unroll,
+            input_length=projected.shape[1],
+            return_all_outputs=self.return_sequences,
+        )
 
     def unrolled_loop(self, steps, states):
         """(last output, outputs, states) of the recurrence unrolled over the projected `steps`.
@@ -88,12 +109,17 @@ class ProjectedRecurrence:
         smaller than the batch's positions, as for characters.
         """
         batch, time = tokens.shape
-        folds = (batch is not None and time is not None and embedding.input_dim < batch * time
-                 and not (self.keeps_keras_loop(None, training) or self.stateful or self.return_state))
+        folds = (
+            batch is not None
+            and time is not None
+            and embedding.input_dim < batch * time
+            and not (self.keeps_keras_loop(None, training) or self.stateful or self.return_state)
+        )
         if not folds:
             return self(embedding(tokens), training=training)
-        last, outputs, _ = self.projected_loop(project_tokens(self, tokens, embedding.embeddings),
-                                               self.get_initial_state(batch_size=batch))
+        last, outputs, _ = self.projected_loop(
+            project_tokens(self, tokens, embedding.embeddings), self.get_initial_state(batch_size=batch)
+        )
         return outputs if self.return_sequences else last
 
 
@@ -117,8 +143,7 @@ class FoldedEmbeddingModel(keras.Model):
     """
 
     def call(self, inputs, training=None, mask=None):
-        embedding, first, *rest = [layer for layer in self.layers
-                                   if not isinstance(layer, keras.layers.InputLayer)]
+        embedding, first, *rest = [layer for layer in self.layers if not isinstance(layer, keras.layers.InputLayer)]
         if mask is not None or not isinstance(first, ProjectedRecurrence):
             return super().call(inputs, training=training, mask=mask)
         x = first.call_on_tokens(inputs, embedding, training=training)

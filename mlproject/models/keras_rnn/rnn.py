@@ -17,10 +17,10 @@ import numpy as np
 from mlproject.config import EvaluateConfig, Paths
 from mlproject.data.tokens import Vocabulary
 from mlproject.models import noise
-from mlproject.models.keras_rnn.settings import RnnTraining
-from mlproject.models.settings import saved_settings, settings_class
 from mlproject.models.interface import LanguageModel, Sampling, Totals, TrainingResult
 from mlproject.models.keras_rnn.fast_cpu.onednn import use_onednn
+from mlproject.models.keras_rnn.settings import RnnTraining
+from mlproject.models.settings import saved_settings, settings_class
 
 NETWORK_FILE, VOCAB_FILE, CONFIG_FILE = "model.keras", "vocab.json", "architecture.json"
 
@@ -38,8 +38,17 @@ class RecurrentModel(LanguageModel):
 
     # -- training and persistence ------------------------------------------------------------
     @classmethod
-    def train(cls, config: RnnTraining, seed: int, paths: Paths, on_epoch=None, run_id=None,
-              stop_after=None, on_step=None, scoring=None) -> TrainingResult:
+    def train(
+        cls,
+        config: RnnTraining,
+        seed: int,
+        paths: Paths,
+        on_epoch=None,
+        run_id=None,
+        stop_after=None,
+        on_step=None,
+        scoring=None,
+    ) -> TrainingResult:
         use_onednn(training=True)  # before TensorFlow starts
         from mlproject.models.keras_rnn import training
 
@@ -56,8 +65,9 @@ class RecurrentModel(LanguageModel):
 
         save_network(self.network, folder / NETWORK_FILE)
         (folder / VOCAB_FILE).write_text(self.vocabulary.to_json(), encoding="utf-8")
-        (folder / CONFIG_FILE).write_text(json.dumps(
-            {"train": dataclasses.asdict(self.config), "separator": self.separator}, indent=2))
+        (folder / CONFIG_FILE).write_text(
+            json.dumps({"train": dataclasses.asdict(self.config), "separator": self.separator}, indent=2)
+        )
 
     @classmethod
     def load(cls, folder: Path) -> "RecurrentModel":
@@ -65,8 +75,12 @@ class RecurrentModel(LanguageModel):
         from mlproject.models.keras_rnn.network import load_network
 
         saved = json.loads((folder / CONFIG_FILE).read_text())
-        return cls(load_network(folder / NETWORK_FILE, compile=False), Vocabulary.load(folder / VOCAB_FILE),
-                   saved_settings(settings_class(saved["train"].get("kind", cls.kind)), saved["train"]), saved["separator"])
+        return cls(
+            load_network(folder / NETWORK_FILE, compile=False),
+            Vocabulary.load(folder / VOCAB_FILE),
+            saved_settings(settings_class(saved["train"].get("kind", cls.kind)), saved["train"]),
+            saved["separator"],
+        )
 
     def compiled(self, name: str, make):
         """One compiled function per model and purpose, traced on first use."""
@@ -105,9 +119,13 @@ class RecurrentModel(LanguageModel):
         pieces, scored_set = self.vocabulary.split(text), set(scored)
         spelled = [piece for k, piece in self.vocabulary.unknown_pieces(text) if k in scored_set]
         spelling = sum(self.vocabulary.speller.nats(piece) for piece in spelled)
-        return Totals(float(nll) + spelling, len(scored), sum(len(pieces[i]) for i in scored),
-                      sum(len(pieces[i].encode("utf-8")) for i in scored),
-                      sum(len(piece.encode("utf-8")) for piece in spelled))
+        return Totals(
+            float(nll) + spelling,
+            len(scored),
+            sum(len(pieces[i]) for i in scored),
+            sum(len(pieces[i].encode("utf-8")) for i in scored),
+            sum(len(piece.encode("utf-8")) for piece in spelled),
+        )
 
     def score_ids(self, ids: np.ndarray, first: int, config: EvaluateConfig) -> tuple[float, list[int]]:
         """Summed NLL of `ids[first:]`, and which of them (counted from `first`) were scored."""
@@ -122,12 +140,13 @@ class RecurrentModel(LanguageModel):
         states = forward.zero_states(len(grid))
         total, scored = 0.0, []
         for start in range(0, grid.shape[1] - 1, config.chunk_length):
-            inputs = grid[:, start:start + config.chunk_length]
-            targets = grid[:, start + 1:start + 1 + config.chunk_length]
+            inputs = grid[:, start : start + config.chunk_length]
+            targets = grid[:, start + 1 : start + 1 + config.chunk_length]
             inputs = inputs[:, : targets.shape[1]]
-            picked, states = score_chunk(tf.constant(np.maximum(inputs, 0), tf.int32),
-                                         tf.constant(np.maximum(targets, 0), tf.int32), states)
-            target_positions = positions[:, start + 1:start + 1 + targets.shape[1]]
+            picked, states = score_chunk(
+                tf.constant(np.maximum(inputs, 0), tf.int32), tf.constant(np.maximum(targets, 0), tf.int32), states
+            )
+            target_positions = positions[:, start + 1 : start + 1 + targets.shape[1]]
             valid = (targets >= 0) & (inputs >= 0) & (target_positions >= first)
             total -= picked.numpy().astype(np.float64)[valid].sum()
             scored.extend((target_positions[valid] - first).tolist())
@@ -139,7 +158,7 @@ class RecurrentModel(LanguageModel):
         the prompt, the settings and the seed."""
         texts = []
         for start in range(0, len(prompts), batch_size):
-            batch = prompts[start:start + batch_size]
+            batch = prompts[start : start + batch_size]
             primes = [self.vocabulary.encode(self.separator + p) for p in batch]
             seeds = noise.row_seeds(sampling.seed, batch)
             ids = self.sample(primes, sampling, seeds)
@@ -165,9 +184,15 @@ class RecurrentModel(LanguageModel):
             sampling = dataclasses.replace(sampling, temperature=1.0, top_k=1)
         prime = self.prime_grid(primes)
         lengths = np.array([min(len(p), prime.shape[1]) for p in primes], dtype=np.int32)
-        ids = self.sampler()(tf.constant(prime), tf.constant(lengths), tf.constant(sampling.max_length),
-                             tf.constant(float(sampling.temperature)), tf.constant(int(sampling.top_k)),
-                             tf.constant(float(sampling.top_p)), tf.constant(seeds, tf.uint32))
+        ids = self.sampler()(
+            tf.constant(prime),
+            tf.constant(lengths),
+            tf.constant(sampling.max_length),
+            tf.constant(float(sampling.temperature)),
+            tf.constant(int(sampling.top_k)),
+            tf.constant(float(sampling.top_p)),
+            tf.constant(seeds, tf.uint32),
+        )
         return ids.numpy()
 
 
@@ -177,8 +202,7 @@ def stream_rows(length: int, first: int, streams: int) -> np.ndarray:
     token before its piece (the first row at 0, so all of `ids[:first]` is its context)."""
     streams = max(1, min(streams, (length - first) // 2))
     bounds = np.linspace(first, length, streams + 1).round().astype(int)
-    rows = [np.arange(0 if k == 0 else start - 1, end)
-            for k, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    rows = [np.arange(0 if k == 0 else start - 1, end) for k, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
     grid = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
     for k, row in enumerate(rows):
         grid[k, : len(row)] = row

@@ -12,7 +12,7 @@ import numpy as np
 
 from mlproject.config import EvaluateConfig
 from mlproject.models.interface import Totals
-from mlproject.models.keras_rnn.causal import RecurrentModel
+from mlproject.models.keras_rnn.rnn import RecurrentModel
 
 
 class WindowModel(RecurrentModel):
@@ -28,8 +28,8 @@ class WindowModel(RecurrentModel):
         targets = np.arange(length, len(ids))
         total = 0.0
         for start in range(0, len(targets), batch_size):
-            chunk = targets[start:start + batch_size]
-            logits = logits_of(np.stack([ids[t - length:t] for t in chunk])).numpy().astype(np.float64)
+            chunk = targets[start : start + batch_size]
+            logits = logits_of(np.stack([ids[t - length : t] for t in chunk])).numpy().astype(np.float64)
             log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
             total -= log_probs[np.arange(len(chunk)), ids[chunk]].sum()
         return self.totals(text, total, (targets - length).tolist())
@@ -41,7 +41,7 @@ class WindowModel(RecurrentModel):
         prime = np.full((len(primes), width), fill, dtype=np.int32)
         for row, ids in enumerate(primes):
             ids = ids[-width:]
-            prime[row, width - len(ids):] = ids
+            prime[row, width - len(ids) :] = ids
         return prime
 
     def sampler(self):
