@@ -43,6 +43,9 @@ def generate_one_shard(batch: Batch, index: int, prompts: list[str]) -> list[dic
 def write_generations(repo_dir: str, batch: Batch, rows: list[dict]) -> str:
     path = Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.batch_generations
     write_jsonl(path, rows)
-    create_table_artifact(key="batch-generations", table=rows[:20],
-                          description=f"{len(rows)} texts from {batch.model_uri} (the first 20) -> {path}")
+    create_table_artifact(
+        key="batch-generations",
+        table=rows[:20],
+        description=f"{len(rows)} texts from {batch.model_uri} (the first 20) -> {path}",
+    )
     return str(path)

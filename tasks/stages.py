@@ -31,12 +31,17 @@ def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None, ran_
     logger = get_run_logger()
     # The stage commands (`mlproject ...`) live beside this interpreter, activated or not; the
     # flow run's id and page reach the MLflow run as tags (mlproject.tracking.registry).
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLPROJECT_FLOW_RUN_ID": runtime.flow_run.id or "", "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
-           **(env or {})}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLPROJECT_FLOW_RUN_ID": runtime.flow_run.id or "",
+        "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
+        **(env or {}),
+    }
     skipped = False
-    process = subprocess.Popen(stage_command(stage), cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        stage_command(stage), cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     last_lines = deque(maxlen=10)
     for line in process.stdout:
         logger.info(line.rstrip())
@@ -47,11 +52,15 @@ def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None, ran_
         tail = " | ".join(line for line in last_lines if line.strip())
         raise RuntimeError(f"stage {stage} failed (exit status {process.returncode}): {tail}")
     if skipped and ran_in:
-        return Completed(name="Restored", message=f"ran in {ran_in}; restored here from the DVC remote",
-                         data="restored")
+        return Completed(
+            name="Restored", message=f"ran in {ran_in}; restored here from the DVC remote", data="restored"
+        )
     if skipped:
-        return Completed(name="Skipped", message="unchanged inputs, params and code, or restored from the "
-                         "DVC remote's run-cache", data="skipped")
+        return Completed(
+            name="Skipped",
+            message="unchanged inputs, params and code, or restored from the DVC remote's run-cache",
+            data="skipped",
+        )
     return "ran"
 
 
@@ -87,9 +96,11 @@ def gpu_deployment(repo_dir: str) -> str | None:
         return None
     pool = pool_with_a_worker(GPU_DEPLOYMENT)
     if pool is None and train.runner == "gpu":
-        raise StageFailed(f"train.runner = gpu: no worker serves the deployment {GPU_DEPLOYMENT} (deploy it with "
-                          f"python -m flows.deployments and start a worker of pool {GPU_POOL}), or set train.runner "
-                          "to cpu or auto")
+        raise StageFailed(
+            f"train.runner = gpu: no worker serves the deployment {GPU_DEPLOYMENT} (deploy it with "
+            f"python -m flows.deployments and start a worker of pool {GPU_POOL}), or set train.runner "
+            "to cpu or auto"
+        )
     if pool is None:
         logger.info(f"train.runner = auto: no worker serves {GPU_DEPLOYMENT}, so {train.kind} trains here")
         return None
@@ -112,19 +123,27 @@ def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> tup
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
 
-    lineage = {"MLPROJECT_FLOW_RUN_ID": str(runtime.flow_run.id or ""),
-               "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
-               **{k: v for k, v in workspace.env.items() if k == "MLFLOW_TRACKING_URI"}}
+    lineage = {
+        "MLPROJECT_FLOW_RUN_ID": str(runtime.flow_run.id or ""),
+        "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
+        **{k: v for k, v in workspace.env.items() if k == "MLFLOW_TRACKING_URI"},
+    }
     for attempt in range(1 + RERUNS_AFTER_A_CRASH):
-        run = run_deployment(deployment, parameters={"commit": workspace.commit, "stages": list(GPU_STAGES),
-                                                     "lineage": lineage, **overrides}, timeout=None)
+        run = run_deployment(
+            deployment,
+            parameters={"commit": workspace.commit, "stages": list(GPU_STAGES), "lineage": lineage, **overrides},
+            timeout=None,
+        )
         if not run.state.is_crashed() or attempt == RERUNS_AFTER_A_CRASH:
             break
-        get_run_logger().warning(f"flow run {run.name} of {deployment} crashed ({run.state.message}); running "
-                                 "it again on a live worker, which resumes training from its last checkpoint")
+        get_run_logger().warning(
+            f"flow run {run.name} of {deployment} crashed ({run.state.message}); running "
+            "it again on a live worker, which resumes training from its last checkpoint"
+        )
     if not run.state.is_completed():
-        raise StageFailed(f"{', '.join(GPU_STAGES)} on {deployment}: flow run {run.name} ended "
-                          f"{run.state.name}: {run.state.message}")
+        raise StageFailed(
+            f"{', '.join(GPU_STAGES)} on {deployment}: flow run {run.name} ended {run.state.name}: {run.state.message}"
+        )
     with get_client(sync_client=True) as client:
         there = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     ran = [t.name for t in there if t.name in GPU_STAGES and t.state.name == "Completed"]
@@ -136,11 +155,19 @@ SKIPPED = ("didn't change, skipping", "is cached - skipping run")
 
 
 @task
-def open_run_workspace(repo_dir: str, name: str, preset: str | None, values: list[str] | None,
-                       epochs: int | None, sources: list[dict] | None, prompts_file: str | None,
-                       commit: str | None = None) -> Workspace:
-    workspace = open_workspace(repo_dir, name, preset, values, commit, epochs=epochs, sources=sources,
-                               prompts_file=prompts_file)
+def open_run_workspace(
+    repo_dir: str,
+    name: str,
+    preset: str | None,
+    values: list[str] | None,
+    epochs: int | None,
+    sources: list[dict] | None,
+    prompts_file: str | None,
+    commit: str | None = None,
+) -> Workspace:
+    workspace = open_workspace(
+        repo_dir, name, preset, values, commit, epochs=epochs, sources=sources, prompts_file=prompts_file
+    )
     logger = get_run_logger()
     logger.info(f"workspace {workspace.path}: commit {workspace.commit[:10]} of {Path(repo_dir).resolve()}")
     if workspace.left_out:
@@ -160,44 +187,72 @@ def record_run(workspace: Workspace) -> None:
 @task
 def publish_scrape_report(repo_dir: str) -> None:
     report = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.scrape_report)
-    rows = [{"source": r["source"], "url": r["url"], "outcome": r["outcome"], "reason": r["reason"],
-             "word recall": f"{r['body_words_found'] / r['body_words']:.2%}" if r.get("body_words") else "",
-             "characters kept": r.get("kept_chars", ""), "characters dropped": r.get("dropped_chars", "")}
-            for r in report["pages"]] or [{"source": name, "url": "(local files)", "outcome": "read",
-                                           "reason": f"{s['documents']} documents"}
-                                          for name, s in report["sources"].items()]
-    recall = "".join(f"; {name}: word recall {s['word_recall']:.2%}" for name, s in report["sources"].items()
-                     if "word_recall" in s)
-    create_table_artifact(key="scrape-report", table=rows,
-                          description=f"{report['documents']} documents{recall}; every URL with its outcome")
+    rows = [
+        {
+            "source": r["source"],
+            "url": r["url"],
+            "outcome": r["outcome"],
+            "reason": r["reason"],
+            "word recall": f"{r['body_words_found'] / r['body_words']:.2%}" if r.get("body_words") else "",
+            "characters kept": r.get("kept_chars", ""),
+            "characters dropped": r.get("dropped_chars", ""),
+        }
+        for r in report["pages"]
+    ] or [
+        {"source": name, "url": "(local files)", "outcome": "read", "reason": f"{s['documents']} documents"}
+        for name, s in report["sources"].items()
+    ]
+    recall = "".join(
+        f"; {name}: word recall {s['word_recall']:.2%}" for name, s in report["sources"].items() if "word_recall" in s
+    )
+    create_table_artifact(
+        key="scrape-report",
+        table=rows,
+        description=f"{report['documents']} documents{recall}; every URL with its outcome",
+    )
 
 
 @task
 def publish_metrics(repo_dir: str) -> None:
     metrics = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.metrics)
     rows = [{"metric": key, "value": value} for key, value in metrics.items()]
-    create_table_artifact(key="validation-metrics", table=rows,
-                          description="Validation figures of the model trained in this run")
+    create_table_artifact(
+        key="validation-metrics", table=rows, description="Validation figures of the model trained in this run"
+    )
 
 
 @task
 def publish_promotion(repo_dir: str) -> None:
     report = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.promotion)
-    lines = [f"# Promotion: version {report['candidate_version']} {report['decision']}", "",
-             f"{report['reason']}", "", "| | version | bits per byte |", "|---|---|---|",
-             f"| candidate | {report['candidate_version']} | {report['candidate_bits_per_byte']} |",
-             f"| champion before | {report['champion_version']} | {report['champion_bits_per_byte']} |",
-             "", f"Champion now: version {report['champion_now'] or 'none'}."]
-    create_markdown_artifact(key="promotion", markdown="\n".join(lines),
-                             description="Whether the new model became champion, and why")
+    lines = [
+        f"# Promotion: version {report['candidate_version']} {report['decision']}",
+        "",
+        f"{report['reason']}",
+        "",
+        "| | version | bits per byte |",
+        "|---|---|---|",
+        f"| candidate | {report['candidate_version']} | {report['candidate_bits_per_byte']} |",
+        f"| champion before | {report['champion_version']} | {report['champion_bits_per_byte']} |",
+        "",
+        f"Champion now: version {report['champion_now'] or 'none'}.",
+    ]
+    create_markdown_artifact(
+        key="promotion", markdown="\n".join(lines), description="Whether the new model became champion, and why"
+    )
 
 
 @task
 def publish_params(changed: list[str]) -> None:
-    lines = ["# Params of this run", "", "Changed in this run's workspace only (its dvc.lock and the "
-             "MLflow run record them; the checkout it came from is never written):", ""] + [f"- `{line}`" for line in changed or ["none: params.yaml as it is"]]
-    create_markdown_artifact(key="run-params", markdown="\n".join(lines),
-                             description="The flow's parameters that overrode params.yaml")
+    lines = [
+        "# Params of this run",
+        "",
+        "Changed in this run's workspace only (its dvc.lock and the "
+        "MLflow run record them; the checkout it came from is never written):",
+        "",
+    ] + [f"- `{line}`" for line in changed or ["none: params.yaml as it is"]]
+    create_markdown_artifact(
+        key="run-params", markdown="\n".join(lines), description="The flow's parameters that overrode params.yaml"
+    )
 
 
 @task
@@ -209,6 +264,8 @@ def publish_links(repo_dir: str, tracking_uri: str | None = None) -> None:
     record = read_json(Path(repo_dir) / params.paths.registered)
     # Not connect(): in the flow's process, that would point every later MLflow call there.
     links = ui_links(record, tracking_uri or store_uri(params.mlflow))
-    markdown = (f"# MLflow\n\n- [training run {record['run_id']}]({links['run']})\n"
-                f"- [{record['model_name']} version {record['version']}]({links['version']})\n")
+    markdown = (
+        f"# MLflow\n\n- [training run {record['run_id']}]({links['run']})\n"
+        f"- [{record['model_name']} version {record['version']}]({links['version']})\n"
+    )
     create_markdown_artifact(key="mlflow", markdown=markdown, description="The run and model version in MLflow")
