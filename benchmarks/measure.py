@@ -355,6 +355,7 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
     from accelerate import Accelerator
 
     from mlproject.config import Paths
+    from mlproject.models import epoch_log
     from mlproject.models.transformers_lm import training
     from mlproject.models.transformers_lm.settings import FinetuneTraining
 
@@ -370,12 +371,12 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
     order = np.arange(len(data)).reshape(steps + 1, batch)
     with tempfile.TemporaryDirectory() as tmp:
         paths = Paths().under(tmp)
-        paths.checkpoints.mkdir(parents=True)
-        state = {"step": 0}
-        args = (accelerator, network, optimizer, schedule, data, order, config, 0)
-        training.run_epoch(*args[:5], order[:1], *args[6:], 1, state, None, paths)  # warm-up
+        log = epoch_log.EpochLog(paths.checkpoints, "benchmark", "last.pt", "best.pt")
+        log.start(None, step=0)
+        args = (accelerator, network, optimizer, schedule, data)
+        training.run_epoch(*args, order[:1], config, 0, 1, log, None)  # warm-up
         start = time.perf_counter()
-        training.run_epoch(*args[:5], order[1:], *args[6:], steps, state, None, paths)
+        training.run_epoch(*args, order[1:], config, 0, steps, log, None)
         seconds = time.perf_counter() - start
     return {"tokens_per_s": steps * batch * block / seconds, "precision": training.precision(config)}
 

@@ -78,9 +78,11 @@ def generate_shard(batch: Batch, prompts: list[str]) -> list[dict]:
     import mlflow
     import pandas as pd
 
+    from mlproject.tracking.pyfunc import load_version
+
     mlflow.set_tracking_uri(batch.tracking_uri)
     mlflow.set_registry_uri(batch.tracking_uri)
-    model = mlflow.pyfunc.load_model(batch.model_uri)
+    model = load_version(batch.model_uri)
     frame = model.predict(pd.DataFrame({"prompt": prompts}), params=batch.sampling)
     return [
         {"prompt": p, "text": t, "model": batch.model_name, "model_version": batch.version, **batch.sampling}

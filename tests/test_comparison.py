@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from infra.servers import free_port
+from mlproject.models.settings import SHARED
 from mlproject.tracking.comparison import VersionRow, differing_params, verdict
 from mlproject.tracking.model_card import model_card
 from tests.conftest import run, server_process, tiny_params, write_params
@@ -27,7 +28,11 @@ def test_every_kind_logs_the_same_names_its_kind_and_its_data(two_versions):
     mlflow = client(two_versions.store)
     runs = [mlflow.get_run(mlflow.get_model_version(NAME, v).run_id).data for v in ("1", "2")]
     assert [r.tags["model_kind"] for r in runs] == ["rnn", "gpt"]
-    assert set(runs[0].params) == set(runs[1].params) and {"train.units", "train.layers", "seed"} <= set(runs[0].params)
+    # The shared settings under the same names in every kind's run, and each kind's own beside them.
+    shared = {f"train.{key}" for key in SHARED} | {"train.runner", "seed", "tokenize.level"}
+    assert shared <= set(runs[0].params) & set(runs[1].params)
+    assert {"train.units", "train.cell"} <= set(runs[0].params) - set(runs[1].params)
+    assert {"train.heads", "train.vocab_size"} <= set(runs[1].params) - set(runs[0].params)
     for data in runs:
         assert {"validation_bits_per_byte", "validation_bits_per_character", "training_seconds", "val_loss"} <= set(
             data.metrics
@@ -84,6 +89,8 @@ def row(version: str, bpb: float, aliases=(), **params) -> VersionRow:
 def test_only_the_params_that_differ_are_listed():
     rows = [row("1", 1.0, units="32", cell="gru"), row("2", 1.1, units="64", cell="gru"), row("3", 1.2, cell="gru")]
     assert differing_params(rows) == ["units"]
+    # A setting only one row's kind has is told by the kind column, not listed.
+    assert differing_params([*rows, row("4", 1.3, heads="2")]) == ["units"]
 
 
 def test_a_loss_in_nats_per_token_becomes_bits_per_byte_through_the_tokens_per_byte():

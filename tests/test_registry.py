@@ -21,6 +21,7 @@ from mlproject.models.keras_rnn.rnn import RecurrentModel
 from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.promotion import decide, promote
+from mlproject.tracking.pyfunc import load_version
 from mlproject.tracking.registry import connect, register
 from tests.conftest import ROOT, SAMPLE_CORPUS, paths_in
 
@@ -146,8 +147,14 @@ def test_a_candidate_whose_figure_skips_text_is_not_compared(workdir, bundles):
 def test_registered_model_generates_through_the_pyfunc(workdir, bundles):
     import pandas as pd
 
+    import sys
+
     register_and_promote(workdir, bundles, "trained")
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    path = list(sys.path)
+    model = load_version(f"models:/{NAME}@champion")
+    # The version's own copy of the code is off the path again: a process started from this one
+    # (a Dask worker) imports mlproject from the checkout, whatever kind it loads next.
+    assert sys.path == path
     frame = model.predict(
         pd.DataFrame({"prompt": ["El ", "Quien "]}), params={"max_length": 15, "temperature": 0.8, "seed": 3}
     )
@@ -174,7 +181,7 @@ def test_the_pyfunc_refuses_bad_settings_and_prompts_and_reads_temperature_zero_
     from mlproject.config import ConfigError
 
     register_and_promote(workdir, bundles, "trained")
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    model = load_version(f"models:/{NAME}@champion")
     frame = pd.DataFrame({"prompt": ["El "]})
     for params, message in [
         ({"temperature": -1.0}, "params.temperature = -1.0: expected a value >= 0.0"),

@@ -18,6 +18,7 @@ from mlproject.models.transformers_lm.gpt import ScratchGPT
 from mlproject.models.transformers_lm.settings import FinetuneTraining
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.promotion import promote
+from mlproject.tracking.pyfunc import load_version
 from mlproject.tracking.registry import connect, register
 from tests.conftest import paths_in
 from tests.test_transformers import TINY_GPT
@@ -87,7 +88,7 @@ def test_smollm2_fine_tune_is_scored_registered_promoted_over_the_char_rnn_and_g
         assert report["decision"] == "challenger" and report["champion_now"] == "2"
         assert report["candidate_bits_per_byte"] > report["champion_bits_per_byte"]
 
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    model = load_version(f"models:/{NAME}@champion")
     prompts = ["El ", "Quien mucho abarca poco aprieta, y ", ""]
     greedy = model.predict(pd.DataFrame({"prompt": prompts}), params={"max_length": 6, "temperature": 0.0})
     assert list(greedy["prompt"]) == prompts and all(isinstance(t, str) for t in greedy["text"])

@@ -14,7 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from mlproject.config import EvaluateConfig, Paths, Sampling, TrainConfig
+from mlproject.config import EvaluateConfig, Paths, Sampling
+from mlproject.models.settings import Training
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class LanguageModel(ABC):
     @abstractmethod
     def train(
         cls,
-        config: TrainConfig,
+        config: Training,
         seed: int,
         paths: Paths,
         on_epoch: OnRecord | None = None,
@@ -90,12 +91,12 @@ class LanguageModel(ABC):
 
     @classmethod
     @abstractmethod
-    def checkpoint_fingerprint(cls, config: TrainConfig, seed: int, paths: Paths) -> str:
+    def checkpoint_fingerprint(cls, config: Training, seed: int, paths: Paths) -> str:
         """What a checkpoint of this training is trained from (params, seed, data and training
         code): `train` resumes only a checkpoint with the same fingerprint."""
 
     @classmethod
-    def resumable_run_id(cls, config: TrainConfig, seed: int, paths: Paths) -> str | None:
+    def resumable_run_id(cls, config: Training, seed: int, paths: Paths) -> str | None:
         """The MLflow run of an interrupted training that `train` would resume, if any."""
         from mlproject.models import epoch_log
 

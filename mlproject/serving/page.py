@@ -85,10 +85,12 @@ class Studio:
             return self.loaded[version]
         import mlflow
 
+        from mlproject.tracking.pyfunc import load_version
+
         try:  # from this page's store, whatever MLflow's process-wide URIs say
             source = self.client.get_model_version_download_uri(self.name, version)
             folder = mlflow.artifacts.download_artifacts(source, tracking_uri=self.tracking_uri)
-            model = mlflow.pyfunc.load_model(folder)
+            model = load_version(folder)
         except Exception as error:  # whatever broke inside the version, the page stays up
             reason = " ".join(str(error).split())[:300]
             raise Refused(f"v{version} could not be loaded ({type(error).__name__}: {reason})") from None

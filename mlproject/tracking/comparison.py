@@ -100,9 +100,10 @@ def version_rows(client: MlflowClient, name: str, newest: int | None = None) -> 
 
 
 def differing_params(rows: list[VersionRow]) -> list[str]:
-    """The params whose values are not the same in every row (missing counts as a value)."""
+    """The params whose values differ between the rows that have them. A param only some rows have
+    is a setting of their kind (the kind column tells them apart), or one older params lacked."""
     keys = sorted({key for row in rows for key in row.params})
-    return [key for key in keys if len({row.params.get(key) for row in rows}) > 1]
+    return [key for key in keys if len({row.params[key] for row in rows if key in row.params}) > 1]
 
 
 def figure(value: float | None, digits: int = 4) -> str:

@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from mlproject.config import EvaluateConfig, MlflowConfig, Paths, PromoteConfig, StageFailed
 from mlproject.fileio import read_json, write_json
 from mlproject.models.evaluation import SCORE_RULE, NotEveryByte
+from mlproject.tracking.pyfunc import load_version
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOT_COMPARED = "not compared"
@@ -85,7 +86,7 @@ def champion_bits_per_byte(
             f"score_rule is {champion.tags.get('score_rule', 'missing')}, not {SCORE_RULE}); "
             "`mlproject promote --rescore-champion` scores it again under the current rule"
         )
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
+    loaded = load_version(f"models:/{name}/{champion.version}")
     try:
         figures = score_validation(loaded.unwrap_python_model().model, tokens_dir, evaluate_config)
     except NotEveryByte as error:

@@ -7,11 +7,24 @@ and the generated text, so a batch consumer never needs to know which kind of mo
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import mlflow.pyfunc
 import pandas as pd
 
 MODEL_ARTIFACT = "language_model"
+
+
+def load_version(uri: str):
+    """A registered version as a pyfunc, run by this process's own mlproject. MLflow puts the
+    version's copy of the code (its kind's package only) first on sys.path to load it; it comes off
+    again here, or every process started later from this one (a Dask worker) would import mlproject
+    from that copy and fail to load a version of another kind."""
+    path = list(sys.path)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    finally:
+        sys.path[:] = path
 
 
 def default_params() -> dict:
