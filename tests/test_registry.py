@@ -145,9 +145,9 @@ def test_a_candidate_whose_figure_skips_text_is_not_compared(workdir, bundles):
 
 
 def test_registered_model_generates_through_the_pyfunc(workdir, bundles):
-    import pandas as pd
-
     import sys
+
+    import pandas as pd
 
     register_and_promote(workdir, bundles, "trained")
     path = list(sys.path)
