@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import yaml
 from mlproject.cli import QUIET_ENVIRONMENT
 from mlproject.config import Paths
 from mlproject.fileio import copy_paths
+from mlproject.models.settings import Training, settings_class
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = ROOT / "tests" / "data" / "refranes-sample.fortunes"
@@ -59,6 +61,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.servers)
         if BROWSER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.browser)
+
+
+def as_kind(settings: Training, kind: str, **changes) -> Training:
+    """Test settings `settings` as those of kind `kind`: the values both kinds have, then `changes`."""
+    cls = settings_class(kind)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kept = {key: value for key, value in dataclasses.asdict(settings).items() if key in names}
+    return cls(**{**kept, **changes, "kind": kind})
 
 
 def paths_in(root: Path, **names: str | Path) -> Paths:

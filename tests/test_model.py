@@ -12,7 +12,7 @@ from mlproject.models import kinds
 from mlproject.models.interface import Sampling
 from mlproject.models.keras_rnn.network import build_network, set_seed
 from mlproject.models.keras_rnn.settings import RnnTraining
-from mlproject.models.settings import as_kind
+from tests.conftest import as_kind
 
 TEXT = "Más vale pájaro en mano que ciento volando.\n\nA buen entendedor, pocas palabras.\n\n" * 3
 

@@ -12,11 +12,10 @@ from mlproject.config import ConfigError, EvaluateConfig
 from mlproject.fileio import md5_of
 from mlproject.models import kinds
 from mlproject.models.interface import Sampling
-from mlproject.models.settings import as_kind
 from mlproject.models.transformers_lm.gpt import ScratchGPT
 from mlproject.models.transformers_lm.model import scoring_spans
 from mlproject.models.transformers_lm.settings import GptTraining
-from tests.conftest import paths_in
+from tests.conftest import as_kind, paths_in
 
 TINY_GPT = GptTraining(
     kind="gpt",

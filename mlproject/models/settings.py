@@ -96,11 +96,3 @@ def moved_key(key: str, kind: str) -> str | None:
         f"train.{key}: moved to train.{first}.{key}{also}; each kind's own settings have a "
         f"section of their own in params.yaml"
     )
-
-
-def as_kind(settings: Training, kind: str, **changes) -> Training:
-    """`settings` as those of kind `kind`: the values both kinds have, then `changes`."""
-    cls = settings_class(kind)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kept = {key: value for key, value in dataclasses.asdict(settings).items() if key in names}
-    return cls(**{**kept, **changes, "kind": kind})
