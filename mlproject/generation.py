@@ -74,17 +74,12 @@ def champion_batch(config: GenerateConfig, model_name: str, seed: int, tracking_
 
 
 def generate_shard(batch: Batch, prompts: list[str]) -> list[dict]:
-    """Load the batch's version once and generate every prompt of the shard, rows in prompt order."""
-    import mlflow
-    import pandas as pd
+    """Generate every prompt of the shard with the batch's version, run by its own code in a process
+    of its own (tracking/version_process.py), loaded once; rows in prompt order."""
+    from mlproject.tracking import version_process
 
-    from mlproject.tracking.pyfunc import load_version
-
-    mlflow.set_tracking_uri(batch.tracking_uri)
-    mlflow.set_registry_uri(batch.tracking_uri)
-    model = load_version(batch.model_uri)
-    frame = model.predict(pd.DataFrame({"prompt": prompts}), params=batch.sampling)
+    texts = version_process.generate(batch.model_uri, batch.tracking_uri, prompts, batch.sampling)
     return [
         {"prompt": p, "text": t, "model": batch.model_name, "model_version": batch.version, **batch.sampling}
-        for p, t in zip(frame["prompt"], frame["text"])
+        for p, t in zip(prompts, texts)
     ]

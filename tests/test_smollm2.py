@@ -103,4 +103,4 @@ def test_the_fine_tunes_tokens_give_back_text_it_never_saw(trained):
     from tests.test_every_byte import HARD
 
     model = kinds.load(trained / "smollm2" / "model")
-    check_every_byte(model, HARD, model.score(HARD, EVALUATE))
+    check_every_byte("finetune", HARD, model.round_trip(HARD), model.score(HARD, EVALUATE))

@@ -30,25 +30,31 @@ def score_validation(model: LanguageModel, tokens_dir: str, config: EvaluateConf
     and the rule they were measured under."""
     path = validation_text_path(tokens_dir)
     text = path.read_text(encoding="utf-8")
-    totals = model.score(text, config)
-    check_every_byte(model, text, totals)
-    return {"level": model.token_level, **totals.figures(), "validation_md5": md5_of(path), "score_rule": SCORE_RULE}
+    return validation_figures(path, model.kind, model.token_level, model.score(text, config), model.round_trip(text))
 
 
-def check_every_byte(model: LanguageModel, text: str, totals: Totals) -> None:
-    """Raise NotEveryByte unless the model's tokens give `text` back and every byte was scored."""
-    back = model.round_trip(text)
+def validation_figures(path: Path, kind: str, level: str, totals: Totals, back: str) -> dict:
+    """The figures of a model's totals on the validation text at `path`, and `back`, the text its
+    tokens give back, once they pass the rule (check_every_byte); so a model scored in another
+    process (a registered version, tracking/version_process.py) is held to this rule too."""
+    check_every_byte(kind, path.read_text(encoding="utf-8"), back, totals)
+    return {"level": level, **totals.figures(), "validation_md5": md5_of(path), "score_rule": SCORE_RULE}
+
+
+def check_every_byte(kind: str, text: str, back: str, totals: Totals) -> None:
+    """Raise NotEveryByte unless a `kind` model's tokens give `text` back (as `back`) and `totals`
+    paid for every byte of it."""
     if back != text:
         at = next((i for i, (a, b) in enumerate(zip(text, back)) if a != b), min(len(text), len(back)))
         raise NotEveryByte(
-            f"the {model.kind} model's tokens do not give the validation text back (from "
+            f"the {kind} model's tokens do not give the validation text back (from "
             f"character {at}: {text[at : at + 20]!r} came back as {back[at : at + 20]!r}); "
             "its bits per byte would not be the cost of this text"
         )
     size = len(text.encode("utf-8"))
     if (totals.characters, totals.bytes) != (len(text), size):
         raise NotEveryByte(
-            f"the {model.kind} model scored {totals.bytes} of the {size} bytes of the "
+            f"the {kind} model scored {totals.bytes} of the {size} bytes of the "
             "validation text; a figure that skips text is not a bits-per-byte figure"
         )
 

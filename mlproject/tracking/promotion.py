@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import asdict
 
 import mlflow
 from mlflow import MlflowClient
@@ -25,7 +26,7 @@ from mlflow import MlflowClient
 from mlproject.config import EvaluateConfig, MlflowConfig, Paths, PromoteConfig, StageFailed
 from mlproject.fileio import read_json, write_json
 from mlproject.models.evaluation import SCORE_RULE, NotEveryByte
-from mlproject.tracking.pyfunc import load_version
+from mlproject.tracking import version_process
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 NOT_COMPARED = "not compared"
@@ -75,8 +76,6 @@ def champion_bits_per_byte(
     """The champion's figure on the current validation text under the current rule: recorded, or
     re-scored now when the text changed (or when asked). Its own figure on this very text under an
     older rule raises NotComparable."""
-    from mlproject.models.evaluation import score_validation
-
     recorded = recorded_bits_per_byte(champion.tags, validation_md5)
     if recorded is not None and not rescore:
         return recorded, "recorded"
@@ -86,9 +85,10 @@ def champion_bits_per_byte(
             f"score_rule is {champion.tags.get('score_rule', 'missing')}, not {SCORE_RULE}); "
             "`mlproject promote --rescore-champion` scores it again under the current rule"
         )
-    loaded = load_version(f"models:/{name}/{champion.version}")
     try:
-        figures = score_validation(loaded.unwrap_python_model().model, tokens_dir, evaluate_config)
+        figures = version_process.score(
+            f"models:/{name}/{champion.version}", mlflow.get_tracking_uri(), tokens_dir, asdict(evaluate_config)
+        )
     except NotEveryByte as error:
         raise NotComparable(f"champion version {champion.version}: {error}") from None
     client.set_model_version_tag(name, champion.version, rescored_tag(validation_md5), str(figures["bits_per_byte"]))
