@@ -1,6 +1,6 @@
 """The scheduled deployments: training every week, batch generation every day, both run by a
-worker of the CPU work pool; and the training stages that want a GPU (`train.runner`), run by a
-worker of the GPU pool (`make servers` starts one of each, as processes).
+worker of the CPU work pool, and sweeps there on demand; and the training stages that want a GPU
+(`train.runner`), run by a worker of the GPU pool (`make servers` starts one of each, as processes).
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deployments
 
@@ -29,6 +29,7 @@ from tasks.stages import GPU_DEPLOYMENT
 TRAINING = ("flows/training.py:training_flow", "weekly", "0 3 * * 1")  # Mondays 03:00
 GENERATION = ("flows/generation.py:generation_flow", "daily", "0 6 * * *")  # every day 06:00
 STAGES_ON_GPU = "flows/training.py:training_stages_flow"  # started by training runs, never scheduled
+SWEEP = ("flows/sweep.py:sweep_flow", "on-demand")  # a search, started by a person: no schedule
 # Each run works in a workspace of its own (mlproject.workspace) and promotions take a lock in the
 # registry, so runs of one deployment may overlap; more than this many queue for a slot.
 CONCURRENCY = 2
@@ -150,6 +151,23 @@ def deploy(
             f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
             f"runs cloned from {repo}"
         )
+    flow = Flow.from_source(source=str(repo), entrypoint=SWEEP[0])
+    ids.append(
+        flow.deploy(
+            name=SWEEP[1],
+            work_pool_name=pool,
+            parameters={"repo_dir": str(repo)},
+            job_variables=JOB_VARIABLES,
+            build=False,
+            push=False,
+            print_next_steps=False,
+        )
+    )
+    names.append(f"{flow.name}/{SWEEP[1]}")
+    print(
+        f"deployed {flow.name}/{SWEEP[1]}: no schedule (prefect deployment run {flow.name}/{SWEEP[1]} "
+        f"--param name=char-rnn-size), pool {pool}, trials in workspaces cloned from {repo}"
+    )
     gpu_repo = gpu_repo or repo
     flow = Flow.from_source(source=str(gpu_repo), entrypoint=STAGES_ON_GPU)
     name = GPU_DEPLOYMENT.split("/")[1]

@@ -84,6 +84,21 @@ def cmd_serve(params: cfg.Params, args) -> None:
     serve(params.serve, params.mlflow.model_name, params.generate, params.seed, uri)
 
 
+def cmd_sweep(params: cfg.Params, args) -> None:
+    from mlproject.search.sweep import run_sweep
+    from mlproject.search.sweep_file import load_sweep
+
+    sweep = load_sweep(args.name, args.params, args.sweeps)
+    report = run_sweep(sweep, Path(args.params).resolve().parent, args.storage)
+    best, promotion = report["best"], report["promotion"]
+    print(
+        f"sweep {sweep.name}: best trial {best['trial']} at {best['bits_per_byte']:.4f} bits per byte "
+        f"({', '.join(f'{k}={v}' for k, v in best['values'].items())}); version "
+        f"{best['registered']['version']} -> {promotion['decision']}: {promotion['reason']}; "
+        "report: reports/sweep.json"
+    )
+
+
 def cmd_preset(args) -> None:
     presets = Path(args.presets)
     if not args.name:
@@ -239,6 +254,23 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
             sub.epilog_of = functools.partial(section_help, name, raw, params_path)
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     text = (
+        "search for the best model: run the trials of a sweep file (sweeps/NAME.yaml: what to vary, "
+        "the search, the budget, how many side by side), each a pipeline run in a workspace of its "
+        "own, then register the best and put it through the promotion gate. Killed, it resumes "
+        "where it was when started again."
+    )
+    sub = subs.add_parser(
+        "sweep", help="run a sweep of trials (sweeps/NAME.yaml) and promote the best", description=text
+    )
+    sub.add_argument("name", help="a sweep in --sweeps (char-rnn-size, kinds), or a sweep file")
+    sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub.add_argument("--sweeps", default="sweeps", help="folder of sweep files (default: sweeps)")
+    sub.add_argument(
+        "--storage",
+        default=None,
+        help="the Optuna study's database (default: sqlite:///sweeps.db; a PostgreSQL URL on a team's server)",
+    )
+    text = (
         "list the presets of the classic notebook models, or apply one: its keys are written "
         "into params.yaml (comments kept); the other params stay as they are"
     )
@@ -271,7 +303,7 @@ def params_file(argv: list[str] | None) -> str:
     return early.parse_known_args(argv)[0].params
 
 
-COMMANDS = {"summary": cmd_summary, "compare": cmd_compare, "serve": cmd_serve}
+COMMANDS = {"summary": cmd_summary, "compare": cmd_compare, "serve": cmd_serve, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

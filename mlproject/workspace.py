@@ -181,9 +181,15 @@ def tracking_uri(source: Path, workspace: Path) -> str | None:
     relative SQLite file (in MLFLOW_TRACKING_URI or params) means the source's file, not one
     inside the workspace."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or load_params(workspace / "params.yaml").mlflow.tracking_uri
+    absolute = absolute_sqlite(uri, source)
+    return absolute if absolute != uri else None
+
+
+def absolute_sqlite(uri: str, folder: Path) -> str:
+    """A SQLite database URL relative to the working directory, as one to its file in `folder`."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{source / uri.removeprefix('sqlite:///')}"
-    return None
+        return f"sqlite:///{folder / uri.removeprefix('sqlite:///')}"
+    return uri
 
 
 def open_workspace(

@@ -40,6 +40,7 @@ SLOW_MODULES = {
     "test_registry",
     "test_serving",
     "test_smollm2",
+    "test_sweep_runs",
     "test_team",
     "test_train",
     "test_transformers",

@@ -16,6 +16,7 @@ def run(params: Params, args) -> None:
     from mlproject.models import kinds
     from mlproject.tracking import checkpoints as shared_checkpoints
     from mlproject.tracking.registry import connect, flat_params, orchestrator_tags, run_standing_for
+    from mlproject.tracking.trial import pruning_check
 
     p, model_class, settings = params.paths, kinds.kind_class(params.train.kind), params.train.settings()
     if os.environ.get("RANK", "0") != "0":  # a further process of `accelerate launch`: rank 0 tracks
@@ -34,7 +35,7 @@ def run(params: Params, args) -> None:
             f"tracking this training under {'its stand-in ' + previous if previous else 'a new run'}",
             flush=True,
         )
-    started = time.monotonic()
+    started, prune = time.monotonic(), pruning_check()  # None unless a sweep's trial
     with mlflow.start_run(run_id=previous, tags={**orchestrator_tags(), "model_kind": params.train.kind}) as run:
         if previous is None:  # the same flattened names for every kind, so MLflow's compare view lines runs up
             mlflow.log_params(
@@ -57,6 +58,8 @@ def run(params: Params, args) -> None:
             )
             if share:  # after the kind has written the epoch's checkpoint
                 shared_checkpoints.keep(client, run.info.run_id, p.checkpoints, record["epoch"])
+            if prune:
+                prune(record)
 
         def log_step(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])

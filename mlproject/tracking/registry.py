@@ -73,6 +73,7 @@ ORCHESTRATOR_TAGS = {
     "MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id",
     "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url",
     "MLPROJECT_RUN_OVERRIDES": "run_overrides",
+    "MLPROJECT_PARENT_RUN_ID": "mlflow.parentRunId",  # a sweep's run: MLflow shows its trials under it
 }
 
 

@@ -1,0 +1,58 @@
+"""The sweep flow: `mlproject sweep` as a Prefect flow, each trial a task run (its stages' output in
+its log), the report a table artifact. Deployed beside training/weekly by `flows/deployments.py`,
+run on demand: `prefect deployment run sweep/on-demand --param name=char-rnn-size`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from mlproject.search.sweep import run_sweep, run_trial
+from mlproject.search.sweep_file import load_sweep
+from mlproject.workspace import runs_dir
+
+# A trial's arguments are the live study and trial: nothing to cache a trial by.
+trial_task = task(run_trial, name="trial", task_run_name="trial {trial.number}", cache_policy=NO_CACHE)
+
+
+@flow(name="sweep", log_prints=True)
+def sweep_flow(repo_dir: str = ".", name: str = "char-rnn-size", storage: str | None = None) -> dict:
+    """Run the sweep file `name` of `repo_dir` (its sweeps/ folder). The study lives in `storage`
+    (default: sweeps.db in this worker's runs folder), the report beside it: the checkout a run
+    starts from is never written."""
+    repo = Path(repo_dir).resolve()
+    sweep = load_sweep(name, repo / "params.yaml", repo / "sweeps")
+    folder = runs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    report = run_sweep(
+        sweep,
+        repo,
+        storage or f"sqlite:///{folder / 'sweeps.db'}",
+        folder / f"sweep-{sweep.name}.json",
+        run_one=trial_task,
+    )
+    create_table_artifact(
+        key=f"sweep-{sweep.name}",
+        table=[
+            {
+                "trial": row["trial"],
+                "state": row["state"],
+                "bits per byte": row["bits_per_byte"],
+                **{key: str(value) for key, value in row["values"].items()},
+                "reason": row["reason"],
+            }
+            for row in report["trials"]
+        ],
+        description=f"sweep {sweep.name}: the best, trial {report['best']['trial']}, "
+        f"-> {report['promotion']['decision']}: {report['promotion']['reason']}",
+    )
+    return report
+
+
+if __name__ == "__main__":
+    sweep_flow(".", sys.argv[1] if len(sys.argv) > 1 else "char-rnn-size")

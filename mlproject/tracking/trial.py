@@ -1,0 +1,57 @@
+"""A training run that is a sweep's trial: each epoch's val_loss goes to the trial's Optuna study,
+whose pruner may stop it (mlproject/search/study.py). Outside a sweep nothing here runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+from mlproject.config import StageFailed
+
+# Set by the sweep for its trials' stages: {"storage", "study", "trial" (its number), "pruner"}.
+TRIAL = "MLPROJECT_SWEEP_TRIAL"
+PRUNERS = ("median", "none")
+PRUNED_AT = "pruned_at_epoch"  # the trial's user attribute, and the MLflow run's tag
+
+
+class TrialPruned(StageFailed):
+    """The sweep's pruner stopped this training: it cannot beat the trials before it."""
+
+
+def make_pruner(name: str):
+    """The pruner a sweep file names: the study's and its trials' trainings' (Optuna keeps none)."""
+    import optuna
+
+    # Two finished trials are enough to know a hopeless one: a sweep here is a handful of trials.
+    return optuna.pruners.MedianPruner(n_startup_trials=2) if name == "median" else optuna.pruners.NopPruner()
+
+
+def pruning_check() -> Callable[[dict], None] | None:
+    """For a trial's training, a callable given each epoch's record: it reports the record's
+    val_loss to the study and raises TrialPruned when the pruner says stop. None outside a sweep."""
+    if not os.environ.get(TRIAL):
+        return None
+    import mlflow
+    import optuna
+
+    spec = json.loads(os.environ[TRIAL])
+    storage = optuna.storages.RDBStorage(spec["storage"])
+    study = optuna.load_study(study_name=spec["study"], storage=storage, pruner=make_pruner(spec["pruner"]))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(spec["study"]), spec["trial"]
+    )
+    trial = optuna.trial.Trial(study, trial_id)
+
+    def check(record: dict) -> None:
+        trial.report(record["val_loss"], step=int(record.get("step", record["epoch"])))
+        if trial.should_prune():
+            storage.set_trial_user_attr(trial_id, PRUNED_AT, record["epoch"])
+            if mlflow.active_run():  # the training run
+                mlflow.set_tags({PRUNED_AT: str(record["epoch"]), "sweep_trial_state": "pruned"})
+            raise TrialPruned(
+                f"trial {spec['trial']} of {spec['study']} pruned at epoch {record['epoch']}: its val_loss "
+                f"{record['val_loss']:.4f} is worse than the median of the trials before it there"
+            )
+
+    return check
