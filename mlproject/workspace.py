@@ -303,6 +303,7 @@ NOT_SOURCES = {
     "mlruns",
     "mlartifacts",
     "mlflow.db",
+    "sweeps.db",
     "gx",
     ".prefect",
     ".servers",
