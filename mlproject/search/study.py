@@ -17,12 +17,9 @@ INTERRUPTED = "interrupted"  # a trial whose sweep was killed: run again when th
 
 
 def sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
-    if sweep.search == "grid":
-        space = {d.key: [json.dumps(v) for v in d.grid_values()] for d in sweep.dimensions}
-        return optuna.samplers.GridSampler(space, seed=seed)
-    if sweep.search == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    # A grid is its points queued (open_study); Optuna's GridSampler stops the study itself, which
+    # only an optimize loop can take, not a sweep that asks and tells.
+    return optuna.samplers.TPESampler(seed=seed) if sweep.search == "tpe" else optuna.samplers.RandomSampler(seed=seed)
 
 
 def open_study(sweep: Sweep, seed: int, storage: str = DEFAULT_STORAGE) -> optuna.Study:
@@ -45,6 +42,9 @@ def open_study(sweep: Sweep, seed: int, storage: str = DEFAULT_STORAGE) -> optun
         store.set_trial_user_attr(trial_id, INTERRUPTED, True)
         store.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, skip_if_exists=False)
+    if sweep.search == "grid":
+        for point in sweep.grid():  # each point once, however often the sweep resumes
+            study.enqueue_trial({k: json.dumps(v) for k, v in point.items()}, skip_if_exists=True)
     return study
 
 

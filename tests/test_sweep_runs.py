@@ -1,0 +1,113 @@
+"""A real sweep on the tiny project: trials side by side in workspaces of their own, the stages
+they share run once, one MLflow parent run over the trials' runs, a killed sweep resumed, and the
+best trial through the promotion gate."""
+
+import os
+import signal
+import subprocess
+import time
+
+import mlflow
+import optuna
+import pytest
+import yaml
+
+from mlproject.fileio import read_json
+from mlproject.workspace import RUNS_DIR
+from tests.conftest import BIN, git
+
+SWEEP = {
+    "search": "grid",
+    "parallelism": 2,
+    "pruner": "none",
+    "params": {"train.rnn.units": [8, 16, 24, 32]},
+}
+
+
+def sweep(project, name: str, env: dict, wait_for_finished: int | None = None) -> subprocess.CompletedProcess:
+    """`mlproject sweep NAME` in the project; killed (its whole process group) once the study
+    has `wait_for_finished` finished trials, when given."""
+    command = [str(BIN / "mlproject"), "sweep", name]
+    if wait_for_finished is None:
+        return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(2)
+        if (project / "sweeps.db").exists() and len(finished_trials(project)) >= wait_for_finished:
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, process.stdout.read(), "")
+
+
+def finished_trials(project) -> list:
+    storage = f"sqlite:///{project / 'sweeps.db'}"
+    summaries = optuna.get_all_study_summaries(storage)
+    if not summaries:
+        return []
+    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+@pytest.fixture
+def sweep_project(project, tmp_path):
+    (project / "sweeps").mkdir()
+    (project / "sweeps" / "sizes.yaml").write_text(yaml.safe_dump(SWEEP))
+    (project / "sweeps" / "worse.yaml").write_text(
+        yaml.safe_dump({**SWEEP, "parallelism": 1, "params": {"train.max_steps_per_epoch": [1]}})
+    )
+    git(project, "add", "sweeps")
+    git(project, "commit", "-qm", "sweeps")
+    return project
+
+
+def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_its_best(sweep_project, tmp_path):
+    project = sweep_project
+    env = {**os.environ, RUNS_DIR: str(tmp_path / "runs"), "MLPROJECT_KEEP_RUNS": "20"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    killed = sweep(project, "sizes", env, wait_for_finished=2)
+    assert "shared: tokenize" in killed.stdout, killed.stdout[-3000:]
+    finished_before = len(finished_trials(project))
+    assert 2 <= finished_before < 4, killed.stdout[-3000:]
+
+    resumed = sweep(project, "sizes", env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"({finished_before} trials finished before)" in resumed.stdout
+    started = [line for line in resumed.stdout.splitlines() if line.startswith("trial ") and "train.rnn.units=" in line]
+    assert len(started) == 4 - finished_before, resumed.stdout  # only the others, the interrupted ones again
+    trials = finished_trials(project)
+    assert sorted(t.user_attrs["values"]["train.rnn.units"] for t in trials) == [8, 16, 24, 32]  # each once
+
+    # The stages every trial shares ran once, in the sweep's shared workspace; each trial restored them.
+    logs = sorted((tmp_path / "runs").glob("sweep-sizes-[0-9]*/sweep.log"))
+    assert logs and all("Running stage 'tokenize'" not in log.read_text() for log in logs)
+
+    report = read_json(project / "reports" / "sweep.json")
+    best = min(trials, key=lambda t: t.value)
+    assert report["best"]["trial"] == best.number and report["best"]["bits_per_byte"] == best.value
+    assert report["promotion"]["decision"] == "promoted" and report["promotion"]["candidate_version"] == "1"
+
+    # One parent run in MLflow, each trial's training run a child of it, carrying the trial's figure.
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("text-generation")
+    parents = client.search_runs([experiment.experiment_id], "tags.sweep = 'sizes'")
+    assert len(parents) == 1
+    children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    complete = [c for c in children if c.data.tags.get("sweep_trial_state") == "complete"]
+    assert sorted(c.data.metrics["validation_bits_per_byte"] for c in complete) == sorted(t.value for t in trials)
+
+    # A sweep whose best is worse than the champion: registered, and challenger.
+    worse = sweep(project, "worse", env)
+    assert worse.returncode == 0, worse.stdout[-3000:] + worse.stderr[-3000:]
+    report = read_json(project / "reports" / "sweep.json")
+    assert report["promotion"]["decision"] == "challenger" and report["promotion"]["champion_now"] == "1"
+    assert "-> challenger" in worse.stdout
