@@ -105,8 +105,12 @@ servers: setup corpus postgres
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
 
+# Two test processes, one per core, each taking whole test files: half the suite waits on servers
+# and subprocesses, so the other process uses that core (docs/tests.md has the figures).
+PYTEST_PROCESSES = -n 2 --dist loadfile
+
 test: setup corpus test-site postgres sshd chromium lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PROCESSES)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -114,7 +118,7 @@ lint: setup
 
 # The inner loop: what needs no server, browser, whole pipeline or real model (tests/conftest.py).
 test-fast: setup corpus test-site lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_PROCESSES) -m "not slow"
 
 bench: setup corpus test-site
 	$(BIN)/python -m benchmarks.fidelity

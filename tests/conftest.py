@@ -53,7 +53,28 @@ SLOW_FIXTURES = {"reproduced", "browser_page", "team"}
 SERVER_MODULES, BROWSER_FIXTURES = {"test_team"}, {"chromium", "browser_page"}
 
 
+# The longest files first (docs/tests.md has their times), so the two test processes of `make test`
+# (one file at a time each) do not end with one of them alone on a long file.
+LONGEST_FIRST = [
+    "test_team",
+    "test_benchmarks",
+    "test_registry",
+    "test_train",
+    "test_sweep_runs",
+    "test_presets",
+    "test_pipeline",
+    "test_smollm2",
+    "test_workspace",
+    "test_comparison",
+]
+
+
 def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
     for item in items:
         module, fixtures = item.module.__name__.rsplit(".", 1)[-1], set(item.fixturenames)
         if module in SLOW_MODULES or SLOW_FIXTURES & fixtures:
