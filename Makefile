@@ -105,8 +105,8 @@ servers: setup corpus postgres
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
 
-# Two test processes, one per core, each taking whole test files: half the suite waits on servers
-# and subprocesses, so the other process uses that core (docs/tests.md has the figures).
+# Two test processes, one per core, each taking a whole file at a time (its module fixtures made
+# once): run in one process, the suite kept one core busy on average (docs/tests.md).
 PYTEST_PROCESSES = -n 2 --dist loadfile
 
 test: setup corpus test-site postgres sshd chromium lint

@@ -63,6 +63,9 @@ def cmd_compare(params: cfg.Params, args) -> None:
     """The registered versions in one table, and their validation-loss curves in one plot."""
     from mlproject.tracking.comparison import compare, table, verdict
 
+    if args.sweep:
+        compare_sweep(params, args.sweep)
+        return
     uri = connect_to_registered(params)
     rows, written = compare(params.compare, params.mlflow.model_name)
     print(f"{params.mlflow.model_name} in {uri}: the newest {len(rows)} version(s)\n")
@@ -74,6 +77,23 @@ def cmd_compare(params: cfg.Params, args) -> None:
     print("in vocab: the share of validation bytes the version's vocabulary covers; its speller pays for the rest")
     print(f"\n{verdict(rows)}")
     print(f"validation-loss curves: {', '.join(map(str, written))}")
+
+
+def compare_sweep(params: cfg.Params, sweep: str) -> None:
+    """The trials of the newest run of a sweep, ranked by bits per byte."""
+    from mlflow import MlflowClient
+
+    from mlproject.tracking.comparison import sweep_trials, trial_table
+    from mlproject.tracking.registry import connect
+
+    uri = connect(params.mlflow)
+    parent, rows = sweep_trials(MlflowClient(), params.mlflow.experiment, sweep)
+    if not parent:
+        raise cfg.StageFailed(
+            f"no run of sweep {sweep} in {uri} (experiment {params.mlflow.experiment}); run mlproject sweep {sweep}"
+        )
+    print(f"sweep {sweep} (MLflow run {parent} in {uri}): {len(rows)} trial run(s), best first\n")
+    print(trial_table(rows))
 
 
 def cmd_serve(params: cfg.Params, args) -> None:
@@ -252,6 +272,12 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
         sub = subs.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
         if name in SECTION_OF:
             sub.epilog_of = functools.partial(section_help, name, raw, params_path)
+        if name == "compare":
+            sub.add_argument(
+                "--sweep",
+                metavar="NAME",
+                help="instead: the trials of sweep NAME's newest run, ranked (mlproject sweep)",
+            )
         sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     text = (
         "search for the best model: run the trials of a sweep file (sweeps/NAME.yaml: what to vary, "

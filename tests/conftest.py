@@ -54,7 +54,7 @@ SERVER_MODULES, BROWSER_FIXTURES = {"test_team"}, {"chromium", "browser_page"}
 
 
 # The longest files first (docs/tests.md has their times), so the two test processes of `make test`
-# (one file at a time each) do not end with one of them alone on a long file.
+# (one whole file at a time each) do not end with one of them alone on a long file.
 LONGEST_FIRST = [
     "test_team",
     "test_benchmarks",
@@ -238,6 +238,8 @@ def browser_page(chromium):
     host are refused and listed in `blocked`."""
     from urllib.parse import urlparse
 
+    from playwright.sync_api import expect
+
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     blocked: list[str] = []
 
@@ -252,6 +254,9 @@ def browser_page(chromium):
     context.route("**/*", only_local)
     page = context.new_page()
     page.set_default_timeout(60_000)
+    # Assertions wait as long as actions: a UI's first render takes seconds more while the other
+    # test process trains (expect's own default is 5 s).
+    expect.set_options(timeout=60_000)
     yield OfflinePage(page, blocked)
     context.close()
 

@@ -111,3 +111,25 @@ def test_a_killed_sweeps_running_trials_run_again_with_their_values(tmp_path):
     assert [t.number for t in sweep_study.finished(again)] == [done.number]  # the interrupted one does not count
     rerun = again.ask()
     assert sweep_study.suggest(rerun, sweep) == values
+
+
+def test_compare_names_a_sweep_that_never_ran(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, "-m", "mlproject.cli", "compare", "--sweep", "sizes"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]  # after MLflow's own lines on making a new store
+    assert last.startswith("mlproject compare: error: no run of sweep sizes in sqlite:///"), last
+
+
+def test_the_sweep_flow_runs_each_trial_as_a_task_named_after_it():
+    from flows.sweep import sweep_flow, trial_task
+
+    assert sweep_flow.name == "sweep" and trial_task.name == "trial"
+    assert trial_task.task_run_name == "trial {trial.number}"

@@ -88,8 +88,10 @@ def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_i
     assert sorted(t.user_attrs["values"]["train.rnn.units"] for t in trials) == [8, 16, 24, 32]  # each once
 
     # The stages every trial shares ran once, in the sweep's shared workspace; each trial restored them.
-    logs = sorted((tmp_path / "runs").glob("sweep-sizes-[0-9]*/sweep.log"))
-    assert logs and all("Running stage 'tokenize'" not in log.read_text() for log in logs)
+    logs = sorted((tmp_path / "runs").glob("sweep-sizes-trial-*/sweep.log"))
+    assert len(logs) >= 4 and all("Running stage 'tokenize'" not in log.read_text() for log in logs)
+    shared = sorted((tmp_path / "runs").glob("sweep-sizes-shared-*/sweep.log"), key=lambda log: log.stat().st_mtime)
+    assert ["Running stage 'tokenize'" in log.read_text() for log in shared] == [True, False]  # killed, resumed
 
     report = read_json(project / "reports" / "sweep.json")
     best = min(trials, key=lambda t: t.value)
@@ -104,6 +106,15 @@ def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_i
     children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
     complete = [c for c in children if c.data.tags.get("sweep_trial_state") == "complete"]
     assert sorted(c.data.metrics["validation_bits_per_byte"] for c in complete) == sorted(t.value for t in trials)
+
+    compared = subprocess.run(
+        [str(BIN / "mlproject"), "compare", "--sweep", "sizes"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert compared.returncode == 0, compared.stderr
+    ranked = [line.split() for line in compared.stdout.splitlines() if line[:1].isdigit()]
+    assert [row[0] for row in ranked] == ["1", "2", "3", "4"] and all(row[1] == "complete" for row in ranked)
+    assert [float(row[2]) for row in ranked] == sorted(round(t.value, 4) for t in trials)
+    assert all(row[-1].startswith("train.units=") for row in ranked)  # the one param that differs (as logged)
 
     # A sweep whose best is worse than the champion: registered, and challenger.
     worse = sweep(project, "worse", env)

@@ -224,6 +224,7 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     )
     assert "deployed training/weekly" in deployed.stdout and "deployed batch-generation/daily" in deployed.stdout
     assert "up to 2 runs at once" in deployed.stdout and "deployed training-stages/gpu: pool gpu" in deployed.stdout
+    assert "deployed sweep/on-demand: no schedule" in deployed.stdout
 
     # Two people train two settings at once from the Prefect CLI, each run in its own workspace;
     # the second sends train and evaluate to the GPU pool (train.runner: gpu).

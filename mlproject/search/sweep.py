@@ -94,7 +94,7 @@ def run_sweep(
         flush=True,
     )
     parent = parent_run(sweep, study)
-    shared = open_workspace(source, f"sweep-{sweep.name}", preset=sweep.preset)
+    shared = open_workspace(source, f"sweep-{sweep.name}-shared", preset=sweep.preset)
     run_stages(
         SHARED_STAGES, shared.path, shared.env, shared.path / "sweep.log", lambda s: print(f"  shared: {s}", flush=True)
     )
@@ -164,7 +164,9 @@ def run_trial(
     shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
     print(f"trial {number}: {shown}", flush=True)
     try:
-        workspace = open_workspace(source, f"sweep-{sweep.name}-{number}", preset=preset or sweep.preset, values=pairs)
+        workspace = open_workspace(
+            source, f"sweep-{sweep.name}-trial-{number}", preset=preset or sweep.preset, values=pairs
+        )
     except StageFailed as error:
         return Outcome(number, values, "failed", reason=str(error))
     env = {

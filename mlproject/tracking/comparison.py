@@ -223,3 +223,60 @@ def compare(config: CompareConfig, name: str) -> tuple[list[VersionRow], list[Pa
     client = MlflowClient()
     rows = version_rows(client, name, config.max_versions)
     return rows, (write_plot(loss_curves(client, rows), config.output) if rows else [])
+
+
+@dataclass
+class TrialRow:
+    run_id: str
+    state: str  # complete, pruned, or running/failed (the MLflow run's status)
+    bits_per_byte: float | None
+    training_seconds: float | None
+    params: dict[str, str]
+
+
+def sweep_trials(client: MlflowClient, experiment: str, sweep: str) -> tuple[str, list[TrialRow]]:
+    """The newest run of sweep `sweep` (tag `sweep`) and its trials' training runs, best first."""
+    found = client.get_experiment_by_name(experiment)
+    parents = (
+        client.search_runs([found.experiment_id], f"tags.sweep = '{sweep}'", order_by=["start_time DESC"])
+        if found
+        else []
+    )
+    if not parents:
+        return "", []
+    parent = parents[0].info.run_id
+    children = client.search_runs([found.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    rows = [
+        TrialRow(
+            run.info.run_id,
+            run.data.tags.get("sweep_trial_state") or run.info.status.lower(),
+            run.data.metrics.get("validation_bits_per_byte"),
+            run.data.metrics.get("training_seconds"),
+            dict(run.data.params),
+        )
+        for run in children
+    ]
+    return parent, sorted(rows, key=lambda row: (row.bits_per_byte is None, row.bits_per_byte or 0.0))
+
+
+def trial_table(rows: list[TrialRow]) -> str:
+    """The trials ranked, with the params that set them apart."""
+    differing = differing_params(rows)
+    header = ["rank", "state", "bits/byte", "train time", "run", "params that differ"]
+    lines = [
+        [
+            str(rank) if row.bits_per_byte is not None else "-",
+            row.state,
+            figure(row.bits_per_byte),
+            "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
+            row.run_id[:8],
+            " ".join(f"{key}={row.params.get(key, '-')}" for key in differing) or "-",
+        ]
+        for rank, row in enumerate(rows, start=1)
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+
+    def render(cells) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
