@@ -95,6 +95,11 @@ def run_sweep(
     )
     parent = parent_run(sweep, study)
     shared = open_workspace(source, f"sweep-{sweep.name}-shared", preset=sweep.preset)
+    if shared.left_out:
+        print(
+            f"sweep {sweep.name}: {source} has uncommitted changes: the trials run its commit "
+            f"{shared.commit[:10]} without them"
+        )
     run_stages(
         SHARED_STAGES, shared.path, shared.env, shared.path / "sweep.log", lambda s: print(f"  shared: {s}", flush=True)
     )
