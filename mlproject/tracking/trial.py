@@ -23,8 +23,11 @@ def make_pruner(name: str):
     """The pruner a sweep file names: the study's and its trials' trainings' (Optuna keeps none)."""
     import optuna
 
-    # Two finished trials are enough to know a hopeless one: a sweep here is a handful of trials.
-    return optuna.pruners.MedianPruner(n_startup_trials=2) if name == "median" else optuna.pruners.NopPruner()
+    # Two finished trials are enough to know a hopeless one (a sweep here is a handful of trials);
+    # never at the first epoch, where a smaller or slower-learning model trails and then catches up.
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
 
 
 def pruning_check() -> Callable[[dict], None] | None:
@@ -44,7 +47,7 @@ def pruning_check() -> Callable[[dict], None] | None:
     trial = optuna.trial.Trial(study, trial_id)
 
     def check(record: dict) -> None:
-        trial.report(record["val_loss"], step=int(record.get("step", record["epoch"])))
+        trial.report(record["val_loss"], step=int(record["epoch"]))  # by epoch for every kind
         if trial.should_prune():
             storage.set_trial_user_attr(trial_id, PRUNED_AT, record["epoch"])
             if mlflow.active_run():  # the training run
