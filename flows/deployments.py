@@ -118,6 +118,22 @@ def crash_unresponsive_runs(deployments: list[UUID], seconds: int = UNRESPONSIVE
     ).create()
 
 
+def deploy_flow(repo: Path, entrypoint: str, name: str, pool: str, **options) -> tuple[str, UUID]:
+    """One flow of `repo` deployed to `pool`, its runs cloning `repo`; its name and id."""
+    flow = Flow.from_source(source=str(repo), entrypoint=entrypoint)
+    deployment = flow.deploy(
+        name=name,
+        work_pool_name=pool,
+        parameters={"repo_dir": str(repo)},
+        job_variables=JOB_VARIABLES,
+        build=False,
+        push=False,
+        print_next_steps=False,
+        **options,
+    )
+    return f"{flow.name}/{name}", deployment
+
+
 def deploy(
     repo: Path,
     pool: str,
@@ -132,59 +148,26 @@ def deploy(
     names, ids = [], []
     limit = ConcurrencyLimitConfig(limit=concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     for (entrypoint, name, _), cron in ((TRAINING, training_cron), (GENERATION, generation_cron)):
-        flow = Flow.from_source(source=str(repo), entrypoint=entrypoint)
-        ids.append(
-            flow.deploy(
-                name=name,
-                work_pool_name=pool,
-                cron=cron,
-                concurrency_limit=limit,
-                parameters={"repo_dir": str(repo)},
-                job_variables=JOB_VARIABLES,
-                build=False,
-                push=False,
-                print_next_steps=False,
-            )
-        )
-        names.append(f"{flow.name}/{name}")
+        deployed, deployment = deploy_flow(repo, entrypoint, name, pool, cron=cron, concurrency_limit=limit)
+        names.append(deployed)
+        ids.append(deployment)
         print(
-            f"deployed {flow.name}/{name}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
+            f"deployed {deployed}: cron '{cron}' (UTC), pool {pool}, up to {concurrency} runs at once, "
             f"runs cloned from {repo}"
         )
-    flow = Flow.from_source(source=str(repo), entrypoint=SWEEP[0])
-    ids.append(
-        flow.deploy(
-            name=SWEEP[1],
-            work_pool_name=pool,
-            parameters={"repo_dir": str(repo)},
-            job_variables=JOB_VARIABLES,
-            build=False,
-            push=False,
-            print_next_steps=False,
-        )
-    )
-    names.append(f"{flow.name}/{SWEEP[1]}")
+    deployed, deployment = deploy_flow(repo, SWEEP[0], SWEEP[1], pool)
+    names.append(deployed)
+    ids.append(deployment)
     print(
-        f"deployed {flow.name}/{SWEEP[1]}: no schedule (prefect deployment run {flow.name}/{SWEEP[1]} "
+        f"deployed {deployed}: no schedule (prefect deployment run {deployed} "
         f"--param name=char-rnn-size), pool {pool}, trials in workspaces cloned from {repo}"
     )
     gpu_repo = gpu_repo or repo
-    flow = Flow.from_source(source=str(gpu_repo), entrypoint=STAGES_ON_GPU)
-    name = GPU_DEPLOYMENT.split("/")[1]
-    ids.append(
-        flow.deploy(
-            name=name,
-            work_pool_name=gpu_pool,
-            parameters={"repo_dir": str(gpu_repo)},
-            job_variables=JOB_VARIABLES,
-            build=False,
-            push=False,
-            print_next_steps=False,
-        )
-    )
-    names.append(f"{flow.name}/{name}")
+    deployed, deployment = deploy_flow(gpu_repo, STAGES_ON_GPU, GPU_DEPLOYMENT.split("/")[1], gpu_pool)
+    names.append(deployed)
+    ids.append(deployment)
     print(
-        f"deployed {flow.name}/{name}: pool {gpu_pool}, train and evaluate of the training runs that want a "
+        f"deployed {deployed}: pool {gpu_pool}, train and evaluate of the training runs that want a "
         f"GPU (train.runner), in workspaces cloned from {gpu_repo}"
     )
     crash_unresponsive_runs(ids, unresponsive_after)

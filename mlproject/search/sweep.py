@@ -42,7 +42,6 @@ class Outcome:
     run_id: str | None = None
     reason: str = ""
     seconds: float = 0.0
-    workspace: str = ""
 
 
 def run_stages(stages, workspace, env: dict, log: Path, say) -> None:
@@ -191,9 +190,7 @@ def run_trial(
     except StageFailed as error:
         pruned = trial_attrs(study, number).get(PRUNED_AT)
         state = "pruned" if pruned is not None else "failed"
-        outcome = Outcome(
-            number, values, state, reason=str(error), seconds=time.monotonic() - started, workspace=str(workspace.path)
-        )
+        outcome = Outcome(number, values, state, reason=str(error), seconds=time.monotonic() - started)
         print(f"trial {number}: {state}{f' at epoch {pruned}' if pruned is not None else ''}: {error}", flush=True)
         return outcome
     metrics = read_json(workspace.path / paths.metrics)
@@ -205,7 +202,6 @@ def run_trial(
         metrics["bits_per_byte"],
         run_id,
         seconds=time.monotonic() - started,
-        workspace=str(workspace.path),
     )
     record_child(outcome)
     print(f"trial {number}: {outcome.bits_per_byte:.4f} bits per byte in {outcome.seconds:.0f} s", flush=True)
