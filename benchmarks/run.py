@@ -411,10 +411,10 @@ def render(
 
 
 def with_recorded_sections(text: str, out: str) -> str:
-    """Sections 8 to 11, from the figures `python -m benchmarks.batch_generation`,
-    `python -m benchmarks.fidelity`, `python -m benchmarks.speller` and `python -m
-    benchmarks.workspaces` recorded beside `out`."""
-    from benchmarks import batch_generation, fidelity, speller, workspaces
+    """Sections 8 to 12, from the figures `python -m benchmarks.batch_generation`,
+    `python -m benchmarks.fidelity`, `python -m benchmarks.speller`, `python -m
+    benchmarks.workspaces` and `python -m benchmarks.sweep` recorded beside `out`."""
+    from benchmarks import batch_generation, fidelity, speller, sweep, workspaces
 
     sections = []
     for name, module in (
@@ -422,6 +422,7 @@ def with_recorded_sections(text: str, out: str) -> str:
         ("RESULTS-fidelity.json", fidelity),
         ("RESULTS-speller.json", speller),
         ("RESULTS-workspaces.json", workspaces),
+        ("RESULTS-sweep.json", sweep),
     ):
         recorded = Path(out).with_name(name)
         sections += module.lines(json.loads(recorded.read_text()) if recorded.is_file() else None)

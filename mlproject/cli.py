@@ -7,6 +7,7 @@ Bad input ends with a one-line error naming the key or file, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 import os
@@ -109,6 +110,10 @@ def cmd_sweep(params: cfg.Params, args) -> None:
     from mlproject.search.sweep_file import load_sweep
 
     sweep = load_sweep(args.name, args.params, args.sweeps)
+    if args.parallelism is not None:
+        if args.parallelism < 1:
+            raise cfg.ConfigError(f"--parallelism {args.parallelism}: expected trials side by side, from 1")
+        sweep = dataclasses.replace(sweep, parallelism=args.parallelism)
     report = run_sweep(sweep, Path(args.params).resolve().parent, args.storage)
     best, promotion = report["best"], report["promotion"]
     print(
@@ -295,6 +300,9 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
         "--storage",
         default=None,
         help="the Optuna study's database (default: sqlite:///sweeps.db; a PostgreSQL URL on a team's server)",
+    )
+    sub.add_argument(
+        "--parallelism", type=int, default=None, help="trials side by side (default: the sweep file's parallelism)"
     )
     text = (
         "list the presets of the classic notebook models, or apply one: its keys are written "

@@ -227,6 +227,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         outcome.state, optuna.trial.TrialState.FAIL
     )
     trial.set_user_attr("reason", outcome.reason)
+    trial.set_user_attr("seconds", round(outcome.seconds, 1))
     if outcome.run_id:
         trial.set_user_attr("mlflow_run_id", outcome.run_id)
     study.tell(trial, outcome.bits_per_byte if state == optuna.trial.TrialState.COMPLETE else None, state=state)
@@ -246,6 +247,7 @@ def gate(sweep: Sweep, study: optuna.Study, source: Path, parent: str, report_pa
             "bits_per_byte": t.value,
             "values": t.user_attrs["values"],
             "reason": t.user_attrs.get("reason", ""),
+            "seconds": t.user_attrs.get("seconds"),
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
         }
         for t in sorted(trials, key=lambda t: t.number)
