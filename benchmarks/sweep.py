@@ -2,7 +2,7 @@
 at a time and two side by side, against the default preset's own pipeline run.
 
     python -m benchmarks.sweep                     # about 2 hours on 2 cores
-    python -m benchmarks.sweep --parallelism 2     # one side only
+    python -m benchmarks.sweep --parallelism 2 --keep-default   # one side only
     python -m benchmarks.run --render-only         # puts it in RESULTS.md (section 12)
 
 Writes benchmarks/RESULTS-sweep.json (each side is kept when the other is measured alone). Each run
@@ -136,11 +136,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parallelism", type=int, action="append", help="measure this side only (repeatable)")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument(
+        "--keep-default", action="store_true", help="keep the default preset's figure recorded in --out, if any"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     figures = json.loads(out.read_text()) if out.is_file() else {"sides": {}}
-    print("the default preset (dvc repro evaluate in a fresh clone)", flush=True)
-    figures["default"] = default_preset()
+    if not (args.keep_default and "default" in figures):
+        print("the default preset (dvc repro evaluate in a fresh clone)", flush=True)
+        figures["default"] = default_preset()
     for parallelism in args.parallelism or [1, 2]:
         print(f"sweep {SWEEP}, {parallelism} side by side (fresh clone)", flush=True)
         figures["sides"][str(parallelism)] = sweep(parallelism)

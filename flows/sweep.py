@@ -12,6 +12,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mlproject.search.study import storage_url
 from mlproject.search.sweep import run_sweep, run_trial
 from mlproject.search.sweep_file import load_sweep
 from mlproject.workspace import runs_dir
@@ -23,8 +24,9 @@ trial_task = task(run_trial, name="trial", task_run_name="trial {trial.number}",
 @flow(name="sweep", log_prints=True)
 def sweep_flow(repo_dir: str = ".", name: str = "char-rnn-size", storage: str | None = None) -> dict:
     """Run the sweep file `name` of `repo_dir` (its sweeps/ folder). The study lives in `storage`
-    (default: sweeps.db in this worker's runs folder), the report beside it: the checkout a run
-    starts from is never written."""
+    (default: MLPROJECT_SWEEP_STORAGE, which the team's servers give their workers, else sweeps.db
+    in this worker's runs folder), the report in that folder: the checkout a run starts from is
+    never written."""
     repo = Path(repo_dir).resolve()
     sweep = load_sweep(name, repo / "params.yaml", repo / "sweeps")
     folder = runs_dir()
@@ -32,7 +34,7 @@ def sweep_flow(repo_dir: str = ".", name: str = "char-rnn-size", storage: str | 
     report = run_sweep(
         sweep,
         repo,
-        storage or f"sqlite:///{folder / 'sweeps.db'}",
+        storage_url(storage, default=f"sqlite:///{folder / 'sweeps.db'}"),
         folder / f"sweep-{sweep.name}.json",
         run_one=trial_task,
     )

@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlproject.search.study import STORAGE as STUDY_STORAGE
 from mlproject.workspace import RUNS_DIR
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15 (make servers installs it)
@@ -230,7 +231,11 @@ class Servers:
 
     def client_environment(self) -> dict[str, str]:
         """What a client (the CLI, a worker, a test) needs to reach these servers."""
-        return {"MLFLOW_TRACKING_URI": self.mlflow_url, "PREFECT_API_URL": self.prefect_api_url}
+        return {
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "PREFECT_API_URL": self.prefect_api_url,
+            STUDY_STORAGE: postgres_url(self.postgres_port, "optuna", "psycopg2"),  # the sweeps' studies
+        }
 
     def spawn(self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
         """A server in its own process group (they start workers of their own), logging to a file."""
@@ -252,7 +257,7 @@ class Servers:
         there and one of the GPU pool in a folder of its own (on one machine both are processes)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.postgres.start()
-        for database in ("mlflow", "prefect"):
+        for database in ("mlflow", "prefect", "optuna"):
             self.postgres.create_database(database)
         prefect = self.spawn(
             "prefect",

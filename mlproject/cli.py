@@ -105,6 +105,18 @@ def cmd_serve(params: cfg.Params, args) -> None:
     serve(params.serve, params.mlflow.model_name, params.generate, params.seed, uri)
 
 
+def cmd_register_run(params: cfg.Params, args) -> None:
+    from mlproject.tracking.register_run import register_run
+    from mlproject.tracking.registry import connect
+
+    outcome = register_run(args.run, Path(args.params).resolve().parent, connect(params.mlflow))
+    registered, promotion = outcome["registered"], outcome["promotion"]
+    print(
+        f"register: version {registered['version']} of {registered['model_name']} (run {registered['run_id']}) "
+        f"-> {promotion['decision']}: {promotion['reason']}"
+    )
+
+
 def cmd_sweep(params: cfg.Params, args) -> None:
     from mlproject.search.sweep import run_sweep
     from mlproject.search.sweep_file import load_sweep
@@ -167,6 +179,14 @@ SUMMARIES = {
 
 def run_stage(stage: str, params: cfg.Params, args) -> None:
     """Only this stage's module is imported: its code is what dvc.yaml lists as its deps."""
+    if stage in os.environ.get(cfg.RESTORE_ONLY, "").split(","):
+        raise cfg.StageFailed(
+            "this run's stages may only be restored from the DVC remote, and it has no run of this "
+            "stage with this code, data and these params"
+        )
+    if stage == "register" and args.run:
+        cmd_register_run(params, args)
+        return
     importlib.import_module(f"mlproject.stages.{stage}").run(params, args)
 
 
@@ -252,6 +272,13 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
                 default=None,
                 metavar="N",
                 help="stop after epoch N (a later run resumes from its checkpoint)",
+            )
+        if stage == "register":
+            sub.add_argument(
+                "--run",
+                metavar="ID",
+                help="instead: register training run ID (a sweep's trial, say) and put it through promotion, "
+                "its stages restored from the DVC remote in a workspace of their own",
             )
         if stage == "promote":
             sub.add_argument(

@@ -17,6 +17,10 @@ from mlproject.models import WANT_A_GPU
 from mlproject.models.settings import Training, for_kind, moved_key
 from mlproject.param_rules import ConfigError, check_value, describe, param, parse_section, same_as  # noqa: F401
 
+# Stages (comma-separated) a workspace may only restore from the DVC remote: run, they fail at once
+# (`mlproject register --run` rebuilds a run from what it made, never training it again).
+RESTORE_ONLY = "MLPROJECT_RESTORE_ONLY"
+
 
 class StageFailed(RuntimeError):
     """A stage that cannot go on for a reason its one-line message explains (a rejected corpus,

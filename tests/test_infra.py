@@ -87,11 +87,12 @@ def without_password(url: str) -> str:
 
 
 def database_urls() -> dict[str, str]:
-    """Each server's database URL as the compose file gives it, by server."""
+    """Each database URL the compose file gives, by its database (optuna: the sweeps' studies, the worker's)."""
     command = SERVICES["mlflow"]["command"]
     return {
         "mlflow": command[command.index("--backend-store-uri") + 1],
         "prefect": SERVICES["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"],
+        "optuna": SERVICES["worker"]["environment"]["MLPROJECT_SWEEP_STORAGE"],
     }
 
 
@@ -111,7 +112,7 @@ def test_compose_services_run_the_commands_of_infra_servers():
 
 
 def test_database_urls_are_postgres_url_with_the_password_of_the_postgres_service():
-    drivers = {"mlflow": "psycopg2", "prefect": "asyncpg"}  # the drivers infra/servers.py gives each server
+    drivers = {"mlflow": "psycopg2", "prefect": "asyncpg", "optuna": "psycopg2"}  # as infra/servers.py gives them
     for server, url in database_urls().items():
         assert without_password(url) == postgres_url(5432, server, drivers[server], host="postgres"), server
         assert urlsplit(url).password == SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"], server

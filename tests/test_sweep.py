@@ -1,6 +1,7 @@
 """Sweep files checked whole before any trial, and the pruner a trial's training reports to."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -85,13 +86,13 @@ def test_a_trial_whose_losses_trail_the_median_is_pruned_and_says_at_which_epoch
         json.dumps({"storage": storage, "study": study.study_name, "trial": hopeless.number, "pruner": "median"}),
     )
     check = trial_module.pruning_check()
-    check({"epoch": 1, "val_loss": 2.05})  # at the median: goes on
+    check({"epoch": 1, "val_loss": 9.0})  # far worse than the median, but at epoch 1 no trial is stopped
     with pytest.raises(
         trial_module.TrialPruned, match=f"trial {hopeless.number} of .* pruned at epoch 2: its val_loss 3.0000"
     ):
         check({"epoch": 2, "val_loss": 3.0})
     frozen = optuna.load_study(study_name=study.study_name, storage=storage).trials[hopeless.number]
-    assert frozen.user_attrs[trial_module.PRUNED_AT] == 2 and frozen.intermediate_values == {1: 2.05, 2: 3.0}
+    assert frozen.user_attrs[trial_module.PRUNED_AT] == 2 and frozen.intermediate_values == {1: 9.0, 2: 3.0}
 
 
 def test_outside_a_sweep_training_reports_nowhere(monkeypatch):
@@ -133,3 +134,58 @@ def test_the_sweep_flow_runs_each_trial_as_a_task_named_after_it():
 
     assert sweep_flow.name == "sweep" and trial_task.name == "trial"
     assert trial_task.task_run_name == "trial {trial.number}"
+
+
+def test_register_run_refuses_an_unknown_run_and_a_run_that_is_no_training_in_one_line(tmp_path):
+    import mlflow
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params["mlflow"]["tracking_uri"] = uri
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.set_experiment(params["mlflow"]["experiment"])
+    with mlflow.start_run(experiment_id=experiment.experiment_id, tags={"sweep": "sizes"}) as parent:
+        pass
+    mlflow.set_tracking_uri(None)
+    for run_id, expected in [
+        ("0123456789abcdef", f"--run 0123456789abcdef: no such run in {uri}"),
+        (parent.info.run_id, f"--run {parent.info.run_id}: not a training run"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "mlproject.cli", "register", "--run", run_id],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"mlproject register: error: {expected}"), last
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_stage_a_workspace_may_only_restore_fails_at_once_instead_of_running(tmp_path):
+    from mlproject.config import RESTORE_ONLY
+
+    (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "mlproject.cli", "train"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, RESTORE_ONLY: "scrape,train"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "mlproject train: error: this run's stages may only be restored from the DVC remote, and it has no "
+        "run of this stage with this code, data and these params"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing trained, nothing made
+
+
+def test_a_runs_recorded_overrides_make_the_same_workspace_again():
+    from mlproject.tracking.register_run import assignments
+    from mlproject.workspace import parse_assignments
+
+    recorded = {"train": {"rnn": {"units": 24}, "learning_rate": 0.002}, "tokenize": {"level": "word"}}
+    assert parse_assignments(assignments(recorded)) == recorded

@@ -12,9 +12,10 @@ import optuna
 import pytest
 import yaml
 
+from infra.servers import free_port
 from mlproject.fileio import read_json
 from mlproject.workspace import RUNS_DIR
-from tests.conftest import BIN, git
+from tests.conftest import BIN, git, server_process
 
 SWEEP = {
     "search": "grid",
@@ -70,7 +71,9 @@ def sweep_project(project, tmp_path):
     return project
 
 
-def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_its_best(sweep_project, tmp_path):
+def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_its_best(
+    sweep_project, tmp_path, browser_page
+):
     project = sweep_project
     env = {**os.environ, RUNS_DIR: str(tmp_path / "runs"), "MLPROJECT_KEEP_RUNS": "20"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -107,6 +110,9 @@ def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_i
     complete = [c for c in children if c.data.tags.get("sweep_trial_state") == "complete"]
     assert sorted(c.data.metrics["validation_bits_per_byte"] for c in complete) == sorted(t.value for t in trials)
 
+    # MLflow's UI lists the sweep as one run; opened, its trials ("trial N") under it.
+    mlflow_ui_shows_the_trials_under_the_sweep(project, tmp_path, browser_page, [f"trial {t.number}" for t in trials])
+
     compared = subprocess.run(
         [str(BIN / "mlproject"), "compare", "--sweep", "sizes"], cwd=project, env=env, capture_output=True, text=True
     )
@@ -122,3 +128,41 @@ def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_i
     report = read_json(project / "reports" / "sweep.json")
     assert report["promotion"]["decision"] == "challenger" and report["promotion"]["champion_now"] == "1"
     assert "-> challenger" in worse.stdout
+
+    # Another trial, registered later from its run: its stages restored from the remote, nothing
+    # trained or scored again (they may only be restored there), and put through promotion.
+    second = sorted(trials, key=lambda t: t.value)[1]
+    run_id = second.user_attrs["mlflow_run_id"]
+    runs_before = len(client.search_runs([experiment.experiment_id]))
+    registered = subprocess.run(
+        [str(BIN / "mlproject"), "register", "--run", run_id], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert registered.returncode == 0, registered.stdout[-3000:] + registered.stderr[-3000:]
+    assert f"(run {run_id}) -> challenger" in registered.stdout, registered.stdout
+    [version] = client.search_model_versions(f"run_id = '{run_id}'")
+    assert str(version.version) == "3"  # MLflow 3.17 gives an int here
+    assert len(client.search_runs([experiment.experiment_id])) == runs_before
+
+
+def mlflow_ui_shows_the_trials_under_the_sweep(project, tmp_path, browser_page, names: list[str]) -> None:
+    from playwright.sync_api import expect
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    command = ["mlflow", "ui", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", "1"]
+    with server_process(command, project, f"{url}/health", tmp_path / "mlflow-ui.log", signal.SIGTERM):
+        page = browser_page.page
+        experiment = mlflow.MlflowClient(store).get_experiment_by_name("text-generation").experiment_id
+        page.goto(f"{url}/#/experiments/{experiment}/runs")
+        run_names = page.locator('[role="gridcell"][col-id="attributes.`Run Name`"]')
+        sweep_cell = run_names.filter(has_text="sweep sizes")
+        expect(sweep_cell).to_have_count(1)
+        for name in names:  # nested: not listed until the sweep's run is opened
+            expect(run_names.filter(has_text=name)).to_have_count(0)
+        sweep_cell.get_by_role("button").click()  # its expander
+        for name in names:
+            expect(run_names.filter(has_text=name)).to_have_count(1)
+        browser_page.screenshot(tmp_path / "mlflow-sweep.png")
+    assert browser_page.blocked == []

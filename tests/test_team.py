@@ -308,6 +308,49 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     ]
 
 
+def test_a_deployed_sweep_runs_its_trials_on_the_worker_its_study_in_postgres_its_best_through_the_gate(team):
+    import optuna
+    import yaml
+
+    servers, project, env, _ = team
+    sweep = {"search": "grid", "parallelism": 2, "pruner": "none", "params": {"train.rnn.units": [8, 16]}}
+    (project / "sweeps").mkdir(exist_ok=True)
+    (project / "sweeps" / "tiny.yaml").write_text(yaml.safe_dump(sweep))
+    git(project, "add", "sweeps")
+    git(project, "commit", "-qm", "a sweep")
+    cli(["python", "-m", "flows.deployments", "--repo", str(project), "--unresponsive-after", "60"], ROOT, env)
+    triggered = cli(["prefect", "deployment", "run", "sweep/on-demand", "--param", "name=tiny"], project, env)
+    run = wait_for_flow_run(triggered_run_id(triggered.stdout), seconds=600)
+    assert run.state.is_completed(), run.state.message
+    tasks, artifacts = task_runs_and_artifacts(run.id)
+    assert {name: state for name, state in tasks.items() if name.startswith("trial ")} == {
+        "trial 0": "Completed",
+        "trial 1": "Completed",
+    }
+    assert "sweep-tiny" in artifacts
+
+    # The study is in the team's PostgreSQL (its own database), not in a file on the worker.
+    storage = env["MLPROJECT_SWEEP_STORAGE"]
+    assert storage.endswith("/optuna")
+    [name] = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("tiny-")]
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.user_attrs["values"]["train.rnn.units"] for t in trials) == [8, 16]
+    assert not list((servers.state_dir / "runs").glob("sweeps.db"))
+
+    # One parent run on the MLflow server, the trials its children; the best registered, and the
+    # promotion decided as for any run.
+    mlflow = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)
+    experiment = mlflow.get_experiment_by_name("text-generation").experiment_id
+    [parent] = mlflow.search_runs([experiment], "tags.sweep = 'tiny'")
+    children = mlflow.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.info.run_id for c in children) == sorted(t.user_attrs["mlflow_run_id"] for t in trials)
+    best = min(trials, key=lambda t: t.value)
+    [found] = mlflow.search_model_versions(f"run_id = '{best.user_attrs['mlflow_run_id']}'")
+    version = mlflow.get_model_version("text-generator", found.version)
+    assert {"champion", "challenger"} & set(version.aliases), version.aliases  # as the gate decided
+
+
 def flow_run_log(flow_run_id) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId

@@ -310,3 +310,41 @@ def test_deployments_refuse_an_unreachable_server_in_one_line_within_seconds(env
 def test_deployments_refuse_a_folder_that_is_not_a_project(tmp_path):
     result = run(["python", "-m", "flows.deployments", "--repo", str(tmp_path)], ROOT, check=False)
     assert result.returncode != 0 and f"--repo {tmp_path}: no dvc.yaml there" in result.stderr
+
+
+def test_a_run_cache_entry_hidden_by_a_killed_dvcs_temp_file_is_found_again(tmp_path):
+    """DVC reads only the newest file of a run's run-cache folder: a temp file a killed DVC left
+    there hides the run. This fails when DVC stops doing so (then the workaround can go)."""
+    from mlproject.workspace import drop_stale_run_cache_temps
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    run(["dvc", "init", "-q"], repo)
+    stamp = "import pathlib, time; pathlib.Path('out.txt').write_text(repr(time.time()))"
+    (repo / "in.txt").write_text("a dep: a stage without one is never in the run-cache")
+    stage = {"cmd": f'python -c "{stamp}"', "deps": ["in.txt"], "outs": ["out.txt"]}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"make": stage}}))
+
+    def repro_afresh() -> str:  # as a new workspace: no lock, no output; restored or run
+        for made in ("dvc.lock", "out.txt"):
+            (repo / made).unlink(missing_ok=True)
+        run(["dvc", "repro", "-q"], repo)
+        return (repo / "out.txt").read_text()
+
+    first = repro_afresh()
+    assert repro_afresh() == first  # restored from the run-cache
+    [entry] = (repo / ".dvc" / "cache").glob("runs/??/*/*")
+    folder = entry.parent  # the run's: one file per time it ran
+    temp = folder / ".killed-mid-write.tmp"
+    temp.write_text("half an entr")  # newer than the entry
+    second = repro_afresh()
+    assert second != first, "DVC found the run past a newer temp file: drop_stale_run_cache_temps can go"
+
+    temp.write_text("half an entr")
+    hour_ago = time.time() - 3600
+    for made in folder.glob("[!.]*"):
+        os.utime(made, (hour_ago, hour_ago))
+    os.utime(temp, (hour_ago + 60, hour_ago + 60))  # the newest, and long stale
+    assert drop_stale_run_cache_temps(repo / ".dvc" / "cache") == [temp]
+    assert repro_afresh() in (first, second)  # restored, not run again

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import optuna
 
@@ -13,7 +14,15 @@ from mlproject.tracking.trial import make_pruner
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints one line per trial itself
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
+# A team's database for the studies, over the default: the team's servers give it to their workers
+# (a database of its own: Optuna and MLflow each keep an alembic_version table).
+STORAGE = "MLPROJECT_SWEEP_STORAGE"
 INTERRUPTED = "interrupted"  # a trial whose sweep was killed: run again when the sweep resumes
+
+
+def storage_url(given: str | None = None, default: str = DEFAULT_STORAGE) -> str:
+    """The study's database: `--storage`, else MLPROJECT_SWEEP_STORAGE, else `default`."""
+    return given or os.environ.get(STORAGE) or default
 
 
 def sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:

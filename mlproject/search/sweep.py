@@ -8,9 +8,6 @@ best trial registered and put through the promotion gate like any run.
 from __future__ import annotations
 
 import contextvars
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,12 +21,12 @@ from mlproject.config import StageFailed, load_params
 from mlproject.fileio import read_json, write_json
 from mlproject.search.study import finished, open_study, overrides, suggest
 from mlproject.search.sweep_file import Sweep
+from mlproject.tracking.register_run import MADE_BY_A_RUN, through_the_gate
 from mlproject.tracking.trial import PRUNED_AT, TRIAL
-from mlproject.workspace import absolute_sqlite, open_workspace, stage_command
+from mlproject.workspace import absolute_sqlite, open_workspace, run_stages
 
 SHARED_STAGES = ("scrape", "validate", "tokenize")  # the same for every trial unless a trial varies them
-TRIAL_STAGES = (*SHARED_STAGES, "train", "evaluate")
-GATE_STAGES = (*TRIAL_STAGES, "register", "promote")
+TRIAL_STAGES = MADE_BY_A_RUN  # scrape up to evaluate
 PARENT_RUN = "MLPROJECT_PARENT_RUN_ID"
 
 
@@ -44,28 +41,6 @@ class Outcome:
     seconds: float = 0.0
 
 
-def run_stages(stages, workspace, env: dict, log: Path, say) -> None:
-    """Each stage in the workspace, restored from the DVC remote where any run made it already;
-    the output to `log`. A failed stage raises StageFailed with its last words."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **env}
-    with log.open("a", encoding="utf-8") as out:
-        for stage in stages:
-            started = time.monotonic()
-            out.write(f"\n=== {stage}\n")
-            out.flush()
-            done = subprocess.run(stage_command(stage), cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT)
-            if done.returncode != 0:
-                raise StageFailed(f"stage {stage} failed: {last_words(log)}")
-            say(f"{stage} {time.monotonic() - started:.1f} s")
-
-
-def last_words(log: Path) -> str:
-    """The line that says why: the stage's own error line where it printed one."""
-    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line and not line.startswith("ERROR: failed to reproduce")]
-    return (errors or lines or ["no output"])[-1][:400]
-
-
 def run_sweep(
     sweep: Sweep,
     source: str | Path = ".",
@@ -77,12 +52,14 @@ def run_sweep(
     put it through the promotion gate; write the report to `report_path` (default: the source's
     reports/sweep.json) and return it. `run_one` runs a trial, as run_trial (the flow's task)."""
 
-    from mlproject.search.study import DEFAULT_STORAGE
+    from mlflow import MlflowClient
+
+    from mlproject.search.study import storage_url
     from mlproject.tracking.registry import connect
 
     source = Path(source).resolve()
     params = load_params(source / "params.yaml")
-    storage = absolute_sqlite(storage or DEFAULT_STORAGE, source)  # the trials' stages run elsewhere
+    storage = absolute_sqlite(storage_url(storage), source)  # the trials' stages run elsewhere
     study = open_study(sweep, params.seed, storage)
     connect(params.mlflow)
     started = time.monotonic()
@@ -92,70 +69,71 @@ def run_sweep(
         f"study {study.study_name} in {storage} ({len(finished(study))} trials finished before)",
         flush=True,
     )
-    parent = parent_run(sweep, study)
-    shared = open_workspace(source, f"sweep-{sweep.name}-shared", preset=sweep.preset)
-    if shared.left_out:
-        print(
-            f"sweep {sweep.name}: {source} has uncommitted changes: the trials run its commit "
-            f"{shared.commit[:10]} without them"
-        )
-    run_stages(
-        SHARED_STAGES, shared.path, shared.env, shared.path / "sweep.log", lambda s: print(f"  shared: {s}", flush=True)
-    )
-    lock = threading.Lock()
+    parent = parent_run(sweep, study, params.mlflow.experiment)
+    try:
+        shared = open_workspace(source, f"sweep-{sweep.name}-shared", preset=sweep.preset)
+        if shared.left_out:
+            print(
+                f"sweep {sweep.name}: {source} has uncommitted changes: the trials run its commit "
+                f"{shared.commit[:10]} without them"
+            )
+        say = lambda words: print(f"  shared: {words}", flush=True)  # noqa: E731
+        run_stages(SHARED_STAGES, shared.path, shared.env, shared.path / "sweep.log", say)
+        lock = threading.Lock()
 
-    def worker() -> None:
-        while True:
-            with lock:
-                spent = (time.monotonic() - started) / 60
-                running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-                if len(finished(study)) + running >= sweep.trials or (sweep.minutes and spent >= sweep.minutes):
-                    return
-                trial = study.ask()
-                values = suggest(trial, sweep)
-                trial.set_user_attr("values", values)
-            outcome = (run_one or run_trial)(sweep, study, trial, values, source, parent, storage)
-            with lock:
-                tell(study, trial, outcome)
+        def worker() -> None:
+            while True:
+                with lock:
+                    spent = (time.monotonic() - started) / 60
+                    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+                    if len(finished(study)) + running >= sweep.trials or (sweep.minutes and spent >= sweep.minutes):
+                        return
+                    trial = study.ask()
+                    values = suggest(trial, sweep)
+                    trial.set_user_attr("values", values)
+                outcome = (run_one or run_trial)(sweep, study, trial, values, source, parent, storage)
+                with lock:
+                    tell(study, trial, outcome)
 
-    with ThreadPoolExecutor(max_workers=sweep.parallelism) as pool:
-        # Each worker in a copy of this context: an orchestrator's run context reaches its trials.
-        for future in [pool.submit(contextvars.copy_context().run, worker) for _ in range(sweep.parallelism)]:
-            future.result()
-    report = gate(sweep, study, source, parent, report_path or str(source / "reports" / "sweep.json"))
+        with ThreadPoolExecutor(max_workers=sweep.parallelism) as pool:
+            # Each worker in a copy of this context: an orchestrator's run context reaches its trials.
+            for future in [pool.submit(contextvars.copy_context().run, worker) for _ in range(sweep.parallelism)]:
+                future.result()
+        report = gate(sweep, study, source, parent, report_path or str(source / "reports" / "sweep.json"))
+    except BaseException:
+        MlflowClient().set_terminated(parent, "FAILED")  # killed outright, it stays RUNNING until resumed
+        raise
+    MlflowClient().set_terminated(parent, "FINISHED" if report["best"] else "FAILED")
     if not report["best"]:
         raise StageFailed(f"sweep {sweep.name}: every trial failed (the last: {report['last_failure']})")
     return report
 
 
-def parent_run(sweep: Sweep, study: optuna.Study) -> str:
-    """The sweep's MLflow run, the same one when it resumes (kept in its study)."""
-    import mlflow
+def parent_run(sweep: Sweep, study: optuna.Study, experiment: str) -> str:
+    """The sweep's MLflow run in `experiment`, the same one when it resumes (kept in its study),
+    RUNNING until run_sweep ends it, as MLflow's UI shows it meanwhile."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
 
+    client = MlflowClient()
     run_id = study.user_attrs.get("mlflow_run_id")
-    if run_id is None:
-        with mlflow.start_run(
-            run_name=f"sweep {sweep.name}", tags={"sweep": sweep.name, "sweep_study": study.study_name}
-        ) as run:
-            mlflow.log_params(
-                {
-                    "sweep.search": sweep.search,
-                    "sweep.trials": sweep.trials,
-                    "sweep.parallelism": sweep.parallelism,
-                    "sweep.preset": sweep.preset or "",
-                }
-            )
-            mlflow.log_params(
-                {
-                    f"sweep.vary.{d.key}": list(d.choices)
-                    if d.choices
-                    else f"{d.low}..{d.high}{' log' if d.log else ''}"
-                    for d in sweep.dimensions
-                }
-            )
-        run_id = run.info.run_id
-        study.set_user_attr("mlflow_run_id", run_id)
-    return run_id
+    if run_id is not None:
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(
+        client.get_experiment_by_name(experiment).experiment_id,
+        tags={"sweep": sweep.name, "sweep_study": study.study_name},
+        run_name=f"sweep {sweep.name}",
+    )
+    varied = {
+        f"sweep.vary.{d.key}": list(d.choices) if d.choices else f"{d.low}..{d.high}{' log' if d.log else ''}"
+        for d in sweep.dimensions
+    }
+    settings = {"search": sweep.search, "trials": sweep.trials, "parallelism": sweep.parallelism}
+    logged = {**{f"sweep.{k}": v for k, v in settings.items()}, "sweep.preset": sweep.preset or "", **varied}
+    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in logged.items()])
+    study.set_user_attr("mlflow_run_id", run.info.run_id)
+    return run.info.run_id
 
 
 def run_trial(
@@ -236,7 +214,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
 def gate(sweep: Sweep, study: optuna.Study, source: Path, parent: str, report_path: str) -> dict:
     """Register the best complete trial and put it through promotion, in a workspace of its own
     (its stages restored from the DVC remote); the report, as JSON, and on the sweep's run."""
-    import mlflow
+    from mlflow import MlflowClient
 
     trials = finished(study)
     complete = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
@@ -268,25 +246,23 @@ def gate(sweep: Sweep, study: optuna.Study, source: Path, parent: str, report_pa
         if len(complete) > 1:
             report["best"]["margin_over_second_bpb"] = complete[1].value - best.value
         preset, pairs = overrides(values)
-        workspace = open_workspace(source, f"sweep-{sweep.name}-best", preset=preset or sweep.preset, values=pairs)
         print(
             f"sweep {sweep.name}: the best, trial {best.number} ({best.value:.4f} bits per byte), "
             "goes to the promotion gate",
             flush=True,
         )
-        run_stages(
-            GATE_STAGES,
-            workspace.path,
-            workspace.env,
-            workspace.path / "sweep.log",
+        outcome = through_the_gate(
+            source,
+            f"sweep-{sweep.name}-best",
+            preset or sweep.preset,
+            pairs,
             lambda s: print(f"  best: {s}", flush=True),
         )
-        paths = load_params(workspace.path / "params.yaml").paths
-        report["promotion"] = read_json(workspace.path / paths.promotion)
-        report["best"]["registered"] = read_json(workspace.path / paths.registered)
+        report["promotion"] = outcome["promotion"]
+        report["best"]["registered"] = outcome["registered"]
     write_json(report_path, report)
-    with mlflow.start_run(run_id=parent):
-        mlflow.log_dict(report, "sweep.json")
-        if report["best"]:
-            mlflow.log_metric("best_bits_per_byte", report["best"]["bits_per_byte"])
+    client = MlflowClient()
+    client.log_dict(parent, report, "sweep.json")
+    if report["best"]:
+        client.log_metric(parent, "best_bits_per_byte", report["best"]["bits_per_byte"])
     return report

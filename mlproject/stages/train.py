@@ -15,8 +15,8 @@ def run(params: Params, args) -> None:
 
     from mlproject.models import kinds
     from mlproject.tracking import checkpoints as shared_checkpoints
-    from mlproject.tracking.registry import connect, flat_params, orchestrator_tags, run_standing_for
-    from mlproject.tracking.trial import pruning_check
+    from mlproject.tracking.registry import connect, flat_params, git_commit, orchestrator_tags, run_standing_for
+    from mlproject.tracking.trial import pruning_check, run_name
 
     p, model_class, settings = params.paths, kinds.kind_class(params.train.kind), params.train.settings()
     if os.environ.get("RANK", "0") != "0":  # a further process of `accelerate launch`: rank 0 tracks
@@ -36,7 +36,9 @@ def run(params: Params, args) -> None:
             flush=True,
         )
     started, prune = time.monotonic(), pruning_check()  # None unless a sweep's trial
-    with mlflow.start_run(run_id=previous, tags={**orchestrator_tags(), "model_kind": params.train.kind}) as run:
+    # The commit, with the run's overrides, rebuilds its pipeline later (`mlproject register --run`).
+    tags = {**orchestrator_tags(), **run_name(), "model_kind": params.train.kind, "git_commit": git_commit()[0]}
+    with mlflow.start_run(run_id=previous, tags=tags) as run:
         if previous is None:  # the same flattened names for every kind, so MLflow's compare view lines runs up
             mlflow.log_params(
                 flat_params(

@@ -269,7 +269,7 @@ def trial_table(rows: list[TrialRow]) -> str:
             row.state,
             figure(row.bits_per_byte),
             "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
-            row.run_id[:8],
+            row.run_id,  # whole: what `mlproject register --run` takes
             " ".join(f"{key}={row.params.get(key, '-')}" for key in differing) or "-",
         ]
         for rank, row in enumerate(rows, start=1)

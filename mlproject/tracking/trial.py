@@ -26,8 +26,17 @@ def make_pruner(name: str):
     # Two finished trials are enough to know a hopeless one (a sweep here is a handful of trials);
     # never at the first epoch, where a smaller or slower-learning model trails and then catches up.
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        # Optuna prunes from step n_warmup_steps on; epochs are reported from 1, so 2 is the second.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     return optuna.pruners.NopPruner()
+
+
+def run_name() -> dict:
+    """The training run's name in a sweep, `trial N`, as a tag for its start (MLflow's UI lists a
+    sweep's trials under its run by these); nothing outside a sweep (MLflow names the run)."""
+    if not os.environ.get(TRIAL):
+        return {}
+    return {"mlflow.runName": f"trial {json.loads(os.environ[TRIAL])['trial']}"}
 
 
 def pruning_check() -> Callable[[dict], None] | None:
