@@ -69,6 +69,34 @@ LONGEST_FIRST = [
 ]
 
 
+# Files whose tests share an expensive session fixture, run in the same test process so that it is
+# built once, not once per process (`make test` runs two, one file, or one such group, at a time).
+SHARE_A_FIXTURE = {
+    "test_benchmarks": "reproduced",
+    "test_dvc_deps": "reproduced",
+    "test_pipeline": "reproduced",
+    "test_comparison": "two_versions",
+    "test_serving": "two_versions",
+    "test_presets": "tiny_base",
+    "test_transformers": "tiny_base",
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, but the files of SHARE_A_FIXTURE grouped by their fixture (pytest-xdist's
+    own loadgroup cannot group under pytest 9: it writes `item._nodeid`, which pytest 9 no longer reads)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFileOrSharedFixture(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return SHARE_A_FIXTURE.get(Path(file).stem, file)
+
+    return ByFileOrSharedFixture(config, log)
+
+
 def pytest_collection_modifyitems(items):
     def rank(item) -> int:
         module = item.module.__name__.rsplit(".", 1)[-1]

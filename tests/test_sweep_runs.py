@@ -66,6 +66,10 @@ def sweep_project(project, tmp_path):
     (project / "sweeps" / "worse.yaml").write_text(
         yaml.safe_dump({**SWEEP, "parallelism": 1, "params": {"train.max_steps_per_epoch": [1]}})
     )
+    # Values each param's rule accepts, and no training can take (more than the tiny corpus's windows).
+    (project / "sweeps" / "too-big.yaml").write_text(
+        yaml.safe_dump({**SWEEP, "parallelism": 1, "params": {"train.batch_size": [100000, 200000]}})
+    )
     git(project, "add", "sweeps")
     git(project, "commit", "-qm", "sweeps")
     return project
@@ -142,6 +146,29 @@ def test_a_sweep_runs_its_trials_side_by_side_resumes_when_killed_and_promotes_i
     [version] = client.search_model_versions(f"run_id = '{run_id}'")
     assert str(version.version) == "3"  # MLflow 3.17 gives an int here
     assert len(client.search_runs([experiment.experiment_id])) == runs_before
+
+
+def test_failed_trials_are_recorded_with_their_reason_and_a_sweep_whose_every_trial_failed_exits_non_zero(
+    sweep_project, tmp_path
+):
+    project = sweep_project
+    env = {**os.environ, RUNS_DIR: str(tmp_path / "runs")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = sweep(project, "too-big", env)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("mlproject sweep: error: sweep too-big: every trial failed (the last: stage train failed: ")
+    assert "train.batch_size = 200000: more than the" in line, line
+    assert "trial 1: failed: stage train failed" in result.stdout  # the first failed, and the sweep went on
+    report = read_json(project / "reports" / "sweep.json")
+    assert [(t["trial"], t["state"]) for t in report["trials"]] == [(0, "fail"), (1, "fail")]
+    assert all("more than the" in t["reason"] for t in report["trials"]) and report["best"] is None
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
+    experiment = client.get_experiment_by_name("text-generation").experiment_id
+    [parent] = client.search_runs([experiment], "tags.sweep = 'too-big'")
+    assert parent.info.status == "FAILED"
+    assert not client.search_registered_models()  # nothing registered
 
 
 def mlflow_ui_shows_the_trials_under_the_sweep(project, tmp_path, browser_page, names: list[str]) -> None:
