@@ -75,7 +75,8 @@ def sweep(parallelism: int) -> dict:
     return {
         "seconds": round(seconds, 1),
         "trials": [
-            {k: t[k] for k in ("trial", "state", "bits_per_byte", "values", "seconds")} for t in report["trials"]
+            {k: t[k] for k in ("trial", "state", "bits_per_byte", "pruned_at_epoch", "values", "seconds")}
+            for t in report["trials"]
         ],
         "best": {k: report["best"][k] for k in ("trial", "bits_per_byte", "values")},
         "margin_over_second_bpb": report["best"].get("margin_over_second_bpb"),
@@ -89,6 +90,8 @@ def shown(values: dict) -> str:
 
 def trial_words(trial: dict) -> str:
     words = f"{trial['trial']}: {shown(trial['values'])}, {trial['state']}"
+    if trial.get("pruned_at_epoch") is not None:
+        words += f" at epoch {trial['pruned_at_epoch']}"
     if trial["bits_per_byte"] is not None:
         words += f" at {trial['bits_per_byte']:.4f}"
     if trial["seconds"] is not None:

@@ -222,7 +222,9 @@ def gate(sweep: Sweep, study: optuna.Study, source: Path, parent: str, report_pa
         {
             "trial": t.number,
             "state": t.state.name.lower(),
-            "bits_per_byte": t.value,
+            # Optuna gives a pruned trial its last reported val_loss as its value: not bits per byte.
+            "bits_per_byte": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+            "pruned_at_epoch": t.user_attrs.get(PRUNED_AT),
             "values": t.user_attrs["values"],
             "reason": t.user_attrs.get("reason", ""),
             "seconds": t.user_attrs.get("seconds"),
