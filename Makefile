@@ -107,7 +107,7 @@ deployments: setup
 
 # Two test processes, one per core, each taking a whole file at a time (its module fixtures made
 # once): run in one process, the suite kept one core busy on average (docs/tests.md).
-PYTEST_PROCESSES = -n 2 --dist loadfile
+PYTEST_PROCESSES = -n 2 --dist loadfile --no-loadscope-reorder
 
 test: setup corpus test-site postgres sshd chromium lint
 	$(BIN)/python -m pytest $(PYTEST_PROCESSES)

@@ -54,18 +54,23 @@ SERVER_MODULES, BROWSER_FIXTURES = {"test_team"}, {"chromium", "browser_page"}
 
 
 # The longest files first (docs/tests.md has their times), so the two test processes of `make test`
-# (one whole file at a time each) do not end with one of them alone on a long file.
+# (one whole file, or group of SHARE_A_FIXTURE, at a time each) do not end with one of them alone on
+# a long file. The Makefile keeps this order (--no-loadscope-reorder: pytest-xdist would otherwise
+# hand out the files with the most tests first).
 LONGEST_FIRST = [
     "test_team",
     "test_benchmarks",
-    "test_registry",
+    "test_pipeline",
+    "test_dvc_deps",
     "test_train",
     "test_sweep_runs",
-    "test_presets",
-    "test_pipeline",
-    "test_smollm2",
+    "test_registry",
     "test_workspace",
+    "test_presets",
+    "test_transformers",
+    "test_smollm2",
     "test_comparison",
+    "test_serving",
 ]
 
 
