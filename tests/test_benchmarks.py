@@ -51,7 +51,13 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path, reproduce
 
 
 def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tmp_path):
-    for name in ("RESULTS.json", "RESULTS-batch.json", "RESULTS-fidelity.json", "RESULTS-workspaces.json"):
+    for name in (
+        "RESULTS.json",
+        "RESULTS-batch.json",
+        "RESULTS-fidelity.json",
+        "RESULTS-workspaces.json",
+        "RESULTS-sweep.json",
+    ):
         (tmp_path / name).write_bytes((ROOT / "benchmarks" / name).read_bytes())
     out = tmp_path / "RESULTS.md"
     result = subprocess.run(
@@ -67,6 +73,7 @@ def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tm
         text.index("## 8. Batch generation over Dask")
         < text.index("## 9. Corpus fidelity")
         < text.index("## 11. A workspace per run")
+        < text.index("## 12. A sweep")
         < text.index("## What moved the figures")
     )
     assert all(f"| {row['runner']} | {row['seconds']:.1f} |" in text for row in batch["rows"])
