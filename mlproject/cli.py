@@ -326,7 +326,8 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
     sub.add_argument(
         "--storage",
         default=None,
-        help="the Optuna study's database (default: sqlite:///sweeps.db; a PostgreSQL URL on a team's server)",
+        help="the Optuna study's database (default: MLPROJECT_SWEEP_STORAGE, which the team's servers set, "
+        "else sqlite:///sweeps.db)",
     )
     sub.add_argument(
         "--parallelism", type=int, default=None, help="trials side by side (default: the sweep file's parallelism)"
