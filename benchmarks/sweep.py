@@ -24,13 +24,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.workspaces import environment  # the venv's commands first on PATH, as there
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "RESULTS-sweep.json"
 SWEEP = "char-rnn-size"
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def fresh_clone(into: Path) -> Path:
