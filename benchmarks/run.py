@@ -411,10 +411,11 @@ def render(
 
 
 def with_recorded_sections(text: str, out: str) -> str:
-    """Sections 8 to 12, from the figures `python -m benchmarks.batch_generation`,
+    """Sections 8 to 13, from the figures `python -m benchmarks.batch_generation`,
     `python -m benchmarks.fidelity`, `python -m benchmarks.speller`, `python -m
-    benchmarks.workspaces` and `python -m benchmarks.sweep` recorded beside `out`."""
-    from benchmarks import batch_generation, fidelity, speller, sweep, workspaces
+    benchmarks.workspaces`, `python -m benchmarks.sweep` and `python -m benchmarks.servers`
+    recorded beside `out`."""
+    from benchmarks import batch_generation, fidelity, servers, speller, sweep, workspaces
 
     sections = []
     for name, module in (
@@ -423,6 +424,7 @@ def with_recorded_sections(text: str, out: str) -> str:
         ("RESULTS-speller.json", speller),
         ("RESULTS-workspaces.json", workspaces),
         ("RESULTS-sweep.json", sweep),
+        ("RESULTS-servers.json", servers),
     ):
         recorded = Path(out).with_name(name)
         sections += module.lines(json.loads(recorded.read_text()) if recorded.is_file() else None)

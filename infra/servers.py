@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlproject.cli import QUIET_ENVIRONMENT
 from mlproject.search.study import STORAGE as STUDY_STORAGE
 from mlproject.workspace import RUNS_DIR
 
@@ -25,14 +26,10 @@ POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15 (mak
 # a training run's train and evaluate stages on the GPU pool where `train.runner` says so.
 WORK_POOL, GPU_POOL = "cpu", "gpu"
 BIN = Path(sys.executable).parent
-QUIET = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "GX_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
+# What every process of the servers runs with: the CLI's quiet environment (no telemetry, no noise),
+# and MLflow's GenAI jobs (judges, trace roll-ups) off: by default its server runs them in eight
+# processes of their own, which this project never uses (benchmarks/RESULTS.md, section 13).
+QUIET = {**QUIET_ENVIRONMENT, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def mlflow_command(database_url: str, artifacts: str, port: int, host: str = "127.0.0.1") -> list[str]:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from mlproject.cli import QUIET_ENVIRONMENT
+from infra.servers import QUIET
 from mlproject.config import Paths
 from mlproject.fileio import copy_paths
 from mlproject.models.settings import Training, settings_class
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = ROOT / "tests" / "data" / "refranes-sample.fortunes"
 BIN = Path(sys.executable).parent
 
-for key, value in QUIET_ENVIRONMENT.items():
+for key, value in QUIET.items():  # the servers' (and so the CLI's): a test's own `mlflow ui` too
     os.environ.setdefault(key, value)
 
 # The fast tier (`make test-fast`, the inner loop: under 3 minutes) leaves out what starts servers

@@ -57,6 +57,7 @@ def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tm
         "RESULTS-fidelity.json",
         "RESULTS-workspaces.json",
         "RESULTS-sweep.json",
+        "RESULTS-servers.json",
     ):
         (tmp_path / name).write_bytes((ROOT / "benchmarks" / name).read_bytes())
     out = tmp_path / "RESULTS.md"
@@ -74,6 +75,7 @@ def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tm
         < text.index("## 9. Corpus fidelity")
         < text.index("## 11. A workspace per run")
         < text.index("## 12. A sweep")
+        < text.index("## 13. Starting the MLflow server")
         < text.index("## What moved the figures")
     )
     assert all(f"| {row['runner']} | {row['seconds']:.1f} |" in text for row in batch["rows"])
