@@ -1,5 +1,6 @@
-"""The sweep flow: `mlproject sweep` as a Prefect flow, each trial a task run (its stages' output in
-its log), the report a table artifact. Deployed beside training/weekly by `flows/deployments.py`,
+"""The sweep flow: `mlproject sweep` as a Prefect flow, each trial a task run and its stages task
+runs inside it, train and evaluate on the GPU pool's workers where `train.runner` says so (as for a
+training run), the report a table artifact. Deployed beside training/weekly by `flows/deployments.py`,
 run on demand: `prefect deployment run sweep/on-demand --param name=char-rnn-size`.
 """
 
@@ -12,13 +13,28 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mlproject.config import StageFailed
 from mlproject.search.study import storage_url
-from mlproject.search.sweep import run_sweep, run_trial
+from mlproject.search.sweep import TRIAL_STAGES, Outcome, run_sweep, run_trial
 from mlproject.search.sweep_file import load_sweep
-from mlproject.workspace import runs_dir
+from mlproject.workspace import Workspace, runs_dir
+from tasks.stages import run_pipeline
 
 # A trial's arguments are the live study and trial: nothing to cache a trial by.
 trial_task = task(run_trial, name="trial", task_run_name="trial {trial.number}", cache_policy=NO_CACHE)
+
+
+def stages_as_tasks(name: str, workspace: Workspace, overrides: dict, env: dict, say) -> None:
+    """A trial's stages as the training flow runs them: each a task run (`train (trial 3)`), train
+    and evaluate on the GPU pool's workers where `train.runner` says so."""
+    try:
+        run_pipeline(workspace, TRIAL_STAGES, overrides, env, label=name)
+    except Exception as error:  # a failed stage, or its flow run on the GPU pool: the trial's reason
+        raise StageFailed(str(error)) from error
+
+
+def run_one(*trial) -> Outcome:
+    return trial_task(*trial, stages=stages_as_tasks)
 
 
 @flow(name="sweep", log_prints=True)
@@ -36,7 +52,7 @@ def sweep_flow(repo_dir: str = ".", name: str = "char-rnn-size", storage: str | 
         repo,
         storage_url(storage, default=f"sqlite:///{folder / 'sweeps.db'}"),
         folder / f"sweep-{sweep.name}.json",
-        run_one=trial_task,
+        run_one=run_one,
     )
     create_table_artifact(
         key=f"sweep-{sweep.name}",

@@ -14,8 +14,6 @@ from prefect import flow, runtime
 
 from mlproject.cli import STAGES
 from tasks.stages import (
-    GPU_STAGES,
-    gpu_deployment,
     open_run_workspace,
     publish_links,
     publish_metrics,
@@ -23,12 +21,9 @@ from tasks.stages import (
     publish_promotion,
     publish_scrape_report,
     record_run,
-    run_elsewhere,
+    run_pipeline,
     run_stage,
 )
-
-# The web fails transiently; the other stages fail for reasons a retry does not mend.
-RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
 
 
 @flow(name="training", log_prints=True)
@@ -47,19 +42,7 @@ def training_flow(
     overrides = {"preset": preset, "epochs": epochs, "sources": sources, "prompts_file": prompts_file, "values": values}
     workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", **overrides)
     publish_params(workspace.changed)
-    elsewhere = gpu_deployment(str(workspace.path))
-    outcomes, ran_in, ran_there = {}, None, []
-    for stage in STAGES:
-        if elsewhere and stage == GPU_STAGES[0]:
-            # Those stages run there (in a workspace of that worker's), then come back here
-            # through the DVC remote's run-cache, like any stage a run made before.
-            ran_in, ran_there = run_elsewhere(elsewhere, workspace, overrides)
-        placed = elsewhere and stage in ran_there  # else restored there too: `Skipped` here
-        runner = RUNNERS.get(stage, run_stage)
-        # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
-        outcomes[stage] = runner(
-            stage, str(workspace.path), workspace.env, ran_in if placed else None, return_state=True
-        ).result()
+    outcomes = run_pipeline(workspace, STAGES, overrides)
     record_run(workspace)
     publish_scrape_report(str(workspace.path))
     publish_metrics(str(workspace.path))

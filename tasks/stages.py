@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 from prefect import get_run_logger, runtime, task
@@ -64,6 +65,9 @@ def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None, ran_
     return "ran"
 
 
+# The web fails transiently; the other stages fail for reasons a retry does not mend.
+RUNNERS = {"scrape": run_stage.with_options(retries=2, retry_delay_seconds=30)}
+
 # On the GPU pool when `train.runner` sends them there: evaluate scores with the model's framework
 # on the hardware it was trained on. They run there as the flow `training-stages`.
 GPU_STAGES = ("train", "evaluate")
@@ -114,11 +118,13 @@ RERUNS_AFTER_A_CRASH = 2
 
 
 @task(task_run_name="{deployment}")
-def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> tuple[str, list[str]]:
-    """GPU_STAGES as a flow run of `deployment`, with this run's commit and overrides; what they
-    make reaches this run through the DVC remote. A flow run that crashed is run again, on
-    whichever worker of the pool is alive. The flow run, in words, and the stages it ran (not
-    restored there too)."""
+def run_elsewhere(
+    deployment: str, workspace: Workspace, overrides: dict, env: dict[str, str] | None = None
+) -> tuple[str, list[str]]:
+    """GPU_STAGES as a flow run of `deployment`, with this run's commit and overrides (and `env`
+    beside its workspace's, for their stages); what they make reaches this run through the DVC
+    remote. A flow run that crashed is run again, on whichever worker of the pool is alive. The
+    flow run, in words, and the stages it ran (not restored there too)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
@@ -127,6 +133,7 @@ def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> tup
         "MLPROJECT_FLOW_RUN_ID": str(runtime.flow_run.id or ""),
         "MLPROJECT_FLOW_RUN_URL": runtime.flow_run.ui_url or "",
         **{k: v for k, v in workspace.env.items() if k == "MLFLOW_TRACKING_URI"},
+        **(env or {}),
     }
     for attempt in range(1 + RERUNS_AFTER_A_CRASH):
         run = run_deployment(
@@ -148,6 +155,35 @@ def run_elsewhere(deployment: str, workspace: Workspace, overrides: dict) -> tup
         there = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     ran = [t.name for t in there if t.name in GPU_STAGES and t.state.name == "Completed"]
     return f"flow run {run.name} of {deployment} (pool {run.work_pool_name})", ran
+
+
+def run_pipeline(
+    workspace: Workspace,
+    stages: Sequence[str],
+    overrides: dict,
+    env: dict[str, str] | None = None,
+    label: str | None = None,
+) -> dict[str, str]:
+    """`stages` of a run, in order, in its workspace (with `env` beside the workspace's), their task
+    runs named `stage (label)` where a label tells runs of one flow apart: train and evaluate as a
+    flow run on the GPU pool where `train.runner` says so, the others here. Each
+    stage's outcome: 'ran'; 'skipped' (unchanged, or restored from the DVC remote); 'restored' (run
+    on the GPU pool, then restored here from the DVC remote, like any stage a run made before)."""
+    env = env or {}
+    elsewhere = gpu_deployment(str(workspace.path)) if set(stages) & set(GPU_STAGES) else None
+    outcomes, ran_in, ran_there = {}, None, []
+    for stage in stages:
+        if elsewhere and stage == GPU_STAGES[0]:
+            ran_in, ran_there = run_elsewhere(elsewhere, workspace, overrides, env)
+        placed = elsewhere and stage in ran_there  # else restored there too: `Skipped` here
+        runner = RUNNERS.get(stage, run_stage)
+        if label:
+            runner = runner.with_options(task_run_name=f"{stage} ({label})")
+        # Through the final state, so a stage that DVC skipped reads 'skipped' (and fails still raise).
+        outcomes[stage] = runner(
+            stage, str(workspace.path), {**workspace.env, **env}, ran_in if placed else None, return_state=True
+        ).result()
+    return outcomes
 
 
 # What DVC prints of a stage it did not run: nothing changed here, or a run anywhere made it.

@@ -22,11 +22,11 @@ import pytest
 from mlflow import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.training import RUNNERS
 from infra.servers import Postgres, Servers, free_port
 from mlproject.cli import STAGES
 from mlproject.fileio import copy_paths, read_jsonl
 from mlproject.generation import read_prompts
+from tasks.stages import RUNNERS
 from tests.conftest import BIN, ROOT, git, make_tiny_project
 
 FLOW_CODE = ["flows", "tasks", "infra", "presets"]
@@ -308,12 +308,15 @@ def test_two_deployed_training_runs_at_once_one_training_on_the_gpu_pool_end_wit
     ]
 
 
-def test_a_deployed_sweep_runs_its_trials_on_the_worker_its_study_in_postgres_its_best_through_the_gate(team):
+def test_a_deployed_sweep_trains_its_trials_on_the_gpu_pool_its_study_in_postgres_its_best_through_the_gate(team):
     import optuna
     import yaml
 
     servers, project, env, _ = team
-    sweep = {"search": "grid", "parallelism": 2, "pruner": "none", "params": {"train.rnn.units": [8, 16]}}
+    # Both trials send train and evaluate to the GPU pool's worker, as a training run would.
+    vary = {"train.rnn.units": [8, 16], "train.runner": ["gpu"]}
+    sweep = {"search": "grid", "parallelism": 2, "pruner": "none", "params": vary}
+    started = {r.id for r in runs_of("gpu")}
     (project / "sweeps").mkdir(exist_ok=True)
     (project / "sweeps" / "tiny.yaml").write_text(yaml.safe_dump(sweep))
     git(project, "add", "sweeps")
@@ -328,6 +331,10 @@ def test_a_deployed_sweep_runs_its_trials_on_the_worker_its_study_in_postgres_it
         "trial 1": "Completed",
     }
     assert "sweep-tiny" in artifacts
+    assert {tasks[f"{stage} (trial {n})"] for stage in ("train", "evaluate") for n in (0, 1)} == {"Restored"}, tasks
+    on_gpu = [r for r in runs_of("gpu") if r.id not in started]
+    assert len(on_gpu) == 2 and all(r.state.is_completed() for r in on_gpu), [r.state for r in on_gpu]
+    assert sorted(r.parameters["values"][0] for r in on_gpu) == ["train.rnn.units=16", "train.rnn.units=8"]
 
     # The study is in the team's PostgreSQL (its own database), not in a file on the worker.
     storage = env["MLPROJECT_SWEEP_STORAGE"]

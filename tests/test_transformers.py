@@ -316,3 +316,47 @@ def test_torch_compile_trains_the_same_model(tmp_path, corpus):
     assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-3)
     assert compiled.history[0]["val_loss"] == pytest.approx(eager.history[0]["val_loss"], rel=1e-3)
     assert kinds.load(tmp_path / "compiled" / "model" / "model").kind == "gpt"
+
+
+def test_a_trial_measured_within_its_epochs_is_pruned_there_and_its_curve_keeps_every_measurement(
+    tmp_path, corpus, monkeypatch
+):
+    import csv
+
+    import optuna
+
+    from mlproject.search import study as sweep_study
+    from mlproject.search.sweep_file import load_sweep
+    from mlproject.tracking import trial as trial_module
+    from tests.conftest import ROOT
+
+    every_step = dataclasses.replace(TINY_GPT, validate_every_steps=2)
+    paths, steps = layout(tmp_path / "curve", corpus), []
+    ScratchGPT.train(every_step, 1, paths, on_step=steps.append)
+    measured = [(r["step"], r["epoch"]) for r in steps if "val_loss" in r]
+    assert measured == [(2, 0.5), (6, 1.5)]  # the epochs' ends (steps 4 and 8) are the epoch records'
+    with open(paths.training_plot) as handle:
+        curve = {int(row["step"]): row["val_loss"] for row in csv.DictReader(handle)}
+    assert [step for step, loss in curve.items() if loss] == [2, 4, 6, 8]
+
+    sweep = load_sweep("char-rnn-size", ROOT / "params.yaml", ROOT / "sweeps")
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = sweep_study.open_study(sweep, seed=1, storage=storage)
+    for _ in range(2):  # two finished trials far better at every measurement
+        trial = study.ask()
+        for measurement in range(1, 5):
+            trial.report(0.1, measurement)
+        study.tell(trial, 0.1)
+    hopeless = study.ask()
+    monkeypatch.setenv(
+        trial_module.TRIAL,
+        json.dumps({"storage": storage, "study": study.study_name, "trial": hopeless.number, "pruner": "median"}),
+    )
+    check = trial_module.pruning_check()
+    every_step = dataclasses.replace(TINY_GPT, validate_every_steps=1)
+    with pytest.raises(trial_module.TrialPruned, match="pruned at epoch 0.5: its val_loss"):
+        ScratchGPT.train(
+            every_step, 1, layout(tmp_path / "pruned", corpus), on_step=lambda r: "val_loss" in r and check(r)
+        )
+    frozen = optuna.load_study(study_name=study.study_name, storage=storage).trials[hopeless.number]
+    assert frozen.user_attrs[trial_module.PRUNED_AT] == 0.5 and sorted(frozen.intermediate_values) == [1, 2]

@@ -80,7 +80,8 @@ def resumable_run_id(checkpoints: Path, expected: Callable[[], str]) -> str | No
 
 def write_plot(path: str, checkpoints: Path) -> None:
     """The loss curve for DVC: one row per epoch, or, where the kind logs its optimizer steps, one row
-    per step (epoch as a fraction) with the validation loss at each epoch's end."""
+    per step (epoch as a fraction) with the validation loss where it was measured (each epoch's end,
+    and every `validate_every_steps`)."""
     epochs = read_records(checkpoints / HISTORY)
     steps = read_records(checkpoints / STEPS)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
@@ -100,7 +101,7 @@ def write_plot(path: str, checkpoints: Path) -> None:
                     "epoch": round(record["epoch"], 6),
                     "step": record["step"],
                     "loss": record["train_loss"],
-                    "val_loss": validation.get(record["step"], ""),
+                    "val_loss": record.get("val_loss", validation.get(record["step"], "")),
                     "learning_rate": record["learning_rate"],
                     "tokens_per_second": record["tokens_per_second"],
                 }

@@ -23,7 +23,7 @@ from mlproject.search.study import finished, open_study, overrides, suggest
 from mlproject.search.sweep_file import Sweep
 from mlproject.tracking.register_run import MADE_BY_A_RUN, through_the_gate
 from mlproject.tracking.trial import PRUNED_AT, TRIAL
-from mlproject.workspace import absolute_sqlite, open_workspace, run_stages
+from mlproject.workspace import Workspace, absolute_sqlite, open_workspace, run_stages
 
 SHARED_STAGES = ("scrape", "validate", "tokenize")  # the same for every trial unless a trial varies them
 TRIAL_STAGES = MADE_BY_A_RUN  # scrape up to evaluate
@@ -136,8 +136,26 @@ def parent_run(sweep: Sweep, study: optuna.Study, experiment: str) -> str:
     return run.info.run_id
 
 
+# How a trial's stages run, given its name ("trial 3"), its workspace, its overrides (preset,
+# values), the environment that makes its training a trial, and a way to say how each went: here,
+# by stages_here (mlproject sweep), or as the sweep flow's tasks, train and evaluate on the GPU pool
+# where `train.runner` says so.
+StageRunner = Callable[[str, Workspace, dict, dict, Callable[[str], None]], None]
+
+
+def stages_here(name: str, workspace: Workspace, overrides: dict, env: dict, say: Callable[[str], None]) -> None:
+    run_stages(TRIAL_STAGES, workspace.path, {**workspace.env, **env}, workspace.path / "sweep.log", say)
+
+
 def run_trial(
-    sweep: Sweep, study: optuna.Study, trial: optuna.Trial, values: dict, source: Path, parent: str, storage: str
+    sweep: Sweep,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: dict,
+    source: Path,
+    parent: str,
+    storage: str,
+    stages: StageRunner = stages_here,
 ) -> Outcome:
     import json
 
@@ -152,17 +170,16 @@ def run_trial(
     except StageFailed as error:
         return Outcome(number, values, "failed", reason=str(error))
     env = {
-        **workspace.env,
         PARENT_RUN: parent,
         TRIAL: json.dumps({"storage": storage, "study": study.study_name, "trial": number, "pruner": sweep.pruner}),
     }
     paths = load_params(workspace.path / "params.yaml").paths
     try:
-        run_stages(
-            TRIAL_STAGES,
-            workspace.path,
+        stages(
+            f"trial {number}",
+            workspace,
+            {"preset": preset or sweep.preset, "values": pairs},
             env,
-            workspace.path / "sweep.log",
             lambda s: print(f"  trial {number}: {s}", flush=True),
         )
     except StageFailed as error:

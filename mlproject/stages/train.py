@@ -65,6 +65,8 @@ def run(params: Params, args) -> None:
 
         def log_step(record: dict) -> None:
             mlflow.log_metrics({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+            if prune and "val_loss" in record:  # measured within the epoch (validate_every_steps)
+                prune(record)
 
         result = model_class.train(
             settings,

@@ -1,5 +1,6 @@
-"""A training run that is a sweep's trial: each epoch's val_loss goes to the trial's Optuna study,
-whose pruner may stop it (mlproject/search/study.py). Outside a sweep nothing here runs."""
+"""A training run that is a sweep's trial: each measured val_loss (each epoch's, and a transformers
+kind's every `validate_every_steps`) goes to the trial's Optuna study, whose pruner may stop it
+(mlproject/search/study.py). Outside a sweep nothing here runs."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ def make_pruner(name: str):
     import optuna
 
     # Two finished trials are enough to know a hopeless one (a sweep here is a handful of trials);
-    # never at the first epoch, where a smaller or slower-learning model trails and then catches up.
+    # never at the first measurement, where a smaller or slower-learning model trails and then
+    # catches up.
     if name == "median":
-        # Optuna prunes from step n_warmup_steps on; epochs are reported from 1, so 2 is the second.
+        # Optuna prunes from step n_warmup_steps on; measurements are counted from 1, so 2 is the second.
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     return optuna.pruners.NopPruner()
 
@@ -40,8 +42,9 @@ def run_name() -> dict:
 
 
 def pruning_check() -> Callable[[dict], None] | None:
-    """For a trial's training, a callable given each epoch's record: it reports the record's
-    val_loss to the study and raises TrialPruned when the pruner says stop. None outside a sweep."""
+    """For a trial's training, a callable given each record that carries a val_loss (each epoch's,
+    and for the transformers kinds every `validate_every_steps` within one): it reports the loss to
+    the study and raises TrialPruned when the pruner says stop. None outside a sweep."""
     if not os.environ.get(TRIAL):
         return None
     import mlflow
@@ -54,15 +57,21 @@ def pruning_check() -> Callable[[dict], None] | None:
         storage.get_study_id_from_name(spec["study"]), spec["trial"]
     )
     trial = optuna.trial.Trial(study, trial_id)
+    measured = 0
 
     def check(record: dict) -> None:
-        trial.report(record["val_loss"], step=int(record["epoch"]))  # by epoch for every kind
+        nonlocal measured
+        # The pruner compares trials at the same step: the count of measurements, which is the
+        # epoch for every kind unless a transformers kind also measures within its epochs.
+        measured += 1
+        trial.report(record["val_loss"], step=measured)
         if trial.should_prune():
-            storage.set_trial_user_attr(trial_id, PRUNED_AT, record["epoch"])
+            epoch = round(record["epoch"], 2)  # a fraction where measured within an epoch
+            storage.set_trial_user_attr(trial_id, PRUNED_AT, epoch)
             if mlflow.active_run():  # the training run
-                mlflow.set_tags({PRUNED_AT: str(record["epoch"]), "sweep_trial_state": "pruned"})
+                mlflow.set_tags({PRUNED_AT: str(epoch), "sweep_trial_state": "pruned"})
             raise TrialPruned(
-                f"trial {spec['trial']} of {spec['study']} pruned at epoch {record['epoch']}: its val_loss "
+                f"trial {spec['trial']} of {spec['study']} pruned at epoch {epoch}: its val_loss "
                 f"{record['val_loss']:.4f} is worse than the median of the trials before it there"
             )
 

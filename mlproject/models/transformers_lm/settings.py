@@ -18,6 +18,12 @@ class TransformersTraining(Training):
         0, "optimizer steps of linear warm-up before the cosine decay of the learning rate", minimum=0
     )
     validation_tokens: int = param(16384, "most validation tokens the loss of each epoch is measured on", minimum=1)
+    validate_every_steps: int = param(
+        0,
+        "also measure the validation loss every this many optimizer steps within an epoch (a sweep's "
+        "pruner sees each one); 0: at each epoch's end only",
+        minimum=0,
+    )
     precision: str = param(
         "auto",
         "auto: bf16 on a GPU that has it, else fp16 on a GPU; on a CPU bf16 "

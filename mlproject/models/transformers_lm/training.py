@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,18 @@ def train(
         order = epoch_order(len(train_blocks), steps, per_step, seed, epoch)
         mine = order[:, accelerator.process_index :: accelerator.num_processes]
         losses = run_epoch(
-            accelerator, runner, optimizer, schedule, train_blocks, mine, config, epoch, steps, log, on_step
+            accelerator,
+            runner,
+            optimizer,
+            schedule,
+            train_blocks,
+            mine,
+            config,
+            epoch,
+            steps,
+            log,
+            on_step,
+            lambda: validation_loss(network, validation_blocks, config.batch_size),
         )
         record = {
             "epoch": epoch + 1,
@@ -245,8 +257,11 @@ def run_epoch(
     steps: int,
     log: epoch_log.EpochLog,
     on_step,
+    measure_validation: Callable[[], float] | None = None,
 ) -> list[float]:
-    """One epoch of optimizer steps, each summing `gradient_accumulation` batches."""
+    """One epoch of optimizer steps, each summing `gradient_accumulation` batches; every
+    `validate_every_steps` steps before its last (measured at the epoch's end) the step's record
+    carries the validation loss."""
     import torch
 
     progress = progress_bar(steps, f"epoch {epoch + 1}/{config.epochs}", "step", accelerator.is_main_process)
@@ -279,6 +294,9 @@ def run_epoch(
             "learning_rate": schedule.get_last_lr()[0],
             "tokens_per_second": speed,
         }
+        every = config.validate_every_steps
+        if measure_validation and every and (step + 1) % every == 0 and step + 1 < steps:
+            record["val_loss"] = measure_validation()
         if accelerator.is_main_process:
             log.log_step(record)
         if on_step:
