@@ -41,6 +41,9 @@ class Paths:
     training_plot: str = param("reports/training.csv", "loss and validation loss per epoch (DVC plot)")
     metrics: str = param("reports/metrics.json", "validation totals, perplexity, bits per char and byte")
     samples: str = param("reports/samples.jsonl", "sample generations at a few temperatures")
+    document_scores: str = param(
+        "reports/document_scores.json", "what each validation document cost the model (promotion pairs them up)"
+    )
     registered: str = param("reports/registered.json", "the registered model version")
     promotion: str = param("reports/promotion.json", "the promotion decision and both figures")
     generations: str = param("outputs/generations.jsonl", "batch generations from the champion")
@@ -262,8 +265,19 @@ class EvaluateConfig:
 class PromoteConfig:
     min_improvement_bpb: float = param(
         0.0,
-        "bits per byte the candidate must beat the champion by (a strictly lower figure is always required)",
+        "bits per byte the candidate must beat the champion by, beyond doubt: the whole interval of "
+        "the difference must lie below minus this",
         minimum=0.0,
+    )
+    confidence: float = param(
+        0.95,
+        "how sure the interval of the difference (candidate minus champion, a paired bootstrap over "
+        "the validation documents) is",
+        minimum=0.5,
+        maximum=0.999,
+    )
+    bootstrap_resamples: int = param(
+        2000, "resamples of the validation documents the interval is drawn from", minimum=100, maximum=1_000_000
     )
 
 

@@ -270,11 +270,24 @@ def publish_promotion(repo_dir: str) -> None:
         f"| candidate | {report['candidate_version']} | {report['candidate_bits_per_byte']} |",
         f"| champion before | {report['champion_version']} | {report['champion_bits_per_byte']} |",
         "",
+        *difference_lines(report.get("difference")),
         f"Champion now: version {report['champion_now'] or 'none'}.",
     ]
     create_markdown_artifact(
         key="promotion", markdown="\n".join(lines), description="Whether the new model became champion, and why"
     )
+
+
+def difference_lines(difference: dict | None) -> list[str]:
+    if not difference:
+        return []
+    return [
+        f"Candidate minus champion: **{difference['bits_per_byte']:+.4f}** bits per byte, "
+        f"{difference['confidence']:.0%} interval [{difference['low']:+.4f}, {difference['high']:+.4f}] "
+        f"(a paired bootstrap over {difference['documents']:,} validation documents, "
+        f"{difference['resamples']:,} resamples).",
+        "",
+    ]
 
 
 @task

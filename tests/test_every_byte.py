@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from mlproject.config import EvaluateConfig
+from mlproject.config import EvaluateConfig, StageFailed
 from mlproject.data.tokens import build_vocabulary
 from mlproject.models import kinds
-from mlproject.models.evaluation import NotEveryByte, check_every_byte
+from mlproject.models.evaluation import NotEveryByte, check_every_byte, document_scores
 from mlproject.models.interface import Sampling
 from mlproject.models.keras_rnn.network import build_network, set_seed
 from mlproject.models.settings import settings_class
@@ -57,6 +57,46 @@ def test_a_tokenizer_that_loses_text_or_a_score_that_skips_it_is_refused():
     size = len(HARD.encode("utf-8"))
     with pytest.raises(NotEveryByte, match=f"scored {size - 1} of the {size} bytes"):
         check_every_byte("rnn", HARD, HARD, skipped)
+
+
+def test_a_score_whose_token_costs_miss_their_total_is_refused():
+    model = keras_model("rnn", "word")
+    totals = model.score(HARD, EvaluateConfig())
+    short = dataclasses.replace(totals, token_costs=totals.token_costs[:-1])
+    with pytest.raises(NotEveryByte, match="gave no cost and place for each of its"):
+        check_every_byte("rnn", HARD, HARD, short)
+    cheaper = dataclasses.replace(totals, token_costs=totals.token_costs * 0.5)
+    with pytest.raises(NotEveryByte, match="token costs sum to"):
+        check_every_byte("rnn", HARD, HARD, cheaper)
+
+
+def every_kind(corpus):
+    for kind in ("rnn", "window_rnn"):
+        for level in ("char", "word"):
+            yield f"{kind} {level}", keras_model(kind, level), EvaluateConfig(streams=4, chunk_length=8)
+    gpt = ScratchGPT.initial(dataclasses.replace(TINY_GPT, sequence_length=256), 1, corpus / "tokens")
+    yield "gpt", gpt, EvaluateConfig(window=64, stride=32)
+
+
+def test_every_kind_splits_its_cost_by_document_summing_to_its_totals(corpus):
+    documents = ["Más vale pájaro en mano.", "Tab\tafter,  two 😀🇪🇸 ǅ 中文\r\n", "¿qué? ñandú\u00a0end "]
+    text = "\n\n".join(documents)
+    starts = np.cumsum([0] + [len(d) + 2 for d in documents[:-1]])
+    for name, model, config in every_kind(corpus):
+        totals = model.score(text, config)
+        figures = validation_figures_of(text, name, totals)
+        scores = document_scores(text, starts, totals, figures)
+        assert len(scores["nats"]) == 3 and all(n > 0 for n in scores["nats"]), name
+        assert sum(scores["nats"]) == pytest.approx(totals.nll_nats, rel=1e-9), name
+        assert sum(scores["bytes"]) == len(text.encode("utf-8")) and sum(scores["characters"]) == len(text)
+        assert scores["bytes"][1] == len((documents[1] + "\n\n").encode("utf-8"))  # its separator after it
+    with pytest.raises(StageFailed, match="do not fit validation.txt"):
+        document_scores(text, np.array([0, len(text) + 5]), totals, figures)
+
+
+def validation_figures_of(text: str, kind: str, totals) -> dict:
+    check_every_byte(kind, text, text, totals)
+    return {"validation_md5": "md5", "score_rule": "every-byte"}
 
 
 def random_words(count: int, seed: int = 0) -> str:

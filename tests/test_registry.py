@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -20,6 +21,7 @@ from mlproject.models.keras_rnn.network import build_network, set_seed
 from mlproject.models.keras_rnn.rnn import RecurrentModel
 from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.stages.evaluate import evaluate
+from mlproject.tracking.comparison import table, version_rows
 from mlproject.tracking.promotion import decide, promote
 from mlproject.tracking.pyfunc import load_version
 from mlproject.tracking.registry import connect, register
@@ -32,7 +34,8 @@ NAME = MlflowConfig().model_name
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    """Token files and two saved models: a trained one and an untrained (worse) one."""
+    """Token files and three saved models: a trained one, the same nudged, and an untrained (far
+    worse) one."""
     root = tmp_path_factory.mktemp("models")
     layout = paths_in(
         root, raw_documents="raw.jsonl", accepted_documents="raw.jsonl", tokens="tokens", model_dir="trained"
@@ -40,6 +43,13 @@ def bundles(tmp_path_factory):
     scrape(ScrapeConfig(sources=[Source(name="s", location=str(SAMPLE_CORPUS))]), layout)
     tokenize(TokenizeConfig(), layout)
     RecurrentModel.train(TINY, 1, layout)
+    # The trained model with its output layer nudged at random: a little better on the whole
+    # validation text, worse on some of its documents.
+    nudged = kinds.load(layout.model)
+    output = nudged.network.layers[-1]
+    kernel, bias = output.get_weights()
+    output.set_weights([kernel + np.random.default_rng(1).normal(0, 0.03, kernel.shape).astype(kernel.dtype), bias])
+    kinds.save(nudged, root / "nudged" / "model")
     set_seed(1)
     vocabulary = Vocabulary.load(root / "tokens" / "vocab.json")
     kinds.save(RecurrentModel(build_network(TINY, len(vocabulary)), vocabulary, TINY), root / "untrained" / "model")
@@ -83,10 +93,29 @@ def test_better_model_is_promoted_and_worse_is_not(workdir, bundles):
     better = register_and_promote(workdir, bundles, "trained")
     assert better["decision"] == "promoted" and champion() == "2"
     assert better["candidate_bits_per_byte"] < better["champion_bits_per_byte"]
+    assert better["difference"]["high"] < 0 and better["reason"].startswith("better beyond doubt: -")
+    assert better["champion_figure"] == "recorded"  # its figures per document, logged when it was registered
     worse = register_and_promote(workdir, bundles, "untrained")
     assert worse["decision"] == "challenger" and champion() == "2"
     assert str(MlflowClient().get_model_version_by_alias(NAME, "challenger").version) == "3"
     assert MlflowClient().get_model_version(NAME, "3").tags["promotion.decision"] == "challenger"
+
+
+def test_a_candidate_better_by_less_than_its_interval_stays_challenger(workdir, bundles):
+    register_and_promote(workdir, bundles, "trained")
+    report = register_and_promote(workdir, bundles, "nudged")
+    assert report["candidate_bits_per_byte"] < report["champion_bits_per_byte"]  # ahead on the whole text,
+    difference = report["difference"]
+    assert difference["low"] < difference["bits_per_byte"] < 0 < difference["high"]
+    assert report["decision"] == "challenger" and champion() == "1"  # but not beyond doubt
+    words = f"{difference['bits_per_byte']:+.4f} [{difference['low']:+.4f}, {difference['high']:+.4f}]"
+    assert report["reason"] == f"not better beyond doubt: {words} bits per byte (95% interval, margin 0.0)"
+    version = MlflowClient().get_model_version(NAME, "2")
+    assert version.tags["promotion.difference_bpb"] == words
+    assert version.description.endswith(f"**Promotion:** challenger against champion version 1: {report['reason']}.\n")
+    assert "**Validation:**" in version.description  # the card register wrote, the promotion added to it
+    shown = table(version_rows(MlflowClient(), NAME)).splitlines()
+    assert "vs champion (95%)" in shown[0] and words in shown[2]  # newest first
 
 
 def test_margin_keeps_a_barely_better_model_out(workdir, bundles):
@@ -99,7 +128,10 @@ def test_champion_is_rescored_when_validation_text_changed(workdir, bundles):
     register_and_promote(workdir, bundles, "trained")
     recorded = float(MlflowClient().get_model_version(NAME, "1").tags["bits_per_byte"])
     validation = workdir / "data" / "tokens" / "validation.txt"
-    validation.write_text(validation.read_text()[: len(validation.read_text()) // 2])
+    half = len(validation.read_text()) // 2
+    validation.write_text(validation.read_text()[:half])
+    documents = workdir / "data" / "tokens" / "validation_documents.json"  # the documents in that half
+    documents.write_text(json.dumps({"starts": [s for s in json.loads(documents.read_text())["starts"] if s < half]}))
     report = register_and_promote(workdir, bundles, "untrained")
     assert report["champion_figure"].startswith("re-scored")
     assert report["champion_bits_per_byte"] != pytest.approx(recorded, abs=1e-9)

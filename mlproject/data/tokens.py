@@ -102,8 +102,12 @@ def split_by_document(documents: list[dict], fraction: float) -> tuple[list[dict
     return training, validation
 
 
+VALIDATION_DOCUMENTS = "validation_documents.json"
+
+
 def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
-    """Write vocab.json, train.npy, train.txt and validation.txt into `paths.tokens`; return a summary."""
+    """Write vocab.json, train.npy, train.txt, validation.txt and where each of its documents starts
+    (VALIDATION_DOCUMENTS) into `paths.tokens`; return a summary."""
     documents = read_jsonl(paths.accepted_documents)
     training, validation = split_by_document(documents, config.validation_fraction)
     if not training or not validation:
@@ -122,6 +126,9 @@ def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
         np.save(handle, train_ids)
     write_text(out / "train.txt", train_text)  # the kinds with their own tokenizer read the text
     write_text(out / "validation.txt", validation_text)
+    # Where each validation document starts: the figures of a model pair up with another's by document.
+    lengths = [len(d["text"]) + len(config.document_separator) for d in validation[:-1]]
+    write_json(out / VALIDATION_DOCUMENTS, {"starts": np.cumsum([0, *lengths]).tolist()})
     summary = {
         "level": config.level,
         "vocabulary": len(vocabulary),

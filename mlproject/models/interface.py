@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,6 +27,10 @@ class Totals:
     characters: int  # of the text the scored tokens stand for
     bytes: int
     spelled_bytes: int = 0  # of tokens outside the vocabulary, paid for by its speller
+    # Each scored token's cost in nats (its spelling included) and the character of the text it
+    # starts at, in text order: what a document of the text cost (evaluation.document_scores).
+    token_costs: np.ndarray | None = field(default=None, compare=False, repr=False)
+    token_starts: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def figures(self) -> dict:
         ln2 = float(np.log(2.0))

@@ -6,10 +6,10 @@ from mlproject.fileio import write_json, write_jsonl
 
 def evaluate(config: EvaluateConfig, seed: int, paths: Paths) -> tuple[dict, list[dict]]:
     from mlproject.models import kinds
-    from mlproject.models.evaluation import sample_rows, score_validation
+    from mlproject.models.evaluation import sample_rows, score_validation_by_document
 
     model = kinds.load(paths.model)
-    metrics = score_validation(model, paths.tokens, config)
+    metrics, documents = score_validation_by_document(model, paths.tokens, config)
     baseline = model.baseline or {}
     if all(
         baseline.get(k) == v
@@ -21,6 +21,7 @@ def evaluate(config: EvaluateConfig, seed: int, paths: Paths) -> tuple[dict, lis
     ):
         metrics["zero_shot_bits_per_byte"] = baseline["bits_per_byte"]  # before training, same text
     samples = sample_rows(model, config, seed)
+    write_json(paths.document_scores, documents)
     write_json(paths.metrics, metrics)
     write_jsonl(paths.samples, samples)
     return metrics, samples

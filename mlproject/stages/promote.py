@@ -1,4 +1,4 @@
-"""`mlproject promote`: alias champion for the new version only if it beats the champion."""
+"""`mlproject promote`: alias champion for the new version only if it beats the champion beyond doubt."""
 
 from mlproject.config import Params
 
@@ -9,7 +9,12 @@ def run(params: Params, args) -> None:
 
     connect(params.mlflow)
     report = promote(
-        params.promote, params.mlflow, params.evaluate, params.paths, rescore_champion=args.rescore_champion
+        params.promote,
+        params.mlflow,
+        params.evaluate,
+        params.paths,
+        rescore_champion=args.rescore_champion,
+        seed=params.seed,
     )
     if report["decision"] == NOT_COMPARED:
         print(

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 from mlproject.config import CompareConfig
 from mlproject.models.evaluation import SCORE_RULE
+from mlproject.tracking.promotion import DIFFERENCE_TAG
 
 DATA_TAG = "data_md5:"
 
@@ -35,6 +36,7 @@ class VersionRow:
     params: dict[str, str] = field(default_factory=dict)
     byte_coverage: float | None = None  # share of validation bytes its vocabulary covers directly
     comparable: bool = True  # its figure is under the current score rule (every byte paid for)
+    difference: str = ""  # its bits per byte minus the champion's it met, and the interval: -0.0031 [-0.0072, +0.0009]
 
     @property
     def bits_per_byte_per_nat(self) -> float | None:
@@ -76,6 +78,7 @@ def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow
         git_commit=tags.get("git_commit", "")[:10] + ("*" if tags.get("git_dirty") == "true" else ""),
         run_id=version.run_id,
         promotion=tags.get("promotion.reason", ""),
+        difference=tags.get(DIFFERENCE_TAG, ""),
         params=dict(run.params),
         byte_coverage=number(tags.get("vocabulary_byte_coverage")),
         comparable=tags.get("score_rule") == SCORE_RULE,
@@ -118,6 +121,7 @@ def table(rows: list[VersionRow]) -> str:
         "alias",
         "kind",
         "bits/byte",
+        "vs champion (95%)",
         "bits/char",
         "in vocab",
         "train time",
@@ -131,6 +135,7 @@ def table(rows: list[VersionRow]) -> str:
             ",".join(row.aliases) or "-",
             row.kind,
             figure(row.bits_per_byte) + ("" if row.comparable else "†"),
+            row.difference or "-",
             figure(row.bits_per_character),
             "-" if row.byte_coverage is None else f"{row.byte_coverage:.1%}",
             "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",

@@ -27,8 +27,14 @@ from mlproject.config import EvaluateConfig, MlflowConfig, Paths, PromoteConfig,
 from mlproject.fileio import read_json, write_json
 from mlproject.models.evaluation import SCORE_RULE, NotEveryByte
 from mlproject.tracking import version_process
+from mlproject.tracking.paired_bootstrap import Difference, paired_difference
+from mlproject.tracking.registry import document_scores_artifact
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+PROMOTION_HEADING = "**Promotion:**"  # the model card's last paragraph
+DIFFERENCE_TAG = "promotion.difference_bpb"  # a version's, against the champion it was compared with
+# A champion's tag: the validation text (MD5) its registered code could not score document by document.
+NO_DOCUMENTS_TAG = "no_document_scores.on"
 NOT_COMPARED = "not compared"
 LOCK_SUFFIX = ".promotion-lock"
 # A holder on another machine is presumed dead after this long (one on this machine as soon as its
@@ -64,7 +70,7 @@ def recorded_bits_per_byte(tags: dict, validation_md5: str) -> float | None:
     return float(tags[rescored_tag(validation_md5)]) if rescored_tag(validation_md5) in tags else None
 
 
-def champion_bits_per_byte(
+def champion_figures(
     client,
     name: str,
     champion,
@@ -72,36 +78,99 @@ def champion_bits_per_byte(
     tokens_dir: str,
     evaluate_config: EvaluateConfig,
     rescore: bool = False,
-) -> tuple[float, str]:
-    """The champion's figure on the current validation text under the current rule: recorded, or
-    re-scored now when the text changed (or when asked). Its own figure on this very text under an
-    older rule raises NotComparable."""
+) -> tuple[float, str, dict | None]:
+    """The champion's figure on the current validation text under the current rule, and what each
+    of its documents cost there: recorded, or re-scored now (once, then recorded) when the text
+    changed, when its document figures were never recorded, or when asked. Its own figure on this
+    very text under an older rule raises NotComparable. The documents are None for a champion whose
+    registered code gives no cost per token."""
     recorded = recorded_bits_per_byte(champion.tags, validation_md5)
     if recorded is not None and not rescore:
-        return recorded, "recorded"
-    if champion.tags.get("validation_md5") == validation_md5 and not rescore:
+        documents = recorded_documents(client, champion.run_id, validation_md5)
+        if documents is not None or champion.tags.get(NO_DOCUMENTS_TAG) == validation_md5:
+            return recorded, "recorded", documents
+    elif champion.tags.get("validation_md5") == validation_md5 and not rescore:
         raise NotComparable(
             f"champion version {champion.version} was scored before every byte was paid for (its tag "
             f"score_rule is {champion.tags.get('score_rule', 'missing')}, not {SCORE_RULE}); "
             "`mlproject promote --rescore-champion` scores it again under the current rule"
         )
     try:
-        figures = version_process.score(
+        figures, documents = version_process.score(
             f"models:/{name}/{champion.version}", mlflow.get_tracking_uri(), tokens_dir, asdict(evaluate_config)
         )
     except NotEveryByte as error:
         raise NotComparable(f"champion version {champion.version}: {error}") from None
     client.set_model_version_tag(name, champion.version, rescored_tag(validation_md5), str(figures["bits_per_byte"]))
-    return figures["bits_per_byte"], "re-scored on the current validation text"
+    if documents is None:  # never asked again on this text
+        client.set_model_version_tag(name, champion.version, NO_DOCUMENTS_TAG, validation_md5)
+    else:
+        client.log_dict(champion.run_id, documents, document_scores_artifact(validation_md5))
+    return figures["bits_per_byte"], "re-scored on the current validation text", documents
 
 
-def decide(candidate_bpb: float, champion_bpb: float | None, margin: float) -> tuple[bool, str]:
-    """Promote only a strictly better model that also beats the champion by `margin`."""
+def paired(candidate: dict, champion: dict | None, config: PromoteConfig, seed: int) -> Difference | None:
+    """The difference of the two models' figures, document by document, with its interval; None
+    without the champion's documents. Both are figures of the same text (checked by its MD5)."""
+    if champion is None:
+        return None
+    if candidate["validation_md5"] != champion["validation_md5"] or len(candidate["nats"]) != len(champion["nats"]):
+        raise NotComparable(
+            f"the candidate's document figures are of validation text {candidate['validation_md5']}, "
+            f"the champion's of {champion['validation_md5']}"
+        )
+    return paired_difference(
+        candidate["nats"], champion["nats"], candidate["bytes"], config.bootstrap_resamples, config.confidence, seed
+    )
+
+
+def recorded_documents(client, run_id: str, validation_md5: str) -> dict | None:
+    """What each document of this validation text cost the run's model, under the current rule,
+    as its register (or an earlier promotion's re-scoring) recorded it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, document_scores_artifact(validation_md5), folder)
+        except (mlflow.exceptions.MlflowException, OSError):
+            return None
+        documents = read_json(path)
+    return documents if documents.get("score_rule") == SCORE_RULE else None
+
+
+def decide(
+    candidate_bpb: float, champion_bpb: float | None, margin: float, difference: Difference | None = None
+) -> tuple[bool, str]:
+    """Promote only a model better beyond doubt: the whole interval of the difference (candidate
+    minus champion) below -`margin`. Without document figures for both (a champion registered
+    before them), the figures on the whole text decide, and the reason says so."""
     if champion_bpb is None:
         return True, "first model: no champion yet"
+    if difference is not None:
+        if difference.high < -margin:
+            return True, (
+                f"better beyond doubt: {difference.words()} bits per byte "
+                f"({difference.confidence:.0%} interval, margin {margin})"
+            )
+        return False, (
+            f"not better beyond doubt: {difference.words()} bits per byte "
+            f"({difference.confidence:.0%} interval, margin {margin})"
+        )
+    without = "; the champion's code gives no figures per document, so no interval"
     if candidate_bpb < champion_bpb - margin:
-        return True, f"beats the champion by {champion_bpb - candidate_bpb:.4f} bits per byte (margin {margin})"
-    return False, f"does not beat the champion by more than {margin} bits per byte"
+        return (
+            True,
+            f"beats the champion by {champion_bpb - candidate_bpb:.4f} bits per byte (margin {margin}){without}",
+        )
+    return False, f"does not beat the champion by more than {margin} bits per byte{without}"
+
+
+def with_promotion(card: str, report: dict) -> str:
+    """The version's model card with its promotion's paragraph (replacing an earlier one)."""
+    kept = card.split(PROMOTION_HEADING)[0].rstrip()
+    champion = report["champion_version"]
+    against = f" against champion version {champion}" if champion else ""
+    return f"{kept}\n\n{PROMOTION_HEADING} {report['decision']}{against}: {report['reason']}.\n"
 
 
 def lock_holder() -> dict:
@@ -184,6 +253,7 @@ def promote(
     evaluate_config: EvaluateConfig,
     paths: Paths,
     rescore_champion: bool = False,
+    seed: int = 0,
 ) -> dict:
     client = MlflowClient()
     name = mlflow_config.model_name
@@ -191,10 +261,14 @@ def promote(
     metrics = read_json(paths.metrics)
     with promotion_lock(client, name):
         report = decide_and_move_aliases(
-            client, name, candidate, metrics, config, evaluate_config, paths, rescore_champion
+            client, name, candidate, metrics, config, evaluate_config, paths, rescore_champion, seed
         )
     for key in ("decision", "reason", "candidate_bits_per_byte", "champion_bits_per_byte", "champion_version"):
         client.set_model_version_tag(name, candidate, f"promotion.{key}", str(report[key]))
+    if report["difference"]:  # as `mlproject compare` shows it: -0.0031 [-0.0072, +0.0009]
+        client.set_model_version_tag(name, candidate, DIFFERENCE_TAG, Difference(**report["difference"]).words())
+    card = client.get_model_version(name, candidate).description or ""
+    client.update_model_version(name, candidate, description=with_promotion(card, report))
     write_json(paths.promotion, report)
     return report
 
@@ -208,9 +282,10 @@ def decide_and_move_aliases(
     evaluate_config: EvaluateConfig,
     paths: Paths,
     rescore_champion: bool,
+    seed: int,
 ) -> dict:
     champion = champion_version(client, name)
-    champion_bpb, source, decision = None, None, None
+    champion_bpb, source, decision, difference = None, None, None, None
     if champion is not None and str(champion.version) == candidate:
         champion_bpb, source = metrics["bits_per_byte"], "the candidate itself"
         decision, reason = "promoted", "already the champion"
@@ -225,10 +300,11 @@ def decide_and_move_aliases(
     else:
         try:
             if champion is not None:
-                champion_bpb, source = champion_bits_per_byte(
+                champion_bpb, source, documents = champion_figures(
                     client, name, champion, metrics["validation_md5"], paths.tokens, evaluate_config, rescore_champion
                 )
-            promoted, reason = decide(metrics["bits_per_byte"], champion_bpb, config.min_improvement_bpb)
+                difference = paired(read_json(paths.document_scores), documents, config, seed)
+            promoted, reason = decide(metrics["bits_per_byte"], champion_bpb, config.min_improvement_bpb, difference)
             decision = "promoted" if promoted else "challenger"
         except NotComparable as error:
             decision, reason = NOT_COMPARED, str(error)
@@ -247,6 +323,7 @@ def decide_and_move_aliases(
         "validation_md5": metrics["validation_md5"],
         "score_rule": metrics.get("score_rule"),
         "margin": config.min_improvement_bpb,
+        "difference": difference.record() if difference else None,
         "decision": decision,
         "reason": reason,
         "champion_now": candidate if decision == "promoted" else str(champion.version) if champion else None,

@@ -186,6 +186,11 @@ def version_of_same_model(client: MlflowClient, name: str, run_id: str, model_md
     return None
 
 
+def document_scores_artifact(validation_md5: str) -> str:
+    """Where a run keeps what each document of the validation text with this MD5 cost its model."""
+    return f"document_scores/{validation_md5}.json"
+
+
 def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> dict:
     """Log the model behind the pyfunc interface to the training run and register a new version,
     unless this very model is registered already (then its version is the record). A version
@@ -204,12 +209,14 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         "score_rule": str(metrics.get("score_rule")),
         **{k: str(v) for k, v in scores.items()},
     }
+    documents = read_json(paths.document_scores)
     client, name, model_md5 = MlflowClient(), config.model_name, folder_md5(paths.model)
     existing = version_of_same_model(client, name, run_id, model_md5)
     if existing is not None:
         version = str(existing.version)
         for key, value in figures.items():  # the latest evaluation of this model
             client.set_model_version_tag(name, version, key, value)
+        client.log_dict(existing.run_id, documents, document_scores_artifact(documents["validation_md5"]))
         client.update_model_version(name, version, description=card(client, existing.run_id, paths, existing.tags))
         record = write_record(paths, name, version, existing.run_id, existing.tags.get("git_commit", ""))
         return {**record, "registered_before": True}  # not in the file: the same record, so promote reruns nothing
@@ -226,6 +233,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
         mlflow.log_table(pd.DataFrame(read_jsonl(paths.samples)), artifact_file="samples.json")
         mlflow.log_artifact(paths.metrics)
+        mlflow.log_dict(documents, document_scores_artifact(documents["validation_md5"]))
         mlflow.log_dict(params, "params.yaml")
         mlflow.set_tags({**lineage, **described})
         info = mlflow.pyfunc.log_model(

@@ -28,14 +28,32 @@ def generate(uri: str, tracking_uri: str, prompts: list[str], sampling: dict) ->
     return run({"task": "generate", "uri": uri, "prompts": prompts, "sampling": sampling}, tracking_uri)["texts"]
 
 
-def score(uri: str, tracking_uri: str, tokens_dir: str, evaluate: dict) -> dict:
-    """The version's figures on the validation text in `tokens_dir`, under the checkout's rule."""
-    from mlproject.models.evaluation import validation_figures, validation_text_path
+def score(uri: str, tracking_uri: str, tokens_dir: str, evaluate: dict) -> tuple[dict, dict | None]:
+    """The version's figures on the validation text in `tokens_dir`, under the checkout's rule, and
+    what each of its documents cost (evaluation.document_scores); None for a version whose code
+    gives no cost per token (registered before it did)."""
+    import numpy as np
+
+    from mlproject.models.evaluation import (
+        document_scores,
+        validation_document_starts,
+        validation_figures,
+        validation_text_path,
+    )
     from mlproject.models.interface import Totals
 
     path = validation_text_path(tokens_dir)
     answer = run({"task": "score", "uri": uri, "text": str(path.resolve()), "evaluate": evaluate}, tracking_uri)
-    return validation_figures(path, answer["kind"], answer["level"], Totals(**answer["totals"]), answer["back"])
+    given = answer["totals"]
+    totals = Totals(
+        **{k: v for k, v in given.items() if k not in ("token_costs", "token_starts")},
+        **{k: np.asarray(given[k]) for k in ("token_costs", "token_starts") if given.get(k) is not None},
+    )
+    figures = validation_figures(path, answer["kind"], answer["level"], totals, answer["back"])
+    if totals.token_costs is None:
+        return figures, None
+    text = path.read_text(encoding="utf-8")
+    return figures, document_scores(text, validation_document_starts(tokens_dir), totals, figures)
 
 
 def run(request: dict, tracking_uri: str) -> dict:
@@ -83,7 +101,8 @@ def answer(request: dict) -> dict:
     return {
         "kind": model.kind,
         "level": model.token_level,
-        "totals": dataclasses.asdict(totals),
+        # A version's own Totals: per-token costs and places where its code gives them.
+        "totals": {k: v.tolist() if hasattr(v, "tolist") else v for k, v in dataclasses.asdict(totals).items()},
         "back": model.round_trip(text),
     }
 

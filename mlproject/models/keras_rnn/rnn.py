@@ -107,28 +107,37 @@ class RecurrentModel(LanguageModel):
         other piece's first token from the token before it).
         """
         context = self.context_ids()
-        nll, scored = self.score_ids(np.concatenate([context, self.vocabulary.encode(text)]), len(context), config)
-        return self.totals(text, nll, scored)
+        costs, scored = self.score_ids(np.concatenate([context, self.vocabulary.encode(text)]), len(context), config)
+        return self.totals(text, costs, scored)
 
     def context_ids(self) -> np.ndarray:
         """What a text is read after: the separator's tokens, or <unk> where it is empty."""
         return self.vocabulary.encode(self.separator) if self.separator else np.zeros(1, np.int32)
 
-    def totals(self, text: str, nll: float, scored: list[int]) -> Totals:
-        """The scored tokens' totals; those outside the vocabulary also pay for their spelling."""
+    def totals(self, text: str, costs: np.ndarray, scored: list[int]) -> Totals:
+        """The scored tokens' totals from each token's cost (`costs`, by token); those outside the
+        vocabulary also pay for their spelling."""
         pieces, scored_set = self.vocabulary.split(text), set(scored)
-        spelled = [piece for k, piece in self.vocabulary.unknown_pieces(text) if k in scored_set]
-        spelling = sum(self.vocabulary.speller.nats(piece) for piece in spelled)
+        costs = costs.astype(np.float64)  # a copy: the spellings are added to it
+        spelled = []
+        for k, piece in self.vocabulary.unknown_pieces(text):
+            if k in scored_set:
+                costs[k] += self.vocabulary.speller.nats(piece)
+                spelled.append(piece)
+        starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]]) if pieces else np.zeros(0, np.int64)
         return Totals(
-            float(nll) + spelling,
+            float(costs[scored].sum()),
             len(scored),
             sum(len(pieces[i]) for i in scored),
             sum(len(pieces[i].encode("utf-8")) for i in scored),
             sum(len(piece.encode("utf-8")) for piece in spelled),
+            token_costs=costs[scored],
+            token_starts=starts[scored],
         )
 
-    def score_ids(self, ids: np.ndarray, first: int, config: EvaluateConfig) -> tuple[float, list[int]]:
-        """Summed NLL of `ids[first:]`, and which of them (counted from `first`) were scored."""
+    def score_ids(self, ids: np.ndarray, first: int, config: EvaluateConfig) -> tuple[np.ndarray, list[int]]:
+        """The NLL of each of `ids[first:]` (0 where unscored), and which of them (counted from
+        `first`) were scored."""
         import tensorflow as tf
 
         from mlproject.models.keras_rnn.inference import make_scorer
@@ -138,7 +147,7 @@ class RecurrentModel(LanguageModel):
         positions = stream_rows(len(ids), first, config.streams)
         grid = np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
         states = forward.zero_states(len(grid))
-        total, scored = 0.0, []
+        costs, scored = np.zeros(len(ids) - first, np.float64), []
         for start in range(0, grid.shape[1] - 1, config.chunk_length):
             inputs = grid[:, start : start + config.chunk_length]
             targets = grid[:, start + 1 : start + 1 + config.chunk_length]
@@ -148,9 +157,9 @@ class RecurrentModel(LanguageModel):
             )
             target_positions = positions[:, start + 1 : start + 1 + targets.shape[1]]
             valid = (targets >= 0) & (inputs >= 0) & (target_positions >= first)
-            total -= picked.numpy().astype(np.float64)[valid].sum()
+            costs[target_positions[valid] - first] = -picked.numpy().astype(np.float64)[valid]
             scored.extend((target_positions[valid] - first).tolist())
-        return total, sorted(scored)
+        return costs, sorted(scored)
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, prompts: list[str], sampling: Sampling, batch_size: int = 256) -> list[str]:

@@ -26,13 +26,13 @@ class WindowModel(RecurrentModel):
         length = self.config.sequence_length
         ids = np.concatenate([self.prime_grid([self.context_ids()])[0], self.vocabulary.encode(text)])
         targets = np.arange(length, len(ids))
-        total = 0.0
+        costs = np.zeros(len(targets), np.float64)
         for start in range(0, len(targets), batch_size):
             chunk = targets[start : start + batch_size]
             logits = logits_of(np.stack([ids[t - length : t] for t in chunk])).numpy().astype(np.float64)
             log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-            total -= log_probs[np.arange(len(chunk)), ids[chunk]].sum()
-        return self.totals(text, total, (targets - length).tolist())
+            costs[start : start + len(chunk)] = -log_probs[np.arange(len(chunk)), ids[chunk]]
+        return self.totals(text, costs, (targets - length).tolist())
 
     def prime_grid(self, primes: list[np.ndarray]) -> np.ndarray:
         """The last window of each prompt, right-aligned after separator padding."""

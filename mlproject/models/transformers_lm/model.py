@@ -122,7 +122,11 @@ class CausalLM(LanguageModel):
         window, stride = config.window, config.stride
         if window > self.context:  # a small model's context: the same share of it is new each time
             window, stride = self.context, max(1, stride * self.context // window)
-        prefix, ids = self.context_prefix(), self.encode(text)
+        prefix, encoded = (
+            self.context_prefix(),
+            self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True),
+        )
+        ids = encoded["input_ids"]
         stream = np.array(prefix + ids, dtype=np.int64)
         spans = scoring_spans(len(stream), len(prefix), window, stride)
         batches = [
@@ -131,17 +135,27 @@ class CausalLM(LanguageModel):
             for same in [[span for span in spans if span[1] - span[0] == length]]
             for first in range(0, len(same), batch_size)
         ]
-        total = 0.0
+        costs = np.zeros(len(stream), np.float64)  # by position in the stream, the prefix's left at 0
         with torch.inference_mode(), progress_bar(len(spans), "scoring", "window", least=16) as progress:
             for batch in batches:
-                total += self.window_nll(stream, batch)
+                self.window_nll(stream, batch, costs)
                 progress.update(len(batch))
         scored = sum(count for *_, count in spans)  # the last ones: what the windows reached
         covered = text if scored == len(ids) else self.tokenizer.decode(ids[len(ids) - scored :])
-        return Totals(total, scored, len(covered), len(covered.encode("utf-8")))
+        token_costs = costs[len(stream) - scored :]
+        starts = np.array([start for start, _ in encoded["offset_mapping"]], np.int64)[len(ids) - scored :]
+        return Totals(
+            float(token_costs.sum()),
+            scored,
+            len(covered),
+            len(covered.encode("utf-8")),
+            token_costs=token_costs,
+            token_starts=starts,
+        )
 
-    def window_nll(self, stream: np.ndarray, batch: list[tuple[int, int, int]]) -> float:
-        """Summed NLL of the last `scored` tokens of each window (start, end, scored)."""
+    def window_nll(self, stream: np.ndarray, batch: list[tuple[int, int, int]], costs: np.ndarray) -> None:
+        """The NLL of the last `scored` tokens of each window (start, end, scored), into `costs`
+        at their positions in `stream`."""
         import torch
 
         inputs = torch.from_numpy(np.stack([stream[start:end] for start, end, _ in batch])).to(self.network.device)
@@ -150,10 +164,8 @@ class CausalLM(LanguageModel):
         log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
         targets = inputs[:, -keep + 1 :]
         picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        total = 0.0
-        for row, (_, _, scored) in enumerate(batch):
-            total -= float(picked[row, picked.shape[1] - scored :].double().sum())
-        return total
+        for row, (_, end, scored) in enumerate(batch):
+            costs[end - scored : end] = -picked[row, picked.shape[1] - scored :].double().cpu().numpy()
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, prompts: list[str], sampling: Sampling, batch_size: int = 64) -> list[str]:
