@@ -37,6 +37,9 @@ class Paths:
     validation_report: str = param("reports/validation.json", "counts per expectation (a DVC metric)")
     data_docs: str = param("reports/data_docs", "Great Expectations Data Docs (HTML)")
     tokens: str = param("data/tokens", "vocabulary, training ids and validation text")
+    word_ngrams: str = param(
+        "data/word_8grams.npy", "the training text's word 8-grams, hashed: evaluate checks samples for copying"
+    )
     model_dir: str = param("models", "the trained model, its checkpoints and the MLflow run id")
     training_plot: str = param("reports/training.csv", "loss and validation loss per epoch (DVC plot)")
     metrics: str = param("reports/metrics.json", "validation totals, perplexity, bits per char and byte")
@@ -278,6 +281,20 @@ class PromoteConfig:
     )
     bootstrap_resamples: int = param(
         2000, "resamples of the validation documents the interval is drawn from", minimum=100, maximum=1_000_000
+    )
+    max_copy_share: float = param(
+        1.0,
+        "a candidate whose samples copy a larger share of their word 8-grams verbatim from the training "
+        "text is refused (1.0: never)",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    max_repeat_share: float = param(
+        1.0,
+        "a candidate whose samples repeat a longer span of themselves, as a share of their length "
+        "(averaged), is refused (1.0: never)",
+        minimum=0.0,
+        maximum=1.0,
     )
 
 

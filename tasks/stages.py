@@ -251,7 +251,8 @@ def publish_scrape_report(repo_dir: str) -> None:
 @task
 def publish_metrics(repo_dir: str) -> None:
     metrics = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.metrics)
-    rows = [{"metric": key, "value": value} for key, value in metrics.items()]
+    writing = {f"writing.{key}": value for key, value in metrics.pop("writing", {}).items()}
+    rows = [{"metric": key, "value": value} for key, value in {**metrics, **writing}.items()]
     create_table_artifact(
         key="validation-metrics", table=rows, description="Validation figures of the model trained in this run"
     )

@@ -184,11 +184,12 @@ def test_the_mlflow_ui_lists_both_versions_and_compares_their_bits_per_byte(two_
         name = page.get_by_text("validation_bits_per_byte", exact=True)
         shown = [as_the_mlflow_ui_shows(run.data.metrics["validation_bits_per_byte"]) for run in runs]
         figures = [page.get_by_role("grid").get_by_text(figure, exact=True) for figure in shown]
-        # Metric names and values are two grids of 300 px; a person scrolls the values with the wheel and the
-        # names follow, one scroll event late in MLflow 3.17: a last small step brings them level.
+        # Metric names and values are two grids of 300 px; a person scrolls the values with the wheel to the
+        # figures' row and the names follow, one scroll event late in MLflow 3.17: a last small step brings them
+        # level.
         values = figures[0].locator("xpath=ancestor::div[@role='grid']")
         values.hover()
-        page.mouse.wheel(0, values.evaluate("grid => grid.scrollHeight"))
+        page.mouse.wheel(0, figures[0].bounding_box()["y"] - values.bounding_box()["y"])
         page.mouse.wheel(0, -1)
         for figure in figures:
             expect(figure).to_be_in_viewport()

@@ -62,16 +62,17 @@ def workdir(tmp_path, monkeypatch, bundles):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     connect(MlflowConfig())
     shutil.copytree(bundles / "tokens", tmp_path / "data" / "tokens")
+    shutil.copy(bundles / "data" / "word_8grams.npy", tmp_path / "data" / "word_8grams.npy")
     return tmp_path
 
 
-def register_and_promote(workdir, bundles, which: str, margin: float = 0.0) -> dict:
+def register_and_promote(workdir, bundles, which: str, margin: float = 0.0, **limits: float) -> dict:
     paths = paths_in(workdir, model_dir=bundles / which)
-    evaluate(EVALUATE, 1, paths)
+    evaluate(EVALUATE, 1, paths, ["es"])
     with mlflow.start_run() as run:
         pass
     register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
-    return promote(PromoteConfig(min_improvement_bpb=margin), MlflowConfig(), EVALUATE, paths)
+    return promote(PromoteConfig(min_improvement_bpb=margin, **limits), MlflowConfig(), EVALUATE, paths)
 
 
 def champion() -> str:
@@ -116,6 +117,24 @@ def test_a_candidate_better_by_less_than_its_interval_stays_challenger(workdir, 
     assert "**Validation:**" in version.description  # the card register wrote, the promotion added to it
     shown = table(version_rows(MlflowClient(), NAME)).splitlines()
     assert "vs champion (95%)" in shown[0] and words in shown[2]  # newest first
+
+
+def test_a_candidate_whose_samples_loop_more_than_allowed_is_refused_naming_the_figure(workdir, bundles):
+    register_and_promote(workdir, bundles, "untrained")
+    report = register_and_promote(workdir, bundles, "trained", max_repeat_share=0.01)
+    repeat = report["writing"]["repeat_share"]
+    assert report["decision"] == "challenger" and champion() == "1"
+    assert report["reason"].startswith(
+        f"refused: its samples' repeat_share is {repeat:.3f}, above promote.max_repeat_share = 0.01 "
+        "(on bits per byte: better beyond doubt: -"
+    )
+    version = MlflowClient().get_model_version(NAME, "2")
+    assert float(version.tags["writing.repeat_share"]) == repeat
+    assert "**Writing:** " in version.description and "distinct-2" in version.description
+    run = MlflowClient().get_run(version.run_id).data
+    assert run.metrics["writing_repeat_share"] == repeat and run.metrics["writing_samples"] == 1
+    shown = table(version_rows(MlflowClient(), NAME)).splitlines()
+    assert "copied" in shown[0] and f"{repeat:.1%}" in shown[2]
 
 
 def test_margin_keeps_a_barely_better_model_out(workdir, bundles):

@@ -54,7 +54,9 @@ def trained(tmp_path_factory, corpus):
 
 
 def register_and_promote(workdir, corpus, trained, name: str) -> dict:
-    paths = paths_in(workdir, tokens=corpus / "tokens", model_dir=trained / name)
+    paths = paths_in(
+        workdir, tokens=corpus / "tokens", word_ngrams=corpus / "data" / "word_8grams.npy", model_dir=trained / name
+    )
     metrics, _ = evaluate(EVALUATE, 1, paths)
     with mlflow.start_run() as run:
         pass

@@ -107,7 +107,10 @@ VALIDATION_DOCUMENTS = "validation_documents.json"
 
 def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
     """Write vocab.json, train.npy, train.txt, validation.txt and where each of its documents starts
-    (VALIDATION_DOCUMENTS) into `paths.tokens`; return a summary."""
+    (VALIDATION_DOCUMENTS) into `paths.tokens`, and the training text's word n-grams into
+    `paths.word_ngrams` (outside it: the train stage does not read them); return a summary."""
+    from mlproject.data import word_ngrams
+
     documents = read_jsonl(paths.accepted_documents)
     training, validation = split_by_document(documents, config.validation_fraction)
     if not training or not validation:
@@ -138,6 +141,7 @@ def tokenize(config: TokenizeConfig, paths: Paths) -> dict:
         "training_tokens": int(train_ids.size),
         "validation_characters": len(validation_text),
         "unknown_training_tokens": int((train_ids == 0).sum()),
+        "training_word_ngrams": word_ngrams.build(train_text, paths.word_ngrams),
     }
     write_json(out / "summary.json", summary)
     return summary

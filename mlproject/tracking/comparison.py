@@ -37,6 +37,8 @@ class VersionRow:
     byte_coverage: float | None = None  # share of validation bytes its vocabulary covers directly
     comparable: bool = True  # its figure is under the current score rule (every byte paid for)
     difference: str = ""  # its bits per byte minus the champion's it met, and the interval: -0.0031 [-0.0072, +0.0009]
+    copy_share: float | None = None  # of its samples' word 8-grams, found verbatim in the training text
+    repeat_share: float | None = None  # the longest span a sample repeats, as a share of it (mean)
 
     @property
     def bits_per_byte_per_nat(self) -> float | None:
@@ -82,6 +84,8 @@ def version_row(client: MlflowClient, version, aliases: list[str]) -> VersionRow
         params=dict(run.params),
         byte_coverage=number(tags.get("vocabulary_byte_coverage")),
         comparable=tags.get("score_rule") == SCORE_RULE,
+        copy_share=number(tags.get("writing.copy_share")),
+        repeat_share=number(tags.get("writing.repeat_share")),
     )
 
 
@@ -113,6 +117,10 @@ def figure(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def table(rows: list[VersionRow]) -> str:
     """The rows as a text table; the params column holds only what differs between versions."""
     differing = differing_params(rows)
@@ -124,6 +132,8 @@ def table(rows: list[VersionRow]) -> str:
         "vs champion (95%)",
         "bits/char",
         "in vocab",
+        "copied",
+        "repeat",
         "train time",
         "data",
         "commit",
@@ -137,7 +147,9 @@ def table(rows: list[VersionRow]) -> str:
             figure(row.bits_per_byte) + ("" if row.comparable else "†"),
             row.difference or "-",
             figure(row.bits_per_character),
-            "-" if row.byte_coverage is None else f"{row.byte_coverage:.1%}",
+            share(row.byte_coverage),
+            share(row.copy_share),
+            share(row.repeat_share),
             "-" if row.training_seconds is None else f"{row.training_seconds:.0f} s",
             row.data_hash,
             row.git_commit or "-",

@@ -4,6 +4,8 @@ with which params, how it scores and what it writes, readable in the MLflow UI's
 
 from __future__ import annotations
 
+from mlproject.models.writing import words
+
 
 def figures_line(metrics: dict) -> str:
     coverage = metrics.get("vocabulary_byte_coverage")
@@ -49,14 +51,17 @@ def model_card(
     dirty = " (with uncommitted changes)" if lineage.get("git_dirty") == "true" else ""
     return (
         "\n\n".join(
-            [
+            part
+            for part in [
                 f"### A `{kind}` text generator" + (f" ({details})" if details else ""),
                 f"**Validation:** {figures_line(metrics)}.",
                 f"**Code:** commit `{commit}`{dirty}.",
                 f"**Data** (the files the train stage read):\n{data or '- not recorded'}",
                 f"**Samples:**\n{shown or '- none'}",
+                f"**Writing:** {words(metrics['writing'])}." if metrics.get("writing") else "",
                 f"**Params of the training run:**\n\n| param | value |\n|---|---|\n{params}" if params else "",
             ]
+            if part
         ).strip()
         + "\n"
     )

@@ -165,6 +165,20 @@ def decide(
     return False, f"does not beat the champion by more than {margin} bits per byte{without}"
 
 
+# What the candidate's samples show (models/writing.py) and the param that limits each.
+WRITING_LIMITS = {"copy_share": "max_copy_share", "repeat_share": "max_repeat_share"}
+
+
+def writing_refusal(writing: dict | None, config: PromoteConfig) -> str | None:
+    """Why the candidate may not serve whatever its figure: one line naming the figure of its
+    samples over its limit; None when none is."""
+    for figure, limit in WRITING_LIMITS.items():
+        value = (writing or {}).get(figure)
+        if value is not None and value > getattr(config, limit):
+            return f"refused: its samples' {figure} is {value:.3f}, above promote.{limit} = {getattr(config, limit)}"
+    return None
+
+
 def with_promotion(card: str, report: dict) -> str:
     """The version's model card with its promotion's paragraph (replacing an earlier one)."""
     kept = card.split(PROMOTION_HEADING)[0].rstrip()
@@ -305,6 +319,9 @@ def decide_and_move_aliases(
                 )
                 difference = paired(read_json(paths.document_scores), documents, config, seed)
             promoted, reason = decide(metrics["bits_per_byte"], champion_bpb, config.min_improvement_bpb, difference)
+            refusal = writing_refusal(metrics.get("writing"), config)
+            if refusal:
+                promoted, reason = False, f"{refusal} (on bits per byte: {reason})"
             decision = "promoted" if promoted else "challenger"
         except NotComparable as error:
             decision, reason = NOT_COMPARED, str(error)
@@ -324,6 +341,7 @@ def decide_and_move_aliases(
         "score_rule": metrics.get("score_rule"),
         "margin": config.min_improvement_bpb,
         "difference": difference.record() if difference else None,
+        "writing": metrics.get("writing"),
         "decision": decision,
         "reason": reason,
         "champion_now": candidate if decision == "promoted" else str(champion.version) if champion else None,

@@ -203,11 +203,13 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
         for k in ("bits_per_byte", "bits_per_character", "perplexity", "vocabulary_byte_coverage")
         if k in metrics
     }
+    writing = {k: v for k, v in (metrics.get("writing") or {}).items() if v is not None}
     # score_rule says which figures promotion may compare with these (evaluation.SCORE_RULE).
     figures = {
         "validation_md5": metrics["validation_md5"],
         "score_rule": str(metrics.get("score_rule")),
         **{k: str(v) for k, v in scores.items()},
+        **{f"writing.{k}": str(v) for k, v in writing.items()},
     }
     documents = read_json(paths.document_scores)
     client, name, model_md5 = MlflowClient(), config.model_name, folder_md5(paths.model)
@@ -231,6 +233,7 @@ def register(config: MlflowConfig, run_id: str, paths: Paths, params: dict) -> d
     described = {f"model_{key}": str(value) for key, value in read_json(paths.model / KIND_FILE).items()}
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as staging:
         mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
+        mlflow.log_metrics({f"writing_{k}": v for k, v in writing.items()})
         mlflow.log_table(pd.DataFrame(read_jsonl(paths.samples)), artifact_file="samples.json")
         mlflow.log_artifact(paths.metrics)
         mlflow.log_dict(documents, document_scores_artifact(documents["validation_md5"]))
