@@ -465,7 +465,8 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
 
     from mlproject.config import load_params
     from mlproject.data.scrape import scrape
-    from mlproject.data.tokens import tokenize
+    from mlproject.data.tokens import VALIDATION_DOCUMENTS, tokenize
+    from mlproject.fileio import read_json, write_json
     from mlproject.models import kinds
     from mlproject.models.evaluation import score_validation
     from mlproject.models.transformers_lm.settings import FinetuneTraining
@@ -495,6 +496,8 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
         tokenize(params.tokenize, paths)
         validation = Path(paths.tokens) / "validation.txt"
         validation.write_text(validation.read_text()[:eval_chars])  # the same cut for both figures
+        starts = Path(paths.tokens) / VALIDATION_DOCUMENTS  # the documents that begin before the cut
+        write_json(starts, {"starts": [start for start in read_json(starts)["starts"] if start < eval_chars]})
         start = time.perf_counter()
         result = kinds.kind_class(config.kind).train(config, params.seed, paths, scoring=scoring)
         seconds = time.perf_counter() - start
