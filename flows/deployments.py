@@ -16,6 +16,7 @@ import sys
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 from uuid import UUID
 
 from prefect import Flow
@@ -38,6 +39,13 @@ CONCURRENCY = 2
 HEARTBEAT_SECONDS = 30
 UNRESPONSIVE_AFTER = 90
 CRASH_AUTOMATION = "mlproject: crash the runs that stop answering"
+# A failed or crashed run of the deployments is told to the team's webhook (Slack's incoming
+# webhooks, and most chat tools', take a JSON body with a `text`).
+FAILURE_AUTOMATION = "mlproject: tell the team when a run fails"
+FAILURE_WEBHOOK_BLOCK = "mlproject-failures"
+FAILURE_WEBHOOK_ENV = "MLPROJECT_FAILURE_WEBHOOK"
+FAILURE_SUBJECT = "{{ flow.name }}/{{ deployment.name }}: run {{ flow_run.name }} {{ flow_run.state.name }}"
+FAILURE_BODY = "{{ flow_run.state.message }}"
 JOB_VARIABLES = {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}}
 
 
@@ -79,43 +87,87 @@ def crash_unresponsive_runs(deployments: list[UUID], seconds: int = UNRESPONSIVE
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
+
+    replace_automation(
+        Automation(
+            name=CRASH_AUTOMATION,
+            description=f"A run of these deployments that sends no heartbeat for {seconds} s is marked Crashed "
+            "(made by python -m flows.deployments)",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={
+                    "prefect.flow-run.heartbeat",
+                    "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed",
+                },
+                **deployment_runs(deployments),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=seconds),
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED, message=f"no heartbeat for {seconds} s: its worker, pod or machine is gone"
+                )
+            ],
+        )
+    )
+
+
+def deployment_runs(deployments: list[UUID]):
+    """The events' resources of the flow runs of `deployments`: what an automation watches."""
     from prefect.events.schemas.events import ResourceSpecification
 
+    return {
+        "match": ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
+        "match_related": ResourceSpecification(
+            {
+                "prefect.resource.role": "deployment",
+                "prefect.resource.id": [f"prefect.deployment.{d}" for d in deployments],
+            }
+        ),
+    }
+
+
+def replace_automation(automation) -> None:
+    """`automation` on the server, instead of the one of its name made by an earlier deploy."""
+    from prefect.automations import Automation
+
     try:
-        Automation.read(name=CRASH_AUTOMATION).delete()
+        Automation.read(name=automation.name).delete()
     except ValueError:  # none yet
         pass
-    Automation(
-        name=CRASH_AUTOMATION,
-        description=f"A run of these deployments that sends no heartbeat for {seconds} s is marked Crashed "
-        "(made by python -m flows.deployments)",
-        trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
-            expect={
-                "prefect.flow-run.heartbeat",
-                "prefect.flow-run.Completed",
-                "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed",
-            },
-            match=ResourceSpecification({"prefect.resource.id": "prefect.flow-run.*"}),
-            match_related=ResourceSpecification(
-                {
-                    "prefect.resource.role": "deployment",
-                    "prefect.resource.id": [f"prefect.deployment.{d}" for d in deployments],
-                }
+    automation.create()
+
+
+def notify_failures(deployments: list[UUID], url: str) -> None:
+    """The server's automation (made again each time) that sends a failed or crashed run of
+    `deployments` to the webhook at `url`: the flow, the deployment, the run, its state and its
+    one line of why (a stage's own error line: tasks.stages.run_stage)."""
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    webhook = CustomWebhookNotificationBlock(name="mlproject", url=url, json_data={"text": "{{subject}}: {{body}}"})
+    block = webhook.save(FAILURE_WEBHOOK_BLOCK, overwrite=True)
+    replace_automation(
+        Automation(
+            name=FAILURE_AUTOMATION,
+            description=f"A failed or crashed run of these deployments is posted to the block "
+            f"{FAILURE_WEBHOOK_BLOCK} (made by python -m flows.deployments --failure-webhook)",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                **deployment_runs(deployments),
+                posture=Posture.Reactive,
+                threshold=1,
             ),
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=seconds),
-        ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED, message=f"no heartbeat for {seconds} s: its worker, pod or machine is gone"
-            )
-        ],
-    ).create()
+            actions=[SendNotification(block_document_id=block, subject=FAILURE_SUBJECT, body=FAILURE_BODY)],
+        )
+    )
 
 
 def deploy_flow(repo: Path, entrypoint: str, name: str, pool: str, **options) -> tuple[str, UUID]:
@@ -143,6 +195,7 @@ def deploy(
     gpu_pool: str = GPU_POOL,
     gpu_repo: Path | None = None,
     unresponsive_after: int = UNRESPONSIVE_AFTER,
+    failure_webhook: str | None = None,
 ) -> list[str]:
     """Create (or update) the deployments; their names as `flow/deployment`."""
     names, ids = [], []
@@ -175,6 +228,12 @@ def deploy(
         f"automation '{CRASH_AUTOMATION}': a run that sends no heartbeat for {unresponsive_after} s is marked "
         f"Crashed; a training run then reruns its {gpu_pool} stages on a live worker, from the last checkpoint"
     )
+    if failure_webhook:
+        notify_failures(ids, failure_webhook)
+        print(
+            f"automation '{FAILURE_AUTOMATION}': a failed or crashed run is posted to {failure_webhook} "
+            f"(block {FAILURE_WEBHOOK_BLOCK}): the flow, the run and its one line of why"
+        )
     return names
 
 
@@ -190,6 +249,13 @@ def heartbeats(text: str) -> int:
             f"{text!r}: expected whole seconds above the {HEARTBEAT_SECONDS} s between heartbeats"
         )
     return int(text)
+
+
+def webhook_url(text: str) -> str:
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an http:// or https:// URL with a host")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"a run that sends no heartbeat (every {HEARTBEAT_SECONDS} s) for this long is marked "
         f"Crashed, and GPU stages run again elsewhere (default: {UNRESPONSIVE_AFTER})",
     )
+    parser.add_argument(
+        "--failure-webhook",
+        type=webhook_url,
+        default=os.environ.get(FAILURE_WEBHOOK_ENV) or None,
+        metavar="URL",
+        help=f"post each failed or crashed run (its flow, run and one line of why) to this webhook, "
+        f'as JSON {{"text": ...}} (Slack\'s incoming webhooks take it) (default: ${FAILURE_WEBHOOK_ENV}; '
+        "unset: an earlier deploy's webhook stays as it was)",
+    )
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     if not (repo / "dvc.yaml").is_file():
@@ -259,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             args.gpu_pool,
             gpu_repo,
             args.unresponsive_after,
+            args.failure_webhook,
         )
     except ValueError as error:  # a cron Prefect cannot read
         raise SystemExit(f"deployments: {str(error).splitlines()[0]}") from None

@@ -13,6 +13,7 @@ import sys
 from prefect import flow, runtime
 
 from mlproject.cli import STAGES
+from tasks.approval import await_approval
 from tasks.stages import (
     open_run_workspace,
     publish_links,
@@ -42,11 +43,15 @@ def training_flow(
     overrides = {"preset": preset, "epochs": epochs, "sources": sources, "prompts_file": prompts_file, "values": values}
     workspace = open_run_workspace(repo_dir, runtime.flow_run.name or "training", **overrides)
     publish_params(workspace.changed)
-    outcomes = run_pipeline(workspace, STAGES, overrides)
+    # A candidate awaiting approval (promote.approval) is answered before batch generation.
+    serving = STAGES.index("generate")
+    outcomes = run_pipeline(workspace, STAGES[:serving], overrides)
+    answer = await_approval(workspace)
+    outcomes |= run_pipeline(workspace, STAGES[serving:], overrides)
     record_run(workspace)
     publish_scrape_report(str(workspace.path))
     publish_metrics(str(workspace.path))
-    publish_promotion(str(workspace.path))
+    publish_promotion(str(workspace.path), answer)
     publish_links(str(workspace.path), workspace.env.get("MLFLOW_TRACKING_URI"))
     return {"workspace": str(workspace.path), "commit": workspace.commit, "stages": outcomes}
 

@@ -117,6 +117,26 @@ def cmd_register_run(params: cfg.Params, args) -> None:
     )
 
 
+def cmd_approval(params: cfg.Params, args) -> None:
+    """A person's answer for the version awaiting approval (promote.approval: required)."""
+    import getpass
+
+    from mlproject.tracking.promotion import answer_approval
+    from mlproject.tracking.registry import connect
+
+    connect(params.mlflow)
+    approved = args.command == "approve"
+    outcome = answer_approval(params.mlflow.model_name, args.version, approved, args.by or getpass.getuser())
+    print(
+        f"{args.command}: version {outcome['version']} -> {outcome['decision']}: {outcome['reason']} "
+        f"(champion: version {outcome['champion_now']})"
+    )
+    if approved and outcome["decision"] != "promoted":
+        raise cfg.StageFailed(f"version {outcome['version']} was not promoted: {outcome['reason']}")
+    if outcome["decision"] == "promoted":
+        print("next: dvc repro -f generate, for batch generation with the new champion")
+
+
 def cmd_sweep(params: cfg.Params, args) -> None:
     from mlproject.search.sweep import run_sweep
     from mlproject.search.sweep_file import load_sweep
@@ -332,6 +352,26 @@ def parser(params_path: str = "params.yaml") -> argparse.ArgumentParser:
     sub.add_argument(
         "--parallelism", type=int, default=None, help="trials side by side (default: the sweep file's parallelism)"
     )
+    for name, short, text in (
+        (
+            "approve",
+            "let the version awaiting approval become champion",
+            "let the version awaiting approval (promote.approval: required) serve: it becomes champion, "
+            "and the champion it was compared with challenger; past promote.approval_timeout, or once "
+            "another champion came, it stays challenger",
+        ),
+        (
+            "reject",
+            "keep the version awaiting approval from serving",
+            "keep the version awaiting approval (promote.approval: required) from serving: it stays challenger",
+        ),
+    ):
+        sub = subs.add_parser(name, help=short, description=text)
+        sub.add_argument("version", help="the version awaiting approval (mlproject promote names it)")
+        sub.add_argument(
+            "--by", default=None, help="who answers, recorded on the version (default: the user's login name)"
+        )
+        sub.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     text = (
         "list the presets of the classic notebook models, or apply one: its keys are written "
         "into params.yaml (comments kept); the other params stay as they are"
@@ -365,7 +405,14 @@ def params_file(argv: list[str] | None) -> str:
     return early.parse_known_args(argv)[0].params
 
 
-COMMANDS = {"summary": cmd_summary, "compare": cmd_compare, "serve": cmd_serve, "sweep": cmd_sweep}
+COMMANDS = {
+    "summary": cmd_summary,
+    "compare": cmd_compare,
+    "serve": cmd_serve,
+    "sweep": cmd_sweep,
+    "approve": cmd_approval,
+    "reject": cmd_approval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

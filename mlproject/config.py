@@ -296,6 +296,32 @@ class PromoteConfig:
         minimum=0.0,
         maximum=1.0,
     )
+    approval: str = param(
+        "none",
+        "none: a candidate better beyond doubt becomes champion at once; required: it awaits a person's "
+        "approval (the form of the paused flow run in the Prefect UI, or mlproject approve|reject VERSION)",
+        choices=("none", "required"),
+    )
+    approval_timeout: str = param(
+        "24h",
+        "how long a candidate awaits approval before it stays challenger: a whole number and a unit "
+        "(s, m, h or d: 30m, 24h, 7d)",
+    )
+
+    @property
+    def approval_seconds(self) -> int:
+        return duration_seconds(self.approval_timeout, "promote.approval_timeout")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str, key: str) -> int:
+    """`30m`, `24h`, `7d` in seconds; one line naming `key` otherwise."""
+    match = re.fullmatch(r"([1-9][0-9]*)([smhd])", text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise ConfigError(f"{key} = {text!r}: expected a duration, a whole number and a unit: s, m, h or d (24h)")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)
@@ -445,6 +471,7 @@ def _check_consistency(params: Params) -> None:
             f"validate.language = {params.validate.language!r}: expected an ISO 639 "
             "code (es, en, fr...), a list of them, or any"
         )
+    duration_seconds(params.promote.approval_timeout, "promote.approval_timeout")  # one line at load
     if not params.evaluate.temperatures:
         raise ConfigError("evaluate.temperatures = []: expected at least one temperature")
     for index, temperature in enumerate(params.evaluate.temperatures):

@@ -394,13 +394,14 @@ def run_stages(stages, workspace, env: dict, log: Path, say) -> None:
             out.flush()
             done = subprocess.run(stage_command(stage), cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT)
             if done.returncode != 0:
-                raise StageFailed(f"stage {stage} failed: {last_words(log)}")
+                why = last_words(log.read_text(encoding="utf-8", errors="replace"))
+                raise StageFailed(f"stage {stage} failed: {why}")
             say(f"{stage} {time.monotonic() - started:.1f} s")
 
 
-def last_words(log: Path) -> str:
-    """The line that says why: the stage's own error line where it printed one."""
-    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+def last_words(output: str) -> str:
+    """The line of a stage's output that says why it failed: its own error line where it printed one."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if "error:" in line and not line.startswith("ERROR: failed to reproduce")]
     return (errors or lines or ["no output"])[-1][:400]
 

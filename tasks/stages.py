@@ -21,7 +21,7 @@ from infra.servers import GPU_POOL
 from mlproject.config import StageFailed, load_params
 from mlproject.fileio import read_json
 from mlproject.models import WANT_A_GPU
-from mlproject.workspace import Workspace, open_workspace, stage_command
+from mlproject.workspace import Workspace, last_words, open_workspace, stage_command
 
 
 @task(task_run_name="{stage}")
@@ -43,15 +43,15 @@ def run_stage(stage: str, repo_dir: str, env: dict[str, str] | None = None, ran_
     process = subprocess.Popen(
         stage_command(stage), cwd=repo_dir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    last_lines = deque(maxlen=10)
+    last_lines = deque(maxlen=40)
     for line in process.stdout:
         logger.info(line.rstrip())
         last_lines.append(line.rstrip())
         skipped = skipped or any(f"Stage '{stage}' {words}" in line for words in SKIPPED)
     if process.wait() != 0:
-        # The state message is what the UI shows of a failed task: its last words, not just a status.
-        tail = " | ".join(line for line in last_lines if line.strip())
-        raise RuntimeError(f"stage {stage} failed (exit status {process.returncode}): {tail}")
+        # The state message is what the UI and the failure webhook show: the stage's one line of why.
+        why = last_words("\n".join(last_lines))
+        raise StageFailed(f"stage {stage} failed: {why}")
     if skipped and ran_in:
         return Completed(
             name="Restored", message=f"ran in {ran_in}; restored here from the DVC remote", data="restored"
@@ -259,7 +259,8 @@ def publish_metrics(repo_dir: str) -> None:
 
 
 @task
-def publish_promotion(repo_dir: str) -> None:
+def publish_promotion(repo_dir: str, answer: str | None = None) -> None:
+    """The promotion's figures and decision; `answer`: the approval's, where one was asked."""
     report = read_json(Path(repo_dir) / load_params(Path(repo_dir) / "params.yaml").paths.promotion)
     lines = [
         f"# Promotion: version {report['candidate_version']} {report['decision']}",
@@ -272,7 +273,8 @@ def publish_promotion(repo_dir: str) -> None:
         f"| champion before | {report['champion_version']} | {report['champion_bits_per_byte']} |",
         "",
         *difference_lines(report.get("difference")),
-        f"Champion now: version {report['champion_now'] or 'none'}.",
+        *([f"Approval: {answer}", ""] if answer else []),
+        f"Champion now: version {report['champion_now'] or 'none'}." if not answer else "",
     ]
     create_markdown_artifact(
         key="promotion", markdown="\n".join(lines), description="Whether the new model became champion, and why"

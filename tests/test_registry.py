@@ -4,6 +4,7 @@ import json
 import shutil
 import socket
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import mlflow
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
+from mlproject.cli import main
 from mlproject.config import EvaluateConfig, MlflowConfig, PromoteConfig, ScrapeConfig, Source, TokenizeConfig
 from mlproject.data.scrape import scrape
 from mlproject.data.tokens import Vocabulary, tokenize
@@ -22,7 +25,7 @@ from mlproject.models.keras_rnn.rnn import RecurrentModel
 from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.stages.evaluate import evaluate
 from mlproject.tracking.comparison import table, version_rows
-from mlproject.tracking.promotion import decide, promote
+from mlproject.tracking.promotion import answer_approval, decide, promote
 from mlproject.tracking.pyfunc import load_version
 from mlproject.tracking.registry import connect, register
 from tests.conftest import ROOT, SAMPLE_CORPUS, paths_in
@@ -66,13 +69,13 @@ def workdir(tmp_path, monkeypatch, bundles):
     return tmp_path
 
 
-def register_and_promote(workdir, bundles, which: str, margin: float = 0.0, **limits: float) -> dict:
+def register_and_promote(workdir, bundles, which: str, margin: float = 0.0, **settings) -> dict:
     paths = paths_in(workdir, model_dir=bundles / which)
     evaluate(EVALUATE, 1, paths, ["es"])
     with mlflow.start_run() as run:
         pass
     register(MlflowConfig(), run.info.run_id, paths, {"seed": 1})
-    return promote(PromoteConfig(min_improvement_bpb=margin, **limits), MlflowConfig(), EVALUATE, paths)
+    return promote(PromoteConfig(min_improvement_bpb=margin, **settings), MlflowConfig(), EVALUATE, paths)
 
 
 def champion() -> str:
@@ -135,6 +138,62 @@ def test_a_candidate_whose_samples_loop_more_than_allowed_is_refused_naming_the_
     assert run.metrics["writing_repeat_share"] == repeat and run.metrics["writing_samples"] == 1
     shown = table(version_rows(MlflowClient(), NAME)).splitlines()
     assert "copied" in shown[0] and f"{repeat:.1%}" in shown[2]
+
+
+def challenger() -> str:
+    return str(MlflowClient().get_model_version_by_alias(NAME, "challenger").version)
+
+
+def test_with_approval_required_a_better_candidate_awaits_a_person_and_approving_makes_it_champion(
+    workdir, bundles, capsys
+):
+    register_and_promote(workdir, bundles, "untrained")
+    report = register_and_promote(workdir, bundles, "trained", approval="required")
+    assert report["decision"] == "awaiting approval" and champion() == "1"
+    assert report["reason"].startswith("better beyond doubt: -") and "awaits approval until " in report["reason"]
+    assert "mlproject approve 2, or reject it" in report["reason"]
+    with pytest.raises(MlflowException):  # no alias moved: version 2 is neither champion nor challenger
+        MlflowClient().get_model_version_by_alias(NAME, "challenger")
+    params = str(ROOT / "params.yaml")
+    # An answer for another version is refused in one line, and changes nothing.
+    capsys.readouterr()
+    assert main(["approve", "1", "--params", params]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mlproject approve: error: version 1 of {NAME} is not awaiting approval (version 2 is); nothing changed"
+    )
+    assert main(["approve", "2", "--by", "ana", "--params", params]) == 0
+    assert "approve: version 2 -> promoted: approved by ana (champion: version 2)" in capsys.readouterr().out
+    assert champion() == "2" and challenger() == "1"
+    tags = MlflowClient().get_model_version(NAME, "2").tags
+    assert tags["promotion.approval"].startswith("approved by ana, at ") and tags["promotion.decision"] == "promoted"
+    assert main(["reject", "2", "--params", params]) == 2  # answered once
+    assert "(none is)" in capsys.readouterr().err
+
+
+def test_a_rejected_candidate_or_one_answered_too_late_stays_challenger(workdir, bundles):
+    register_and_promote(workdir, bundles, "untrained")
+    register_and_promote(workdir, bundles, "trained", approval="required")
+    rejected = answer_approval(NAME, "2", False, "ana")
+    assert (rejected["decision"], rejected["reason"]) == ("challenger", "rejected by ana")
+    assert champion() == "1" and challenger() == "2"
+    # Version 3 awaits until its deadline; an approval after it leaves it challenger.
+    register_and_promote(workdir, bundles, "nudged", approval="required", approval_timeout="1m")
+    if MlflowClient().get_registered_model(NAME).tags.get("promotion.awaiting_approval") != "3":
+        pytest.fail("the nudged model is not better beyond doubt than the untrained one")
+    late = answer_approval(NAME, "3", True, "ana", now=datetime.now(timezone.utc) + timedelta(minutes=2))
+    assert late["decision"] == "challenger" and late["reason"].startswith("no answer before its deadline, ")
+    assert champion() == "1" and challenger() == "3"
+
+
+def test_an_approval_after_the_champion_changed_leaves_the_candidate_challenger(workdir, bundles):
+    register_and_promote(workdir, bundles, "untrained")
+    register_and_promote(workdir, bundles, "nudged", approval="required")  # awaits, against version 1
+    register_and_promote(workdir, bundles, "trained")  # no approval asked: champion at once
+    assert champion() == "3"
+    outcome = answer_approval(NAME, "2", True, "ana")
+    assert outcome["decision"] == "challenger"
+    assert "the champion is version 3 now, not the version 1 it was compared with" in outcome["reason"]
+    assert champion() == "3"
 
 
 def test_margin_keeps_a_barely_better_model_out(workdir, bundles):

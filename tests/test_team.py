@@ -5,6 +5,8 @@ CLI; every outcome read back through Prefect's client and MlflowClient."""
 from __future__ import annotations
 
 import contextvars
+import http.server
+import json
 import os
 import re
 import shutil
@@ -451,6 +453,147 @@ def test_a_run_that_wants_the_gpu_pool_when_none_is_deployed_fails_in_one_line_b
     message = run.state.message
     assert "train.runner = gpu: no worker serves the deployment training-stages/gpu" in message and "\n" not in message
     assert "scrape" not in tasks_of(run.id)
+
+
+class WebhookReceiver(http.server.ThreadingHTTPServer):
+    """A chat tool's incoming webhook on localhost: the JSON bodies posted to it, in order."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/hooks/team"
+
+
+def test_a_deployed_run_that_fails_in_a_stage_posts_its_flow_stage_and_reason_to_the_team_webhook(team):
+    _, project, env, _ = team
+    receiver = WebhookReceiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        deployed = cli(
+            ["python", "-m", "flows.deployments", "--repo", str(project), "--failure-webhook", receiver.url], ROOT, env
+        )
+        assert f"a failed or crashed run is posted to {receiver.url}" in deployed.stdout, deployed.stdout
+        # No validation documents: the tokenize stage fails, in one line of its own.
+        triggered = cli(
+            [
+                "prefect",
+                "deployment",
+                "run",
+                "training/weekly",
+                "--param",
+                'values=["tokenize.validation_fraction=0"]',
+            ],
+            project,
+            env,
+        )
+        run = wait_for_flow_run(triggered_run_id(triggered.stdout))
+        assert run.state.is_failed(), run.state
+        deadline = time.monotonic() + 120
+        while not receiver.received:
+            assert time.monotonic() < deadline, "no message reached the webhook"
+            time.sleep(1)
+        [message] = receiver.received
+        text = message["text"]
+        assert text.startswith(f"training/weekly: run {run.name} Failed: "), text
+        assert (
+            "stage tokenize failed: mlproject tokenize: error: tokenize.validation_fraction = 0.0: " in text
+            and "expected both sides non-empty" in text
+            and "\n" not in text
+        ), text
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    # Bad input: a webhook that is not a URL is refused in one line, before the server is asked.
+    refused = cli(["python", "-m", "flows.deployments", "--failure-webhook", "hooks.org"], ROOT, env, check=False)
+    assert refused.returncode == 2
+    assert "--failure-webhook: 'hooks.org': expected an http:// or https:// URL with a host" in refused.stderr
+
+
+def wait_for_state(flow_run_id, name: str, seconds: float = 300):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + seconds
+    with get_client(sync_client=True) as client:
+        while (run := client.read_flow_run(flow_run_id)).state.name != name:
+            assert not run.state.is_final(), f"{run.name} ended {run.state.name}: {run.state.message}"
+            assert time.monotonic() < deadline, f"{run.name} not {name} within {seconds} s: {run.state.name}"
+            time.sleep(2)
+    return run
+
+
+def answer_in_the_prefect_ui(browser_page, env: dict, run, approve: bool, screenshot: Path) -> None:
+    """What a person does: open the paused run's page, press Resume, read the form, tick approve
+    or not, and submit."""
+    from playwright.sync_api import expect
+
+    page = browser_page.page
+    page.goto(f"{env['PREFECT_API_URL'].removesuffix('/api')}/runs/flow-run/{run.id}")
+    page.get_by_role("button", name="Resume", exact=True).click()
+    form = page.get_by_role("dialog")
+    expect(form.get_by_role("heading", name=re.compile("awaits your approval"))).to_be_visible()
+    expect(form.get_by_role("columnheader", name="candidate", exact=True)).to_be_visible()  # the samples
+    expect(form).to_contain_text("bits per byte")
+    if approve:
+        form.get_by_role("switch").click()
+    browser_page.screenshot(screenshot)
+    form.get_by_role("button", name="Submit", exact=True).click()
+    expect(form).to_be_hidden()
+
+
+def test_with_approval_required_a_deployed_run_waits_in_the_prefect_ui_until_a_person_answers(
+    team, tmp_path, browser_page
+):
+    servers, project, env, _ = team
+    if not runs_of("weekly"):
+        pytest.fail("needs the deployments (run the whole module)")
+    name = "reviewed-generator"
+    mlflow = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)
+
+    def trigger(*values: str) -> str:
+        wanted = json.dumps(["promote.approval=required", f"mlflow.model_name={name}", *values])
+        return triggered_run_id(
+            cli(["prefect", "deployment", "run", "training/weekly", "--param", f"values={wanted}"], project, env).stdout
+        )
+
+    def approval_of(version: str) -> str:
+        return mlflow.get_model_version(name, version).tags["promotion.approval"]
+
+    # The first version (one training step) awaits; a person approves it: champion, then batch generation.
+    paused = wait_for_state(trigger("train.epochs=1", "train.max_steps_per_epoch=1"), "Paused")
+    answer_in_the_prefect_ui(browser_page, env, paused, True, tmp_path / "approve.png")
+    run = wait_for_flow_run(paused.id)
+    assert run.state.is_completed(), run.state.message
+    assert (tasks_of(run.id)["approve 1"], tasks_of(run.id)["generate"]) == ("Completed", "Completed")
+    assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
+    assert approval_of("1").startswith(f"approved by a person in the Prefect UI (flow run {run.name}), at ")
+
+    # A far better one awaits too; the person leaves approve unticked: it stays challenger.
+    paused = wait_for_state(trigger(), "Paused")
+    assert "better beyond doubt" in mlflow.get_model_version(name, "2").tags["promotion.reason"]
+    answer_in_the_prefect_ui(browser_page, env, paused, False, tmp_path / "reject.png")
+    run = wait_for_flow_run(paused.id)
+    assert run.state.is_completed() and tasks_of(run.id)["reject 2"] == "Completed", run.state.message
+    assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
+    assert mlflow.get_model_version_by_alias(name, "challenger").version == "2"
+    assert approval_of("2").startswith("rejected by a person in the Prefect UI")
+
+    # Nobody answers within promote.approval_timeout: challenger, and the run goes on.
+    run = wait_for_flow_run(trigger("train.epochs=1", "promote.approval_timeout=20s"))
+    assert run.state.is_completed() and tasks_of(run.id)["reject 3"] == "Completed", run.state.message
+    assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
+    assert mlflow.get_model_version_by_alias(name, "challenger").version == "3"
+    assert approval_of("3").startswith("no answer before its deadline")
 
 
 def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browser_page):

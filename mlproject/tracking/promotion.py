@@ -19,6 +19,7 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime, timedelta, timezone
 
 import mlflow
 from mlflow import MlflowClient
@@ -36,6 +37,12 @@ DIFFERENCE_TAG = "promotion.difference_bpb"  # a version's, against the champion
 # A champion's tag: the validation text (MD5) its registered code could not score document by document.
 NO_DOCUMENTS_TAG = "no_document_scores.on"
 NOT_COMPARED = "not compared"
+# promote.approval: required. The registered model names the version awaiting a person's answer;
+# that version carries its deadline, and then who answered, how and when.
+AWAITING = "awaiting approval"
+PENDING_TAG = "promotion.awaiting_approval"
+DEADLINE_TAG = "promotion.approval_deadline"
+APPROVAL_TAG = "promotion.approval"
 LOCK_SUFFIX = ".promotion-lock"
 # A holder on another machine is presumed dead after this long (one on this machine as soon as its
 # process is gone): longer than re-scoring the slowest champion on the validation text takes.
@@ -179,6 +186,60 @@ def writing_refusal(writing: dict | None, config: PromoteConfig) -> str | None:
     return None
 
 
+def await_approval(client: MlflowClient, name: str, candidate: str, config: PromoteConfig) -> datetime:
+    """The candidate, better beyond doubt, awaits a person's answer until its deadline (no alias
+    moves); a candidate that awaited before it is superseded. The deadline."""
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=config.approval_seconds)
+    earlier = client.get_registered_model(name).tags.get(PENDING_TAG)
+    if earlier and earlier != candidate:
+        client.set_model_version_tag(name, earlier, APPROVAL_TAG, f"superseded by version {candidate}, unanswered")
+    client.set_model_version_tag(name, candidate, DEADLINE_TAG, deadline.isoformat(timespec="seconds"))
+    client.set_registered_model_tag(name, PENDING_TAG, candidate)
+    return deadline
+
+
+def answer_approval(name: str, version: str, approved: bool, by: str, now: datetime | None = None) -> dict:
+    """A person's answer for the version awaiting approval: approved in time, and against the
+    champion it was compared with, it becomes champion (the one it displaces, challenger); else it
+    is challenger. A version that is not awaiting approval: one line, and nothing changes."""
+    client = MlflowClient()
+    now = now or datetime.now(timezone.utc)
+    with promotion_lock(client, name):
+        pending = client.get_registered_model(name).tags.get(PENDING_TAG)
+        if pending != str(version):
+            awaiting = f"version {pending} is" if pending else "none is"
+            raise StageFailed(f"version {version} of {name} is not awaiting approval ({awaiting}); nothing changed")
+        tags = client.get_model_version(name, version).tags
+        deadline = datetime.fromisoformat(tags[DEADLINE_TAG])
+        compared_with = tags.get("promotion.champion_version", "None")
+        champion = champion_version(client, name)
+        champion_now = str(champion.version) if champion is not None else "None"
+        if now > deadline:
+            decision, reason = "challenger", f"no answer before its deadline, {deadline:%Y-%m-%d %H:%M} UTC"
+        elif not approved:
+            decision, reason = "challenger", f"rejected by {by}"
+        elif champion_now != compared_with:
+            decision, reason = (
+                "challenger",
+                f"approved by {by}, but the champion is version {champion_now} now, not the version "
+                f"{compared_with} it was compared with; the next run compares them",
+            )
+        else:
+            decision, reason = "promoted", f"approved by {by}"
+        if decision == "promoted" and champion is not None:
+            client.set_registered_model_alias(name, CHALLENGER, champion.version)
+        client.set_registered_model_alias(name, CHAMPION if decision == "promoted" else CHALLENGER, version)
+        client.delete_registered_model_tag(name, PENDING_TAG)
+        client.set_model_version_tag(name, version, APPROVAL_TAG, f"{reason}, at {now:%Y-%m-%d %H:%M:%S} UTC")
+        client.set_model_version_tag(name, version, "promotion.decision", decision)
+    return {
+        "version": str(version),
+        "decision": decision,
+        "reason": reason,
+        "champion_now": str(version) if decision == "promoted" else champion_now,
+    }
+
+
 def with_promotion(card: str, report: dict) -> str:
     """The version's model card with its promotion's paragraph (replacing an earlier one)."""
     kept = card.split(PROMOTION_HEADING)[0].rstrip()
@@ -299,7 +360,7 @@ def decide_and_move_aliases(
     seed: int,
 ) -> dict:
     champion = champion_version(client, name)
-    champion_bpb, source, decision, difference = None, None, None, None
+    champion_bpb, source, decision, difference, deadline = None, None, None, None, None
     if champion is not None and str(champion.version) == candidate:
         champion_bpb, source = metrics["bits_per_byte"], "the candidate itself"
         decision, reason = "promoted", "already the champion"
@@ -323,12 +384,18 @@ def decide_and_move_aliases(
             if refusal:
                 promoted, reason = False, f"{refusal} (on bits per byte: {reason})"
             decision = "promoted" if promoted else "challenger"
+            if promoted and config.approval == "required":
+                decision, deadline = AWAITING, await_approval(client, name, candidate, config)
+                reason = (
+                    f"{reason}; awaits approval until {deadline:%Y-%m-%d %H:%M} UTC (promote.approval_timeout = "
+                    f"{config.approval_timeout}): mlproject approve {candidate}, or reject it"
+                )
         except NotComparable as error:
             decision, reason = NOT_COMPARED, str(error)
     if decision == "promoted" and champion is not None and str(champion.version) != candidate:
         # The champion it displaced is now the best that does not serve: never an alias lost.
         client.set_registered_model_alias(name, CHALLENGER, champion.version)
-    if decision != NOT_COMPARED:
+    if decision in ("promoted", "challenger"):
         client.set_registered_model_alias(name, CHAMPION if decision == "promoted" else CHALLENGER, candidate)
     report = {
         "model_name": name,
@@ -342,6 +409,7 @@ def decide_and_move_aliases(
         "margin": config.min_improvement_bpb,
         "difference": difference.record() if difference else None,
         "writing": metrics.get("writing"),
+        "approval_deadline": deadline.isoformat(timespec="seconds") if deadline else None,
         "decision": decision,
         "reason": reason,
         "champion_now": candidate if decision == "promoted" else str(champion.version) if champion else None,
