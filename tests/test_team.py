@@ -622,7 +622,7 @@ def test_the_prefect_ui_lists_each_completed_training_run(team, tmp_path, browse
 
     # Which worker ran each stage: the run that sent train and evaluate to the GPU pool shows them
     # `Restored` beside the task `training-stages/gpu`, and its subflow run on work pool `gpu`.
-    [sent] = [r for r in completed if "train.epochs=1" in (r.parameters.get("values") or [])]
+    [sent] = [r for r in completed if r.parameters.get("values") == ["train.epochs=1", "train.runner=gpu"]]
     page.goto(f"{env['PREFECT_API_URL'].removesuffix('/api')}/runs/flow-run/{sent.id}")
     expect(page.get_by_text("Work Pool").first).to_be_visible()
     page.get_by_text("Task Runs", exact=True).first.click()
