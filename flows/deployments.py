@@ -152,7 +152,10 @@ def notify_failures(deployments: list[UUID], url: str) -> None:
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    webhook = CustomWebhookNotificationBlock(name="mlproject", url=url, json_data={"text": "{{subject}}: {{body}}"})
+    # The URL is a credential (Slack's are): kept as the block's secret, masked in the UI.
+    webhook = CustomWebhookNotificationBlock(
+        name="mlproject", url="{{url}}", json_data={"text": "{{subject}}: {{body}}"}, secrets={"url": url}
+    )
     block = webhook.save(FAILURE_WEBHOOK_BLOCK, overwrite=True)
     replace_automation(
         Automation(
@@ -231,7 +234,7 @@ def deploy(
     if failure_webhook:
         notify_failures(ids, failure_webhook)
         print(
-            f"automation '{FAILURE_AUTOMATION}': a failed or crashed run is posted to {failure_webhook} "
+            f"automation '{FAILURE_AUTOMATION}': a failed or crashed run is posted to {masked(failure_webhook)} "
             f"(block {FAILURE_WEBHOOK_BLOCK}): the flow, the run and its one line of why"
         )
     return names
@@ -249,6 +252,12 @@ def heartbeats(text: str) -> int:
             f"{text!r}: expected whole seconds above the {HEARTBEAT_SECONDS} s between heartbeats"
         )
     return int(text)
+
+
+def masked(url: str) -> str:
+    """A webhook's URL as it may be printed: its path is the secret."""
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc}/..."
 
 
 def webhook_url(text: str) -> str:

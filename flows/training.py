@@ -13,7 +13,7 @@ import sys
 from prefect import flow, runtime
 
 from mlproject.cli import STAGES
-from tasks.approval import await_approval
+from tasks.approval import await_answer, awaiting
 from tasks.stages import (
     open_run_workspace,
     publish_links,
@@ -46,7 +46,8 @@ def training_flow(
     # A candidate awaiting approval (promote.approval) is answered before batch generation.
     serving = STAGES.index("generate")
     outcomes = run_pipeline(workspace, STAGES[:serving], overrides)
-    answer = await_approval(workspace)
+    version = awaiting(str(workspace.path))
+    answer = approval_flow(str(workspace.path), workspace.env, version, runtime.flow_run.name) if version else None
     outcomes |= run_pipeline(workspace, STAGES[serving:], overrides)
     record_run(workspace)
     publish_scrape_report(str(workspace.path))
@@ -54,6 +55,12 @@ def training_flow(
     publish_promotion(str(workspace.path), answer)
     publish_links(str(workspace.path), workspace.env.get("MLFLOW_TRACKING_URI"))
     return {"workspace": str(workspace.path), "commit": workspace.commit, "stages": outcomes}
+
+
+@flow(name="approval", flow_run_name="approval of version {version}", log_prints=True)
+def approval_flow(repo_dir: str, env: dict[str, str], version: str, training_run: str) -> str:
+    """Paused until a person answers whether `version`, awaiting approval, may serve (tasks/approval.py)."""
+    return await_answer(repo_dir, env, training_run)
 
 
 @flow(name="training-stages", log_prints=True)

@@ -48,6 +48,18 @@ def shards(prompts: list[str], size: int) -> list[list[str]]:
     return [prompts[start : start + size] for start in range(0, len(prompts), size)]
 
 
+def awaiting_approval(client, model_name: str) -> str | None:
+    """The version of `model_name` that awaits a person's approval, if any."""
+    import mlflow
+
+    from mlproject.tracking.registry import PENDING_TAG
+
+    try:
+        return client.get_registered_model(model_name).tags.get(PENDING_TAG)
+    except mlflow.exceptions.MlflowException:  # no such model
+        return None
+
+
 def champion_batch(config: GenerateConfig, model_name: str, seed: int, tracking_uri: str) -> Batch:
     """The champion's version in the store at `tracking_uri` now, pinned for the whole batch (a
     promotion meanwhile changes nothing)."""
@@ -58,6 +70,12 @@ def champion_batch(config: GenerateConfig, model_name: str, seed: int, tracking_
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         version = str(client.get_model_version_by_alias(model_name, "champion").version)
     except mlflow.exceptions.MlflowException:
+        awaiting = awaiting_approval(client, model_name)
+        if awaiting:
+            raise StageFailed(
+                f"models:/{model_name}@champion: none yet; version {awaiting} awaits approval "
+                f"(mlproject approve {awaiting}), then generate again"
+            ) from None
         raise StageFailed(
             f"models:/{model_name}@champion: not in the tracking store "
             f"{tracking_uri} (a new or lost store?); register the trained "

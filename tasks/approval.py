@@ -1,6 +1,7 @@
-"""A candidate awaiting approval (`promote.approval: required`): the training run pauses before
-batch generation, with the comparison in the form the Prefect UI shows on its page, and the
-answer goes through `mlproject approve|reject VERSION`, as a person's at the command line would.
+"""A candidate awaiting approval (`promote.approval: required`): before batch generation the
+training run waits on a flow run `approval` that pauses, with the comparison in the form the
+Prefect UI shows on its page; the answer goes through `mlproject approve|reject VERSION`, as a
+person's at the command line would.
 """
 
 from __future__ import annotations
@@ -24,53 +25,79 @@ from mlproject.config import StageFailed, load_params
 from mlproject.fileio import read_json, read_jsonl
 from mlproject.models.writing import words
 from mlproject.tracking.promotion import AWAITING
-from mlproject.workspace import Workspace
 
 
 class Answer(RunInput):
     approve: bool = Field(False, title="Approve: let this version serve as champion (else it stays challenger)")
 
 
-def await_approval(workspace: Workspace) -> str | None:
-    """Where promote left the candidate awaiting approval: the run paused until a person answers in
-    the Prefect UI, or its deadline (promote.approval_timeout) answers no; then the answer recorded.
-    What it decided; None where no approval was asked."""
-    params = load_params(workspace.path / "params.yaml")
-    report = read_json(workspace.path / params.paths.promotion)
-    if report["decision"] != AWAITING:
-        return None
+def awaiting(repo_dir: str) -> str | None:
+    """The version promote left awaiting approval in this workspace; None where none was asked."""
+    params = load_params(Path(repo_dir) / "params.yaml")
+    report = read_json(Path(repo_dir) / params.paths.promotion)
+    return report["candidate_version"] if report["decision"] == AWAITING else None
+
+
+def await_answer(repo_dir: str, env: dict[str, str], training_run: str) -> str:
+    """In a flow run of its own (a subflow: pausing the training run itself would give back its
+    deployment's concurrency slot, and the server would end it): paused until a person answers
+    its form in the Prefect UI, the version is answered at the command line meanwhile, or its
+    deadline (promote.approval_timeout) answers no; then the answer recorded. What it decided."""
+    workspace = Path(repo_dir)
+    params = load_params(workspace / "params.yaml")
+    report = read_json(workspace / params.paths.promotion)
     version = report["candidate_version"]
-    logger = get_run_logger()
-    logger.info(f"version {version} awaits approval: Resume this run in the Prefect UI and answer its form")
-    form = Answer.with_initial_data(description=approval_form(workspace, params, report), approve=False)
-    # The deadline answers no from here: the server fails a pause that outlives its own timeout,
-    # which is only a backstop (the whole run would fail, and generation would not run).
-    left = max((datetime.fromisoformat(report["approval_deadline"]) - datetime.now(timezone.utc)).total_seconds(), 0)
-    deadline = threading.Timer(left + 1, answer_no, [runtime.flow_run.id])
-    deadline.start()
+    get_run_logger().info(f"version {version} awaits approval: Resume this run in the Prefect UI and answer its form")
+    form = Answer.with_initial_data(description=approval_form(workspace, env, params, report), approve=False)
+    deadline = datetime.fromisoformat(report["approval_deadline"])
+    answered = threading.Event()
+    watcher = threading.Thread(
+        target=answer_no_when_due,
+        args=(runtime.flow_run.id, deadline, lambda: still_awaiting(env, params, version), answered),
+        daemon=True,
+    )
+    watcher.start()
     try:
+        # The server's own pause timeout is only a backstop: it fails the run.
+        left = max((deadline - datetime.now(timezone.utc)).total_seconds(), 0)
         answer = pause_flow_run(wait_for_input=form, timeout=int(left) + BACKSTOP_SECONDS, key=f"approval-{version}")
     finally:
-        deadline.cancel()
-    return answer_task("approve" if answer.approve else "reject", version, str(workspace.path), workspace.env)
+        answered.set()
+    by = f"a person in the Prefect UI (training run {training_run})"
+    return answer_task("approve" if answer.approve else "reject", version, by, repo_dir, env)
 
 
 # How long past the deadline the server keeps the pause, should the deadline's own answer not land.
 BACKSTOP_SECONDS = 300
+WATCH_SECONDS = 5
 
 
-def answer_no(flow_run_id) -> None:
-    """The deadline's answer, unless a person's came first."""
-    try:
-        resume_flow_run(flow_run_id, run_input={"approve": False})
-    except NotPausedError:  # answered meanwhile
-        pass
+def answer_no_when_due(flow_run_id, deadline: datetime, pending, answered: threading.Event) -> None:
+    """Resume the paused run with "no" once the deadline passed or the version is no longer pending
+    (answered at the command line, or superseded), unless a person's answer came first."""
+    while not answered.wait(WATCH_SECONDS):
+        if datetime.now(timezone.utc) <= deadline and pending():
+            continue
+        try:
+            resume_flow_run(flow_run_id, run_input={"approve": False})
+            return
+        except NotPausedError:  # not paused yet, or answered meanwhile: look again
+            pass
+
+
+def still_awaiting(env: dict[str, str], params, version: str) -> bool:
+    from mlflow import MlflowClient
+
+    from mlproject.tracking.registry import PENDING_TAG, store_uri
+
+    uri = env.get("MLFLOW_TRACKING_URI") or store_uri(params.mlflow)
+    model = MlflowClient(tracking_uri=uri, registry_uri=uri).get_registered_model(params.mlflow.model_name)
+    return model.tags.get(PENDING_TAG) == version
 
 
 @task(task_run_name="{command} {version}")
-def answer_task(command: str, version: str, workspace: str, env: dict[str, str]) -> str:
-    """`mlproject approve|reject VERSION` in the run's workspace; its one line."""
-    by = f"a person in the Prefect UI (flow run {runtime.flow_run.name})"
+def answer_task(command: str, version: str, by: str, workspace: str, env: dict[str, str]) -> str:
+    """`mlproject approve|reject VERSION --by BY` in the run's workspace; its one line."""
     done = subprocess.run(
         [sys.executable, "-m", "mlproject.cli", command, version, "--by", by],
         cwd=workspace,
@@ -81,12 +108,14 @@ def answer_task(command: str, version: str, workspace: str, env: dict[str, str])
     lines = (done.stdout + done.stderr).strip().splitlines()
     get_run_logger().info("\n".join(lines))
     said = next((line for line in lines if line.startswith(f"{command}: ")), lines[-1] if lines else "no output")
+    if "is not awaiting approval" in said:  # answered at the command line meanwhile, or superseded
+        return f"version {version} was no longer awaiting approval here: {said}"
     if done.returncode != 0 and not said.startswith(f"{command}: "):
         raise StageFailed(said)
     return said
 
 
-def approval_form(workspace: Workspace, params, report: dict) -> str:
+def approval_form(workspace: Path, env: dict[str, str], params, report: dict) -> str:
     """The comparison a person answers on: the figures, the interval, what each model writes."""
     champion = report["champion_version"]
     difference = report.get("difference")
@@ -106,9 +135,9 @@ def approval_form(workspace: Workspace, params, report: dict) -> str:
             f"[{difference['low']:+.4f}, {difference['high']:+.4f}] | |"
         )
     lines += ["", f"What it writes: {words(report.get('writing'))}", ""]
-    theirs = champion_samples(workspace, params, champion)
+    theirs = champion_samples(env, params, champion)
     lines += ["| prompt | temperature | candidate | champion |", "|---|---|---|---|"]
-    for sample in read_jsonl(workspace.path / params.paths.samples):
+    for sample in read_jsonl(workspace / params.paths.samples):
         key = (sample["prompt"], float(sample["temperature"]))
         lines.append(
             f"| {cell(sample['prompt'])} | {sample['temperature']} | {cell(sample['text'])} | "
@@ -117,7 +146,7 @@ def approval_form(workspace: Workspace, params, report: dict) -> str:
     return "\n".join(lines)
 
 
-def champion_samples(workspace: Workspace, params, version: str | None) -> dict:
+def champion_samples(env: dict[str, str], params, version: str | None) -> dict:
     """The champion's samples as its run logged them (samples.json), by prompt and temperature."""
     if version is None:
         return {}
@@ -126,7 +155,7 @@ def champion_samples(workspace: Workspace, params, version: str | None) -> dict:
 
     from mlproject.tracking.registry import store_uri
 
-    uri = workspace.env.get("MLFLOW_TRACKING_URI") or store_uri(params.mlflow)
+    uri = env.get("MLFLOW_TRACKING_URI") or store_uri(params.mlflow)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run_id = client.get_model_version(params.mlflow.model_name, version).run_id
     with tempfile.TemporaryDirectory() as folder:

@@ -483,7 +483,9 @@ def test_a_deployed_run_that_fails_in_a_stage_posts_its_flow_stage_and_reason_to
         deployed = cli(
             ["python", "-m", "flows.deployments", "--repo", str(project), "--failure-webhook", receiver.url], ROOT, env
         )
-        assert f"a failed or crashed run is posted to {receiver.url}" in deployed.stdout, deployed.stdout
+        # The URL's path is a credential: it is not printed.
+        assert f"a failed or crashed run is posted to {receiver.url.removesuffix('hooks/team')}..." in deployed.stdout
+        assert "hooks/team" not in deployed.stdout
         # No validation documents: the tokenize stage fails, in one line of its own.
         triggered = cli(
             [
@@ -520,16 +522,28 @@ def test_a_deployed_run_that_fails_in_a_stage_posts_its_flow_stage_and_reason_to
     assert "--failure-webhook: 'hooks.org': expected an http:// or https:// URL with a host" in refused.stderr
 
 
-def wait_for_state(flow_run_id, name: str, seconds: float = 300):
+def approval_run_of(flow_run_id, paused: bool, seconds: float = 300):
+    """The `approval` flow run a training run waits on (once paused, where `paused`); the training
+    run itself stays Running meanwhile."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     deadline = time.monotonic() + seconds
     with get_client(sync_client=True) as client:
-        while (run := client.read_flow_run(flow_run_id)).state.name != name:
-            assert not run.state.is_final(), f"{run.name} ended {run.state.name}: {run.state.message}"
-            assert time.monotonic() < deadline, f"{run.name} not {name} within {seconds} s: {run.state.name}"
+        while True:
+            for run in client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["approval"]))):
+                parent = client.read_task_run(run.parent_task_run_id) if run.parent_task_run_id else None
+                mine = parent is not None and str(parent.flow_run_id) == str(flow_run_id)
+                if mine and (run.state.name == "Paused" or not paused):
+                    if paused:
+                        assert client.read_flow_run(flow_run_id).state.name == "Running"
+                    return run
+            training = client.read_flow_run(flow_run_id)
+            assert not paused or not training.state.is_final(), (
+                f"{training.name} ended {training.state.name}: {training.state.message}"
+            )
+            assert time.monotonic() < deadline, f"no paused approval run of {training.name} within {seconds} s"
             time.sleep(2)
-    return run
 
 
 def answer_in_the_prefect_ui(browser_page, env: dict, run, approve: bool, screenshot: Path) -> None:
@@ -570,27 +584,31 @@ def test_with_approval_required_a_deployed_run_waits_in_the_prefect_ui_until_a_p
         return mlflow.get_model_version(name, version).tags["promotion.approval"]
 
     # The first version (one training step) awaits; a person approves it: champion, then batch generation.
-    paused = wait_for_state(trigger("train.epochs=1", "train.max_steps_per_epoch=1"), "Paused")
+    training = trigger("train.epochs=1", "train.max_steps_per_epoch=1")
+    paused = approval_run_of(training, paused=True)
+    assert paused.name == "approval of version 1"
     answer_in_the_prefect_ui(browser_page, env, paused, True, tmp_path / "approve.png")
-    run = wait_for_flow_run(paused.id)
+    run = wait_for_flow_run(training)
     assert run.state.is_completed(), run.state.message
-    assert (tasks_of(run.id)["approve 1"], tasks_of(run.id)["generate"]) == ("Completed", "Completed")
+    assert (tasks_of(paused.id)["approve 1"], tasks_of(run.id)["generate"]) == ("Completed", "Completed")
     assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
-    assert approval_of("1").startswith(f"approved by a person in the Prefect UI (flow run {run.name}), at ")
+    assert approval_of("1").startswith(f"approved by a person in the Prefect UI (training run {run.name}), at ")
 
     # A far better one awaits too; the person leaves approve unticked: it stays challenger.
-    paused = wait_for_state(trigger(), "Paused")
+    training = trigger()
+    paused = approval_run_of(training, paused=True)
     assert "better beyond doubt" in mlflow.get_model_version(name, "2").tags["promotion.reason"]
     answer_in_the_prefect_ui(browser_page, env, paused, False, tmp_path / "reject.png")
-    run = wait_for_flow_run(paused.id)
-    assert run.state.is_completed() and tasks_of(run.id)["reject 2"] == "Completed", run.state.message
+    run = wait_for_flow_run(training)
+    assert run.state.is_completed() and tasks_of(paused.id)["reject 2"] == "Completed", run.state.message
     assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
     assert mlflow.get_model_version_by_alias(name, "challenger").version == "2"
     assert approval_of("2").startswith("rejected by a person in the Prefect UI")
 
     # Nobody answers within promote.approval_timeout: challenger, and the run goes on.
     run = wait_for_flow_run(trigger("train.epochs=1", "promote.approval_timeout=20s"))
-    assert run.state.is_completed() and tasks_of(run.id)["reject 3"] == "Completed", run.state.message
+    answered = approval_run_of(run.id, paused=False)
+    assert run.state.is_completed() and tasks_of(answered.id)["reject 3"] == "Completed", run.state.message
     assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
     assert mlflow.get_model_version_by_alias(name, "challenger").version == "3"
     assert approval_of("3").startswith("no answer before its deadline")

@@ -29,7 +29,7 @@ from mlproject.fileio import read_json, write_json
 from mlproject.models.evaluation import SCORE_RULE, NotEveryByte
 from mlproject.tracking import version_process
 from mlproject.tracking.paired_bootstrap import Difference, paired_difference
-from mlproject.tracking.registry import document_scores_artifact
+from mlproject.tracking.registry import PENDING_TAG, document_scores_artifact
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PROMOTION_HEADING = "**Promotion:**"  # the model card's last paragraph
@@ -40,7 +40,6 @@ NOT_COMPARED = "not compared"
 # promote.approval: required. The registered model names the version awaiting a person's answer;
 # that version carries its deadline, and then who answered, how and when.
 AWAITING = "awaiting approval"
-PENDING_TAG = "promotion.awaiting_approval"
 DEADLINE_TAG = "promotion.approval_deadline"
 APPROVAL_TAG = "promotion.approval"
 LOCK_SUFFIX = ".promotion-lock"
@@ -193,6 +192,7 @@ def await_approval(client: MlflowClient, name: str, candidate: str, config: Prom
     earlier = client.get_registered_model(name).tags.get(PENDING_TAG)
     if earlier and earlier != candidate:
         client.set_model_version_tag(name, earlier, APPROVAL_TAG, f"superseded by version {candidate}, unanswered")
+        client.set_model_version_tag(name, earlier, "promotion.decision", f"superseded by version {candidate}")
     client.set_model_version_tag(name, candidate, DEADLINE_TAG, deadline.isoformat(timespec="seconds"))
     client.set_registered_model_tag(name, PENDING_TAG, candidate)
     return deadline

@@ -69,6 +69,9 @@ def artifact_root(uri: str) -> str | None:
 
 # Set by the Prefect task that runs a stage (tasks/stages.py), so the MLflow run and the version
 # link back to the flow run that made them; absent when a stage runs by hand or under `dvc repro`.
+# The registered model's tag naming the version that awaits a person's approval (promote.approval).
+PENDING_TAG = "promotion.awaiting_approval"
+
 ORCHESTRATOR_TAGS = {
     "MLPROJECT_FLOW_RUN_ID": "prefect_flow_run_id",
     "MLPROJECT_FLOW_RUN_URL": "prefect_flow_run_url",
