@@ -95,6 +95,13 @@ def wait_for_flow_run(flow_run_id, seconds: float = 300):
     raise AssertionError(f"flow run {flow_run_id} not finished within {seconds} s: {run.state.name}")
 
 
+def run_training(project: Path, env: dict[str, str], *values: str) -> str:
+    """`prefect deployment run training/weekly` with `values` (section.key=value), as a person types
+    it; the flow run's id."""
+    wanted = ["--param", f"values={json.dumps(list(values))}"] if values else []
+    return triggered_run_id(cli(["prefect", "deployment", "run", "training/weekly", *wanted], project, env).stdout)
+
+
 def runs_of(deployment: str):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -445,10 +452,7 @@ def test_a_run_that_wants_the_gpu_pool_when_none_is_deployed_fails_in_one_line_b
     if not runs_of("gpu"):
         pytest.fail("needs the deployments (run the whole module)")
     cli(["prefect", "deployment", "delete", "training-stages/gpu"], project, env)
-    triggered = cli(
-        ["prefect", "deployment", "run", "training/weekly", "--param", 'values=["train.runner=gpu"]'], project, env
-    )
-    run = wait_for_flow_run(triggered_run_id(triggered.stdout))
+    run = wait_for_flow_run(run_training(project, env, "train.runner=gpu"))
     assert run.state.is_failed()
     message = run.state.message
     assert "train.runner = gpu: no worker serves the deployment training-stages/gpu" in message and "\n" not in message
@@ -487,19 +491,7 @@ def test_a_deployed_run_that_fails_in_a_stage_posts_its_flow_stage_and_reason_to
         assert f"a failed or crashed run is posted to {receiver.url.removesuffix('hooks/team')}..." in deployed.stdout
         assert "hooks/team" not in deployed.stdout
         # No validation documents: the tokenize stage fails, in one line of its own.
-        triggered = cli(
-            [
-                "prefect",
-                "deployment",
-                "run",
-                "training/weekly",
-                "--param",
-                'values=["tokenize.validation_fraction=0"]',
-            ],
-            project,
-            env,
-        )
-        run = wait_for_flow_run(triggered_run_id(triggered.stdout))
+        run = wait_for_flow_run(run_training(project, env, "tokenize.validation_fraction=0"))
         assert run.state.is_failed(), run.state
         deadline = time.monotonic() + 120
         while not receiver.received:
@@ -575,10 +567,7 @@ def test_with_approval_required_a_deployed_run_waits_in_the_prefect_ui_until_a_p
     mlflow = MlflowClient(tracking_uri=servers.mlflow_url, registry_uri=servers.mlflow_url)
 
     def trigger(*values: str) -> str:
-        wanted = json.dumps(["promote.approval=required", f"mlflow.model_name={name}", *values])
-        return triggered_run_id(
-            cli(["prefect", "deployment", "run", "training/weekly", "--param", f"values={wanted}"], project, env).stdout
-        )
+        return run_training(project, env, "promote.approval=required", f"mlflow.model_name={name}", *values)
 
     def approval_of(version: str) -> str:
         return mlflow.get_model_version(name, version).tags["promotion.approval"]
