@@ -24,6 +24,7 @@ from pydantic import Field
 from mlproject.config import StageFailed, load_params
 from mlproject.fileio import read_json, read_jsonl
 from mlproject.models.writing import words
+from mlproject.tracking.paired_bootstrap import Difference
 from mlproject.tracking.promotion import AWAITING
 
 
@@ -130,10 +131,7 @@ def approval_form(workspace: Path, env: dict[str, str], params, report: dict) ->
         f"{'' if report['champion_bits_per_byte'] is None else format(report['champion_bits_per_byte'], '.4f')} |",
     ]
     if difference:
-        lines.append(
-            f"| difference, {difference['confidence']:.0%} interval | {difference['bits_per_byte']:+.4f} "
-            f"[{difference['low']:+.4f}, {difference['high']:+.4f}] | |"
-        )
+        lines.append(f"| difference, {difference['confidence']:.0%} interval | {Difference(**difference).words()} | |")
     lines += ["", f"What it writes: {words(report.get('writing'))}", ""]
     theirs = champion_samples(env, params, champion)
     lines += ["| prompt | temperature | candidate | champion |", "|---|---|---|---|"]
