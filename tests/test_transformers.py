@@ -360,3 +360,83 @@ def test_a_trial_measured_within_its_epochs_is_pruned_there_and_its_curve_keeps_
         )
     frozen = optuna.load_study(study_name=study.study_name, storage=storage).trials[hopeless.number]
     assert frozen.user_attrs[trial_module.PRUNED_AT] == 0.5 and sorted(frozen.intermediate_values) == [1, 2]
+
+
+class FakeClock:
+    """A clock that moves `tick` seconds each time it is read (then `slow_tick` from read `slow_from`
+    on): a training's time budget measured on it fits the same steps on any machine."""
+
+    def __init__(self, tick=0.25, slow_tick=None, slow_from=None):
+        self.now, self.reads, self.tick, self.slow_tick, self.slow_from = 0.0, 0, tick, slow_tick, slow_from
+
+    def __call__(self):
+        self.reads += 1
+        slow = self.slow_from is not None and self.reads > self.slow_from
+        self.now += self.slow_tick if slow else self.tick
+        return self.now
+
+
+def budgeted(monkeypatch, clock):
+    from mlproject.models.transformers_lm import budget, training
+
+    monkeypatch.setattr(training, "TimeBudget", lambda *args, **kw: budget.TimeBudget(*args, **kw, clock=clock))
+
+
+def test_the_cosine_schedule_warms_up_and_reaches_zero_at_its_last_step():
+    from mlproject.models.transformers_lm.budget import cosine_factor, fitted_steps
+
+    assert [cosine_factor(s, 2, 10) for s in (0, 1, 2)] == [0.0, 0.5, 1.0]
+    assert cosine_factor(10, 2, 10) == 0.0 and cosine_factor(6, 2, 10) == pytest.approx(0.5)
+    # 100 s less 5 % kept back, 5 s spent on 5 steps, 2 epoch ends of 10 s: 70 more steps of 1 s.
+    assert fitted_steps(100, 5, 5, 1.0, 10, 2) == (5 + 70) // 2
+
+
+BUDGETED = dataclasses.replace(TINY_GPT, max_steps_per_epoch=40, warmup_steps=2, max_minutes=0.15)
+
+
+def test_a_time_budget_fits_fewer_steps_whose_learning_rate_decays_to_its_floor(tmp_path, corpus, monkeypatch, capsys):
+    """9 s of budget, steps of 0.25 s (a clock read once per step): fewer steps than the 2 x 40
+    planned, the cosine ending at zero on the last one, within the budget; resumed after epoch 1 it
+    goes on with the same steps to the same weights."""
+    clock = FakeClock()
+    budgeted(monkeypatch, clock)
+    paths, steps = layout(tmp_path / "straight", corpus), []
+    result = ScratchGPT.train(BUDGETED, 1, paths, on_step=steps.append)
+    fitted = result.history[-1]["steps_per_epoch"]
+    assert 5 < fitted < 40 and [r["epoch"] for r in result.history] == [1, 2]
+    assert len(steps) == 2 * fitted and steps[-1]["learning_rate"] == 0.0 and steps[2]["learning_rate"] > 0
+    state = json.loads((paths.checkpoints / "state.json").read_text())
+    assert state["budget"]["step_seconds"] == 0.25 and state["budget"]["spent_seconds"] <= 9.0
+    assert not state["budget_spent"] and not result.stopped_early
+    assert f"so 2 epochs of {fitted} steps instead of 40" in capsys.readouterr().out
+
+    budgeted(monkeypatch, FakeClock())
+    resumed = layout(tmp_path / "resumed", corpus)
+    with pytest.raises(InterruptedError):
+        ScratchGPT.train(BUDGETED, 1, resumed, stop_after=1)
+    budgeted(monkeypatch, FakeClock())
+    again = ScratchGPT.train(BUDGETED, 1, resumed)
+    assert again.history[-1]["steps_per_epoch"] == fitted
+    first, second = weights(paths.model), weights(resumed.model)
+    assert all(np.array_equal(first[name].numpy(), second[name].numpy()) for name in first)
+
+
+def test_steps_slower_than_measured_stop_within_one_step_of_the_budget_as_a_finished_training(
+    tmp_path, corpus, monkeypatch
+):
+    clock = FakeClock(tick=0.25, slow_tick=1.0, slow_from=12)  # four times slower after the fit
+    budgeted(monkeypatch, clock)
+    paths = layout(tmp_path, corpus)
+    result = ScratchGPT.train(BUDGETED, 1, paths)
+    state = json.loads((paths.checkpoints / "state.json").read_text())
+    assert state["budget_spent"] and result.stopped_early and kinds.load(paths.model).kind == "gpt"
+    assert 9.0 - 2 * 1.0 < state["budget"]["spent_seconds"] <= 9.0 + 1.0  # within one (slow) step
+    assert len(result.history) < 2 or result.history[-1]["step"] < 2 * result.history[-1]["steps_per_epoch"]
+
+
+def test_a_budget_below_one_step_is_refused_with_the_measured_step_time(tmp_path, corpus, monkeypatch):
+    budgeted(monkeypatch, FakeClock())
+    paths = layout(tmp_path, corpus)
+    with pytest.raises(ConfigError, match=r"train.gpt.max_minutes = 0.001: too short .*\(a step takes 0.25 s measured"):
+        ScratchGPT.train(dataclasses.replace(BUDGETED, max_minutes=0.001), 1, paths)
+    assert not (paths.checkpoints / "best.pt").exists() and not paths.model.exists()

@@ -159,7 +159,8 @@ class EpochLog:
 
     @property
     def done(self) -> bool:
-        return bool(self.state.get("stopped_early"))
+        """Stopped by patience, or by the kind's time budget: a finished training either way."""
+        return bool(self.state.get("stopped_early") or self.state.get("budget_spent"))
 
     def end_epoch(
         self,
@@ -202,6 +203,11 @@ class EpochLog:
                 flush=True,
             )
         return self.done
+
+    def finish(self, **state) -> None:
+        """End the training before its last epoch (its time spent), recording why in the state."""
+        self.state.update(state)
+        write_json(self.folder / STATE, self.state)
 
     def log_step(self, record: dict) -> None:
         with open(self.folder / STEPS, "a", encoding="utf-8") as handle:

@@ -32,6 +32,14 @@ class TransformersTraining(Training):
         ("auto", "fp32", "bf16", "fp16"),
     )
     compile: bool = param(False, "torch.compile the model for training")
+    max_minutes: float = param(
+        0.0,
+        "end training within this many minutes (all of the train stage: loading, scoring a base model, "
+        "steps, validation and checkpoints): the steps "
+        "per epoch, and the learning rate's decay over them, are fitted to the speed of the first "
+        "steps, so a slower machine trains fewer steps, fully decayed; 0: no budget",
+        minimum=0.0,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The training text is tokenized once and cut into blocks of `sequence_length` tok
 end (no padding). Each epoch takes `max_steps_per_epoch` optimizer steps (or the whole text) in
 an order drawn from (seed, epoch), with dropout seeded the same way, so a run resumed at epoch k
 ends with the same weights as one that never stopped. The learning rate warms up linearly, then
-follows a cosine to zero. Accelerate places the work on the CPU, a GPU or several GPUs
+follows a cosine to zero, over the steps a time budget leaves where there is one (budget.py).
+Accelerate places the work on the CPU, a GPU or several GPUs
 (`accelerate launch -m mlproject.cli train`) and applies the mixed precision chosen here.
 """
 
@@ -22,6 +23,7 @@ from mlproject.fileio import atomic_path
 from mlproject.models import epoch_log
 from mlproject.models.cpu import cpu_flags
 from mlproject.models.interface import TrainingResult
+from mlproject.models.transformers_lm.budget import TimeBudget, cosine_factor
 from mlproject.models.transformers_lm.progress import progress_bar
 from mlproject.models.transformers_lm.settings import TransformersTraining
 
@@ -86,10 +88,31 @@ def make_optimizer(parameters, config: TransformersTraining):
     return torch.optim.SGD(parameters, lr=config.learning_rate)
 
 
-def make_schedule(optimizer, config: TransformersTraining, total_steps: int):
-    from transformers import get_cosine_schedule_with_warmup
+def make_schedule(optimizer, config: TransformersTraining, budget: TimeBudget):
+    """The learning rate over the budget's steps: known once its first steps are timed."""
+    from torch.optim.lr_scheduler import LambdaLR
 
-    return get_cosine_schedule_with_warmup(optimizer, min(config.warmup_steps, total_steps), total_steps)
+    return LambdaLR(
+        optimizer, lambda step: cosine_factor(step, min(config.warmup_steps, budget.total_steps), budget.total_steps)
+    )
+
+
+def epoch_end_seconds(network, validation_blocks: int, config: TransformersTraining, folder: Path, clock):
+    """An estimate of an epoch's end from a step's time: the validation loss (a forward pass, about a
+    third of a step's forward and backward) and the checkpoints (the weights saved once here, timed:
+    the best weights, and the last ones with the optimizer's two moments)."""
+    import torch
+
+    def estimate(step_seconds: float) -> float:
+        started = clock()
+        probe = folder / "budget-probe.pt"
+        torch.save({name: value.detach() for name, value in network.state_dict().items()}, probe)
+        probe.unlink()
+        saving = 4 * (clock() - started)
+        batches = -(-validation_blocks // config.batch_size)
+        return batches * step_seconds / (3 * config.gradient_accumulation) + saving
+
+    return estimate
 
 
 def validation_loss(network, blocks_: np.ndarray, batch_size: int) -> float:
@@ -135,6 +158,8 @@ def train(
     from mlproject.models import kinds
     from mlproject.models.evaluation import score_validation
 
+    key = f"train.{config.kind}.max_minutes"
+    budget = TimeBudget(config.max_minutes * 60, config.epochs, key)
     set_seed(seed)  # Python, NumPy and torch: the initial weights of a model from scratch
     tokens, checkpoints = Path(paths.tokens), paths.checkpoints
     model = model_class.initial(config, seed, tokens)
@@ -164,8 +189,11 @@ def train(
     per_step = config.batch_size * config.gradient_accumulation * accelerator.num_processes
     steps = steps_per_epoch(len(train_blocks), config, accelerator.num_processes)
     optimizer = make_optimizer([p for p in network.parameters() if p.requires_grad], config)
-    schedule = make_schedule(optimizer, config, steps * config.epochs)
+    if config.max_minutes and accelerator.num_processes > 1:
+        raise ConfigError(f"{key} = {config.max_minutes}: not yet for several processes; expected 0 with them")
     saved = log.resume(lambda path: torch.load(path, weights_only=True))
+    budget.plan(steps, log.state.get("budget") if saved is not None else None)
+    schedule = make_schedule(optimizer, config, budget)
     if saved is not None:
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -189,7 +217,11 @@ def train(
     for epoch in range(first_epoch, config.epochs):
         if log.done or (stop_after is not None and epoch >= stop_after):
             break
+        if budget.out_of_time(config.epochs - epoch):  # not one more step: a finished training
+            log.finish(budget=budget.state(), budget_spent=True)
+            break
         torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: the same in a resumed epoch
+        # The planned steps' order: a budget takes its first ones (the same as drawing fewer).
         order = epoch_order(len(train_blocks), steps, per_step, seed, epoch)
         mine = order[:, accelerator.process_index :: accelerator.num_processes]
         losses = run_epoch(
@@ -201,10 +233,11 @@ def train(
             mine,
             config,
             epoch,
-            steps,
+            budget,
             log,
             on_step,
             lambda: validation_loss(network, validation_blocks, config.batch_size),
+            epoch_end_seconds(network, len(validation_blocks), config, checkpoints, budget.clock),
         )
         record = {
             "epoch": epoch + 1,
@@ -212,6 +245,9 @@ def train(
             "loss": float(np.mean(losses)),
             "val_loss": validation_loss(network, validation_blocks, config.batch_size),
         }
+        if budget.fit:  # what the budget left each epoch, measured here: MLflow keeps it beside the losses
+            record.update(steps_per_epoch=budget.fit.steps_per_epoch, step_seconds=budget.fit.step_seconds)
+            log.state.update(budget=budget.state(), budget_spent=budget.spent_out)
         accelerator.wait_for_everyone()
         weights = accelerator.unwrap_model(network).state_dict()
         log.end_epoch(
@@ -254,21 +290,27 @@ def run_epoch(
     order,
     config: TransformersTraining,
     epoch: int,
-    steps: int,
+    budget: TimeBudget,
     log: epoch_log.EpochLog,
     on_step,
     measure_validation: Callable[[], float] | None = None,
+    epoch_end: Callable[[float], float] = lambda step_seconds: 0.0,
 ) -> list[float]:
     """One epoch of optimizer steps, each summing `gradient_accumulation` batches; every
     `validate_every_steps` steps before its last (measured at the epoch's end) the step's record
-    carries the validation loss."""
+    carries the validation loss. The budget sets the number of steps (its first ones timed) and may
+    end the epoch early when out of time."""
     import torch
 
-    progress = progress_bar(steps, f"epoch {epoch + 1}/{config.epochs}", "step", accelerator.is_main_process)
+    progress = progress_bar(
+        budget.steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", "step", accelerator.is_main_process
+    )
     tokens_per_step = order.shape[1] * accelerator.num_processes * train_blocks.shape[1]
     network.train()  # a loaded model starts in eval mode: dropout off
     losses = []
-    for step in range(steps):
+    step = 0
+    while step < budget.steps_per_epoch and not (step and budget.out_of_time(config.epochs - epoch)):
+        steps = budget.steps_per_epoch
         started = time.perf_counter()
         total = 0.0
         for micro in range(config.gradient_accumulation):
@@ -283,7 +325,8 @@ def run_epoch(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         log.state["step"] += 1
-        speed = tokens_per_step / (time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        speed = tokens_per_step / seconds
         losses.append(total)
         progress.set_postfix(loss=f"{total:.4f}", tokens_per_s=f"{speed:,.0f}", refresh=False)
         progress.update()
@@ -301,5 +344,8 @@ def run_epoch(
             log.log_step(record)
         if on_step:
             on_step(record)
+        step += 1
+        if budget.step_done(log.state["step"], epoch_end):
+            progress.total = budget.steps_per_epoch
     progress.close()
     return losses
