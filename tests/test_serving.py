@@ -38,6 +38,47 @@ def test_a_version_answers_with_its_kind_and_figure_and_stays_loaded(studio):
     assert list(studio.loaded) == ["1"]  # cached_versions: 1, the least recently used dropped
 
 
+@pytest.mark.parametrize("version", ["1", "2"])  # the char-RNN and the GPT
+def test_streaming_grows_the_text_and_ends_with_the_batch_calls_text(studio, version):
+    from mlproject.config import Sampling
+
+    model = studio.model(version).unwrap_python_model().model
+    sampling = Sampling(max_length=60, temperature=0.7, top_p=0.95, seed=3)
+    texts = list(model.stream("La vida ", sampling))
+    assert texts[-1] == model.generate(["La vida "], sampling)[0] != ""
+    assert len(texts) > 2 and all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_stop_ends_the_text_where_it_is(studio, version):
+    import threading
+
+    from mlproject.config import Sampling
+
+    model, stop = studio.model(version).unwrap_python_model().model, threading.Event()
+    sampling = Sampling(max_length=100, temperature=0.0)
+    texts = []
+    for text in model.stream("El ", sampling, stop):
+        texts.append(text)
+        stop.set()
+    whole = model.generate(["El "], sampling)[0]
+    assert whole.startswith(texts[-1]) and len(texts[-1]) < len(whole)
+
+
+def test_both_sides_grow_together():
+    from mlproject.serving.page import interleaved
+
+    assert list(interleaved([iter("ab"), iter("xyz")])) == [(0, "a"), (1, "x"), (0, "b"), (1, "y"), (1, "z")]
+
+
+def test_a_version_picked_is_loaded_saying_so(two_versions):
+    studio = Studio("text-generator", ServeConfig(cached_versions=2), two_versions.store)
+    said = list(studio.prepare("challenger"))
+    assert said[0].startswith("⏳ loading · **v2** @challenger") and said[-1].endswith("loaded, ready to write")
+    assert list(studio.loaded) == ["2"] and list(studio.prepare("2")) == [said[-1]]  # once
+    assert list(studio.prepare("9"))[-1].startswith("⚠️ model '9': no such version")
+
+
 @pytest.mark.parametrize(
     "prompt, settings, message",
     [
@@ -66,7 +107,7 @@ def test_an_unknown_version_is_named_with_the_known_ones(studio):
 def serving(two_versions, tmp_path: Path):
     """`mlproject serve` as a user starts it, on a free port; Ctrl-C stops it, as a user would."""
     params = yaml.safe_load(two_versions.params.read_text())
-    params["serve"].update(port=free_port(), max_length_limit=100)
+    params["serve"].update(port=free_port(), max_length_limit=1000)
     params_path = write_params(tmp_path, params)
     url = f"http://127.0.0.1:{params['serve']['port']}/"
     with server_process(
@@ -76,39 +117,75 @@ def serving(two_versions, tmp_path: Path):
     assert process.returncode == 0
 
 
-def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:
-    """Press Generate and read one side once it shows `expected` (which the last answer did not)."""
-    from playwright.sync_api import expect
+# The text of a side's line (its markdown, not the progress Gradio lays over it), and whether the
+# page has written: one side shows `expected` and neither is still at work.
+ABOUT = "side => (document.querySelector('#about_' + side + ' .prose') || {innerText: ''}).innerText"
+WRITTEN = f"""([side, expected]) => {{
+    const about = {ABOUT};
+    return about(side).includes(expected) && !['a', 'b'].some(s => /writing|loading|ready to write/.test(about(s)));
+}}"""
 
+
+def about(page, side: str) -> str:
+    return page.evaluate(f"({ABOUT})('{side}')")
+
+
+def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:
+    """Press Generate and read one side once it has written, showing `expected` (which the last
+    answer did not)."""
     page.locator("#generate").click()
-    expect(page.locator(f"#about_{side}")).to_contain_text(expected, timeout=120_000)
-    return page.locator(f"#about_{side}").inner_text(), page.locator(f"#text_{side} textarea").input_value()
+    page.wait_for_function(WRITTEN, arg=[side, expected], timeout=120_000)
+    return about(page, side), page.locator(f"#text_{side} textarea").input_value()
 
 
 def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_versions, tmp_path, browser_page):
+    from playwright.sync_api import expect
+
     page = browser_page.page
     with serving(two_versions, tmp_path) as url:
         page.goto(url)
+        expect(page.locator("#about_a")).to_contain_text("v1 @champion · rnn", timeout=60_000)  # loaded at once
         page.locator("#prompt textarea").fill("La vida ")
-        about, text = generate_and_read(page, "a", "v1")
-        assert about.startswith("v1 @champion · rnn ·") and "bits per byte" in about and text.strip()
+        line, text = generate_and_read(page, "a", "v1")
+        assert line.startswith("v1 @champion · rnn ·") and "bits per byte" in line and text.strip()
 
-        page.locator("#model_b input").click()
-        page.get_by_role("option", name="v2 @challenger (gpt)").click()
         source = MlflowClient(two_versions.store, two_versions.store).get_model_version_download_uri(
             "text-generator", "2"
         )
         broken = Path(source).with_name("moved-away")
-        Path(source).rename(broken)  # v2 cannot load: the page says so and v1 still writes
+        Path(source).rename(broken)  # v2 cannot load: the page says so when it is picked; v1 still writes
         try:
+            page.locator("#model_b input").click()
+            page.get_by_role("option", name="v2 @challenger (gpt)").click()
+            expect(page.locator("#about_b")).to_contain_text("⚠️ v2 could not be loaded", timeout=60_000)
             about_b = generate_and_read(page, "b", "could not be loaded")[0]
             assert about_b.startswith("⚠️ v2 could not be loaded") and page.locator("#text_a textarea").input_value()
         finally:
             broken.rename(source)
         about_b, text_b = generate_and_read(page, "b", "gpt")
         assert about_b.startswith("v2 @challenger · gpt ·") and text_b.strip()
-        assert page.locator("#about_a").inner_text().startswith("v1 @champion")
+        assert about(page, "a").startswith("v1 @champion")
         browser_page.screenshot(tmp_path / "serve-side-by-side.png")
+
+        # Long texts stream: both sides show text while the GPT is still writing, and the text seen
+        # then is the beginning of what it ends with; Stop ends it where it is.
+        page.locator("#max_length input").fill("1000")
+        page.locator("#temperature input").fill("0")
+        page.locator("#generate").click()
+        expect(page.locator("#about_b")).to_contain_text("writing", timeout=60_000)
+        expect(page.locator("#text_b textarea")).not_to_have_value("", timeout=60_000)
+        early = page.locator("#text_b textarea").input_value()
+        assert "writing" in about(page, "b")
+        page.wait_for_function(WRITTEN, arg=["b", "gpt"], timeout=120_000)
+        whole = page.locator("#text_b textarea").input_value()
+        assert whole.startswith(early) and len(early) < len(whole), (len(early), len(whole))
+        page.locator("#generate").click()
+        expect(page.locator("#about_b")).to_contain_text("writing", timeout=60_000)
+        page.locator("#stop").click()
+        expect(page.locator("#about_b")).to_contain_text("stopped", timeout=60_000)
+        stopped = page.locator("#text_b textarea").input_value()
+        assert whole.startswith(stopped) and len(stopped) < len(whole)
+        page.locator("#max_length input").fill("30")
 
         page.locator("#temperature input").fill("-1")
         assert generate_and_read(page, "a", "temperature")[0] == "⚠️ temperature = -1.0: expected a value >= 0.0"

@@ -440,3 +440,30 @@ def test_a_budget_below_one_step_is_refused_with_the_measured_step_time(tmp_path
     with pytest.raises(ConfigError, match=r"train.gpt.max_minutes = 0.001: too short .*\(a step takes 0.25 s measured"):
         ScratchGPT.train(dataclasses.replace(BUDGETED, max_minutes=0.001), 1, paths)
     assert not (paths.checkpoints / "best.pt").exists() and not paths.model.exists()
+
+
+def test_bf16_generation_writes_the_fp32_greedy_text_while_the_logits_margin_allows(tmp_path, corpus):
+    """Generation may run a bf16 copy (where the hardware computes in bf16; forced here): the same
+    greedy tokens as fp32 up to the first step whose two likeliest tokens are closer than bf16's
+    rounding can be trusted with; scoring keeps reading the fp32 network."""
+    import torch
+
+    from mlproject.models.transformers_lm.model import NewTokens
+
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(dataclasses.replace(TINY_GPT, epochs=3, max_steps_per_epoch=10), 1, paths)
+    prompt, greedy, written = "A caballo regalado", Sampling(max_length=14, temperature=0.0), {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model = kinds.load(paths.model)
+        model.generation_precision = precision
+        written[precision] = []
+        model.generate([prompt], greedy, streamer=NewTokens(written[precision].extend))
+        assert model.writer.dtype == dtype and model.network.dtype == torch.float32
+    fed = model.context_prefix() + model.encode(prompt) + written["fp32"]
+    with torch.inference_mode():
+        logits = model.network(input_ids=torch.tensor([fed])).logits[0, len(fed) - len(written["fp32"]) - 1 : -1]
+    top = logits.topk(2).values
+    margins = (top[:, 0] - top[:, 1]).tolist()
+    clear = next((step for step, margin in enumerate(margins) if margin < 0.1), len(margins))
+    assert clear >= 4, margins  # enough steps for the comparison to say something
+    assert written["bf16"][:clear] == written["fp32"][:clear]

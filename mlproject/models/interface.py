@@ -6,8 +6,9 @@ this interface, so they never know which kind of model, or which framework, answ
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -122,6 +123,20 @@ class LanguageModel(ABC):
     @abstractmethod
     def generate(self, prompts: list[str], sampling: Sampling) -> list[str]:
         """A continuation of each prompt; the same prompts, settings and seed give the same texts."""
+
+    def stream(self, prompt: str, sampling: Sampling, stop=None) -> Iterator[str]:
+        """The continuation of `prompt` as it is written, each item the text so far, the last the
+        text `generate` gives; writing ends early once the threading.Event `stop` is set.
+
+        Here: the texts of 16, 32, 64... tokens, each a call of `generate` (a text's first tokens do
+        not depend on how many follow), at most about twice the time of one call; a kind that can
+        hand over each token as it is written does so instead."""
+        length = min(16, sampling.max_length)
+        while True:
+            yield self.generate([prompt], dataclasses.replace(sampling, max_length=length))[0]
+            if length == sampling.max_length or (stop is not None and stop.is_set()):
+                return
+            length = min(2 * length, sampling.max_length)
 
     @abstractmethod
     def save(self, folder: Path) -> None:

@@ -1,15 +1,17 @@
 """`mlproject serve`: a web page (Gradio) that writes with the champion, the challenger or any
-registered version, one or two side by side.
+registered version, one or two side by side, the text appearing as it is written.
 
-Every version loads through the one pyfunc interface, so the page never knows which kind answers.
-A request the page cannot serve (bad settings, an unknown version, a version that fails to load)
-gets one line in the page; the server keeps serving.
+Every version loads through the one pyfunc interface, so the page never knows which kind answers;
+a version picked is loaded at once, in the background. A request the page cannot serve (bad
+settings, an unknown version, a version that fails to load) gets one line in the page; the server
+keeps serving.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mlproject.config import ConfigError, GenerateConfig, Sampling, ServeConfig, StageFailed
@@ -37,7 +39,8 @@ class Studio:
         self.name, self.config, self.tracking_uri = model_name, config, tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.loaded: OrderedDict[str, object] = OrderedDict()
-        self.lock = threading.Lock()  # one load or generation at a time: 2 models in memory, not 2 x 2
+        self.lock = threading.Lock()  # one load at a time: a version picked twice loads once
+        self.stop = threading.Event()  # set by the Stop button: the texts being written end there
 
     def versions(self) -> list:
         from mlproject.tracking.comparison import version_rows
@@ -80,6 +83,11 @@ class Studio:
         return version_row(self.client, version, aliases_of(self.client, self.name).get(str(version.version), []))
 
     def model(self, version: str):
+        """The version's pyfunc, loaded once."""
+        with self.lock:
+            return self.load(version)
+
+    def load(self, version: str):
         if version in self.loaded:
             self.loaded.move_to_end(version)
             return self.loaded[version]
@@ -119,25 +127,60 @@ class Studio:
             )
         return sampling
 
-    def write(self, choice: str, prompt: str, sampling: Sampling) -> Answer:
-        import pandas as pd
-
-        row = self.resolve(choice)
-        with self.lock:
-            model = self.model(row.version)
-            frame = model.predict(pd.DataFrame({"prompt": [prompt]}), params=vars(sampling))
+    @staticmethod
+    def about(row) -> str:
         aliases = "".join(f" @{alias}" for alias in row.aliases)
         figure = f"{row.bits_per_byte:.4f} bits per byte" if row.bits_per_byte is not None else "not scored"
-        return Answer(str(frame["text"][0]), f"**v{row.version}**{aliases} · `{row.kind}` · {figure} on validation")
+        return f"**v{row.version}**{aliases} · `{row.kind}` · {figure} on validation"
 
-    def answer(self, choice: str, prompt: str, settings: tuple) -> Answer:
-        """What the page shows for one version: its text, or one line saying why there is none."""
+    def writer(self, choice: str, prompt: str, settings: tuple) -> Iterator[Answer]:
+        """What the page shows for one version as it writes: the text so far, then all of it (or
+        what was written when Stop was pressed); or one line saying why there is none."""
+        from mlproject.config import checked_prompts
+
         try:
             if not prompt or not prompt.strip():
                 raise Refused("prompt: empty; type the beginning of a text for the model to continue")
-            return self.write(choice, prompt, self.sampling(*settings))
+            sampling = self.sampling(*settings)
+            row = self.resolve(choice)
+            about = self.about(row)
+            model = self.model(row.version).unwrap_python_model().model
+            text = ""
+            for text in model.stream(checked_prompts([prompt])[0], sampling, self.stop):
+                yield Answer(text, f"✍️ writing… · {about}")
+            yield Answer(text, f"{about} · stopped" if self.stop.is_set() else about)
         except Refused as refused:
-            return Answer("", f"⚠️ {refused}")
+            yield Answer("", f"⚠️ {refused}")
+
+    def answer(self, choice: str, prompt: str, settings: tuple) -> Answer:
+        """What the page shows for one version once it has written."""
+        return deque(self.writer(choice, prompt, settings), maxlen=1)[0]
+
+    def prepare(self, choice: str) -> Iterator[str]:
+        """Load the version picked, saying so, so that Generate finds it ready."""
+        if not choice:
+            yield ""
+            return
+        try:
+            row = self.resolve(choice)
+            if row.version not in self.loaded:
+                yield f"⏳ loading · {self.about(row)}"
+                self.model(row.version)
+            yield f"{self.about(row)} · loaded, ready to write"
+        except Refused as refused:
+            yield f"⚠️ {refused}"
+
+
+def interleaved(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
+    """(index, item) from each iterator in turn, until every one is spent: side by side, both
+    texts grow together."""
+    live = dict(enumerate(streams))
+    while live:
+        for index, stream in list(live.items()):
+            try:
+                yield index, next(stream)
+            except StopIteration:
+                del live[index]
 
 
 def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
@@ -146,8 +189,9 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
     with gr.Blocks(title=f"{studio.name}: write with a registered model") as page:
         gr.Markdown(
             f"## Write with `{studio.name}`\nPick a version (the champion by default), type the "
-            "beginning of a text and press **Generate**. Pick a second version to compare them "
-            "side by side on the same prompt and settings."
+            "beginning of a text and press **Generate**: the text appears as it is written, and "
+            "**Stop** ends it there. Pick a second version to compare them side by side on the same "
+            "prompt and settings."
         )
         prompt = gr.Textbox(label="Prompt", lines=2, value="El ", elem_id="prompt")
         with gr.Row():
@@ -161,9 +205,11 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
             top_k = gr.Number(label="Top-k (0: off)", value=defaults.top_k, precision=0, elem_id="top_k")
             top_p = gr.Number(label="Top-p (1: off)", value=defaults.top_p, elem_id="top_p")
             seed_box = gr.Number(label="Seed", value=seed, precision=0, elem_id="seed")
-        generate = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Row():
-            outputs, pickers = [], []
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Row():
+            outputs, pickers, abouts = [], [], []
             for side, default in (("a", "champion"), ("b", NONE)):
                 with gr.Column():
                     pickers.append(
@@ -175,7 +221,8 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
                             elem_id=f"model_{side}",
                         )
                     )
-                    outputs.append(gr.Markdown(elem_id=f"about_{side}"))
+                    abouts.append(gr.Markdown(elem_id=f"about_{side}"))
+                    outputs.append(abouts[-1])
                     outputs.append(gr.Textbox(label="Text", lines=8, interactive=False, elem_id=f"text_{side}"))
 
         def refresh():
@@ -183,14 +230,22 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
             return gr.Dropdown(choices=choices), gr.Dropdown(choices=[("(none)", NONE), *choices])
 
         def write(choice_a, choice_b, prompt_text, *settings):
-            first = studio.answer(choice_a or "champion", prompt_text, settings)
-            second = studio.answer(choice_b, prompt_text, settings) if choice_b else Answer("", "")
-            return first.about, first.text, second.about, second.text
+            studio.stop.clear()
+            shown = [Answer("", ""), Answer("", "")]
+            sides = [studio.writer(choice_a or "champion", prompt_text, settings)]
+            if choice_b:
+                sides.append(studio.writer(choice_b, prompt_text, settings))
+            for side, answer in interleaved(sides):
+                shown[side] = answer
+                yield shown[0].about, shown[0].text, shown[1].about, shown[1].text
 
-        page.load(refresh, outputs=pickers)
+        page.load(refresh, outputs=pickers).then(studio.prepare, inputs=pickers[0], outputs=abouts[0])
+        for picker, about in zip(pickers, abouts):
+            picker.input(studio.prepare, inputs=picker, outputs=about)
         generate.click(
             write, inputs=[*pickers, prompt, max_length, temperature, top_k, top_p, seed_box], outputs=outputs
         )
+        stop.click(studio.stop.set, queue=False)
     return page
 
 

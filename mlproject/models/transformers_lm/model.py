@@ -7,8 +7,10 @@ follows one), so its first token has context too and every token of it is scored
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,23 @@ class CausalLM(LanguageModel):
     """A transformers causal LM saved as safetensors with its tokenizer; subclasses say how the
     network and tokenizer start out (`initial`)."""
 
+    # The precision generation runs in: None lets the hardware decide (generation_precision).
+    generation_precision: str | None = None
+
     def __init__(self, network, tokenizer, separator: str, details: dict):
         self.network, self.tokenizer, self.separator, self.details = network, tokenizer, separator, details
         self.baseline = details.get("baseline")
+
+    @functools.cached_property
+    def writer(self):
+        """The network generation runs: a bf16 copy where the hardware computes in bf16, else the
+        fp32 network itself. Scoring always reads the fp32 network, so the figures promotion
+        compares never depend on the machine."""
+        import torch
+
+        if (self.generation_precision or generation_precision()) == "fp32":
+            return self.network
+        return copy.deepcopy(self.network).to(torch.bfloat16).eval()
 
     @property
     def token_level(self) -> str:
@@ -168,7 +184,9 @@ class CausalLM(LanguageModel):
             costs[end - scored : end] = -picked[row, picked.shape[1] - scored :].double().cpu().numpy()
 
     # -- generation --------------------------------------------------------------------------
-    def generate(self, prompts: list[str], sampling: Sampling, batch_size: int = 64) -> list[str]:
+    def generate(
+        self, prompts: list[str], sampling: Sampling, batch_size: int = 64, streamer=None, stop=None
+    ) -> list[str]:
         """Continue each prompt; batches are left-padded with an attention mask and use the KV
         cache; a batch gives the same greedy text as one prompt at a time.
 
@@ -180,9 +198,12 @@ class CausalLM(LanguageModel):
         read after the last tokens of the prompt and text so far that leave it room: a model
         trained on short blocks writes as much as it is asked. The pieces depend only on the
         context and `max_length`, never on the other prompts of the batch.
+
+        `streamer` (one prompt) gets each new token as it is written; writing ends early once the
+        threading.Event `stop` is set.
         """
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
         from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         eos, pad = self.special_ids()
@@ -199,13 +220,16 @@ class CausalLM(LanguageModel):
             if sampling.top_p < 1:
                 warpers.append(TopPLogitsWarper(sampling.top_p))
         prefix, piece = self.context_prefix(), max(1, self.context // 2)
+        stopping = StoppingCriteriaList([StopWhenSet(stop)] if stop is not None else [])
         texts = []
         for start in range(0, len(prompts), batch_size):
             heads, tails = zip(*(self.split_prompt(p) for p in prompts[start : start + batch_size]))
             rows = [prefix + self.encode(head) for head in heads]
             written = [[] for _ in rows]
-            device = self.network.device
+            device = self.writer.device
             while len(written[0]) < sampling.max_length and not all(eos in w for w in written):
+                if stop is not None and stop.is_set():
+                    break
                 done = len(written[0])  # the same in every row: a row that ended goes on with padding
                 count = min(piece, sampling.max_length - done)
                 windows = [(row + new)[-(self.context - count) :] for row, new in zip(rows, written)]
@@ -221,20 +245,64 @@ class CausalLM(LanguageModel):
                 )
                 generation.max_new_tokens = count
                 with torch.inference_mode():
-                    out = self.network.generate(
+                    out = self.writer.generate(
                         input_ids=input_ids,
                         attention_mask=mask,
                         generation_config=generation,
                         logits_processor=LogitsProcessorList([first, *warpers, *drawn]),
+                        stopping_criteria=stopping,
+                        streamer=streamer,
                     )
                 for new, row in zip(written, out[:, width:].tolist()):
                     new += row + [pad] * (count - len(row))  # a batch whose rows all ended stops early
-            for row, tail in zip(written, tails):
-                if eos in row:
-                    row = row[: row.index(eos)]
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                texts.append(text[len(tail) :] if text.startswith(tail) else text)
+            texts.extend(self.continuation(row, tail) for row, tail in zip(written, tails))
         return texts
+
+    def continuation(self, written: list[int], tail: str) -> str:
+        """The text of the tokens written after a prompt, up to end-of-text, without the prompt's
+        trailing space (`tail`) that its first token carries."""
+        eos = self.special_ids()[0]
+        if eos in written:
+            written = written[: written.index(eos)]
+        text = self.tokenizer.decode(written, skip_special_tokens=True)
+        return text[len(tail) :] if text.startswith(tail) else text
+
+    def stream(self, prompt: str, sampling: Sampling, stop=None) -> Iterator[str]:
+        """The text as `generate` writes it, token by token (transformers' streamer, generation in a
+        thread of its own): the same computation, so the last text is the batch call's."""
+        import queue
+        import threading
+
+        stop = stop or threading.Event()
+        news, outcome = queue.Queue(), {}
+
+        def write() -> None:
+            try:
+                outcome["text"] = self.generate([prompt], sampling, streamer=NewTokens(news.put), stop=stop)[0]
+            except Exception as error:  # raised where the text is read
+                outcome["error"] = error
+            finally:
+                news.put(None)
+
+        writer = threading.Thread(target=write, name="stream", daemon=True)
+        writer.start()
+        tail, written = self.split_prompt(prompt)[1], []
+        try:
+            done = False
+            while not done:
+                arrived = [news.get()]
+                while not news.empty():  # a reader slower than the writer takes all that is there
+                    arrived.append(news.get())
+                done = arrived[-1] is None  # the writer's last word
+                written += [token for tokens in arrived if tokens for token in tokens]
+                if not done:  # a character whose bytes are not all written yet waits for them
+                    yield self.continuation(written, tail).rstrip("\ufffd")
+        finally:  # also when the reader stops reading: the writer stops too
+            stop.set()
+            writer.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        yield outcome["text"]
 
     def split_prompt(self, prompt: str) -> tuple[str, str]:
         """The prompt without its last space, and that space where tokens start with one (else
@@ -263,6 +331,19 @@ class CausalLM(LanguageModel):
         eos = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         return eos, eos if pad is None else pad
+
+
+@functools.cache
+def generation_precision() -> str:
+    """bf16 on a GPU that has it and on a CPU with bf16 instructions; fp32 elsewhere, said once."""
+    import torch
+
+    from mlproject.models.cpu import has_bf16
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported() or has_bf16():
+        return "bf16"
+    print("generate: in fp32: this CPU has no bf16 instructions (AVX512_BF16 or AMX)", flush=True)
+    return "fp32"
 
 
 def scoring_spans(length: int, first: int, window: int, stride: int) -> list[tuple[int, int, int]]:
@@ -300,6 +381,34 @@ class GumbelNoise:
         step = torch.tensor(input_ids.shape[1] - self.prompt_width, dtype=torch.int64)
         hashes = noise.hashed(seeds, step, token_ids, TORCH_BITS)
         return scores + noise.gumbel(hashes, torch.log, TORCH_BITS).to(scores.dtype)
+
+
+class NewTokens:
+    """A transformers streamer: each token written hands its id to `take`; each call's prompt,
+    which `generate` hands over first, is not new."""
+
+    def __init__(self, take):
+        self.take, self.prompt_seen = take, False
+
+    def put(self, value) -> None:
+        if self.prompt_seen:
+            self.take(value.reshape(-1).tolist())
+        self.prompt_seen = True
+
+    def end(self) -> None:
+        self.prompt_seen = False  # the next piece of a long text is another call, with its prompt
+
+
+class StopWhenSet:
+    """A stopping criterion: every row is done once `event` is set (the reader stopped)."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class FirstTokenStartsWith:

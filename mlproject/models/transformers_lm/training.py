@@ -21,7 +21,7 @@ import numpy as np
 from mlproject.config import ConfigError, EvaluateConfig, Paths
 from mlproject.fileio import atomic_path
 from mlproject.models import epoch_log
-from mlproject.models.cpu import cpu_flags
+from mlproject.models.cpu import has_bf16
 from mlproject.models.interface import TrainingResult
 from mlproject.models.transformers_lm.budget import TimeBudget, cosine_factor
 from mlproject.models.transformers_lm.progress import progress_bar
@@ -44,8 +44,7 @@ def precision(config: TransformersTraining, flags: frozenset[str] | None = None)
         return "no" if config.precision == "fp32" else config.precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    flags = cpu_flags() if flags is None else flags
-    return "bf16" if {"avx512_bf16", "amx_bf16"} & flags else "no"
+    return "bf16" if has_bf16(flags) else "no"
 
 
 def blocks(ids: np.ndarray, length: int, what: str, key: str) -> np.ndarray:
