@@ -391,7 +391,7 @@ def test_the_cosine_schedule_warms_up_and_reaches_zero_at_its_last_step():
     assert fitted_steps(100, 5, 5, 1.0, 10, 2) == (5 + 70) // 2
 
 
-BUDGETED = dataclasses.replace(TINY_GPT, max_steps_per_epoch=40, warmup_steps=2, max_minutes=0.15)
+BUDGETED = dataclasses.replace(TINY_GPT, max_steps_per_epoch=40, warmup_steps=30, max_minutes=0.15)
 
 
 def test_a_time_budget_fits_fewer_steps_whose_learning_rate_decays_to_its_floor(tmp_path, corpus, monkeypatch, capsys):
@@ -405,6 +405,10 @@ def test_a_time_budget_fits_fewer_steps_whose_learning_rate_decays_to_its_floor(
     fitted = result.history[-1]["steps_per_epoch"]
     assert 5 < fitted < 40 and [r["epoch"] for r in result.history] == [1, 2]
     assert len(steps) == 2 * fitted and steps[-1]["learning_rate"] == 0.0 and steps[2]["learning_rate"] > 0
+    # The warm-up keeps its share, 30 of 80 planned steps: the fitted schedule peaks, then decays.
+    rates = [r["learning_rate"] for r in steps]
+    peak = rates.index(max(rates))
+    assert 0 < peak < len(rates) - 1 and rates[peak:] == sorted(rates[peak:], reverse=True)
     state = json.loads((paths.checkpoints / "state.json").read_text())
     assert state["budget"]["step_seconds"] == 0.25 and state["budget"]["spent_seconds"] <= 9.0
     assert not state["budget_spent"] and not result.stopped_early

@@ -71,6 +71,11 @@ class TimeBudget:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.epochs
 
+    def warmup(self, planned_warmup: int) -> int:
+        """The warm-up's share of the planned schedule, kept in the fitted one (a schedule cut to
+        fewer steps than its warm-up would never decay)."""
+        return min(self.total_steps, round(planned_warmup * self.total_steps / (self.planned * self.epochs)))
+
     def spent(self) -> float:
         return self.spent_before + self.clock() - self.started
 

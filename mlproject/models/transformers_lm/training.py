@@ -91,9 +91,7 @@ def make_schedule(optimizer, config: TransformersTraining, budget: TimeBudget):
     """The learning rate over the budget's steps: known once its first steps are timed."""
     from torch.optim.lr_scheduler import LambdaLR
 
-    return LambdaLR(
-        optimizer, lambda step: cosine_factor(step, min(config.warmup_steps, budget.total_steps), budget.total_steps)
-    )
+    return LambdaLR(optimizer, lambda step: cosine_factor(step, budget.warmup(config.warmup_steps), budget.total_steps))
 
 
 def epoch_end_seconds(network, validation_blocks: int, config: TransformersTraining, folder: Path, clock):
