@@ -426,14 +426,16 @@ def test_a_time_budget_fits_fewer_steps_whose_learning_rate_decays_to_its_floor(
 
 
 def test_steps_slower_than_measured_stop_within_one_step_of_the_budget_as_a_finished_training(
-    tmp_path, corpus, monkeypatch
+    tmp_path, corpus, monkeypatch, capsys
 ):
     clock = FakeClock(tick=0.25, slow_tick=1.0, slow_from=12)  # four times slower after the fit
     budgeted(monkeypatch, clock)
     paths = layout(tmp_path, corpus)
     result = ScratchGPT.train(BUDGETED, 1, paths)
     state = json.loads((paths.checkpoints / "state.json").read_text())
-    assert state["budget_spent"] and result.stopped_early and kinds.load(paths.model).kind == "gpt"
+    assert state["budget_spent"] and not result.stopped_early and kinds.load(paths.model).kind == "gpt"
+    said = capsys.readouterr().out
+    assert "train: train.gpt.max_minutes = 0.15 spent after" in said and "patience" not in said
     assert 9.0 - 2 * 1.0 < state["budget"]["spent_seconds"] <= 9.0 + 1.0  # within one (slow) step
     assert len(result.history) < 2 or result.history[-1]["step"] < 2 * result.history[-1]["steps_per_epoch"]
 

@@ -196,7 +196,7 @@ class EpochLog:
                 handle.write(json.dumps(record) + "\n")
             write_json(self.folder / STATE, self.state)
         print(f"train: epoch {epoch}: loss {record['loss']:.4f}, val_loss {loss:.4f}", flush=True)
-        if self.done:
+        if self.state["stopped_early"]:
             print(
                 f"train: validation loss has not improved for {stale} epochs (patience "
                 f"{settings.patience}); stopping, keeping epoch {self.state['best_epoch']}",

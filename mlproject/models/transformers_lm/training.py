@@ -259,6 +259,12 @@ def train(
         accelerator.wait_for_everyone()
         if on_epoch:
             on_epoch(record)
+    if budget.spent_out:
+        print(
+            f"train: {key} = {config.max_minutes:g} spent after {log.state['step']} of {budget.total_steps} steps "
+            f"(slower than the first ones); stopping, keeping epoch {log.state['best_epoch']}",
+            flush=True,
+        )
     history = log.history(config)
     best = accelerator.unwrap_model(network)
     best.load_state_dict(torch.load(checkpoints / BEST, weights_only=True))
@@ -271,7 +277,7 @@ def train(
         history=history,
         parameters=sum(p.numel() for p in model.network.parameters()),
         best_epoch=log.state["best_epoch"],
-        stopped_early=log.done,
+        stopped_early=bool(log.state.get("stopped_early")),  # by patience; a spent budget ends on time
         resumed_from_epoch=first_epoch,
         run_id=run_id,
         baseline=model.baseline,
