@@ -99,6 +99,10 @@ class Studio:
             source = self.client.get_model_version_download_uri(self.name, version)
             folder = mlflow.artifacts.download_artifacts(source, tracking_uri=self.tracking_uri)
             model = load_version(folder)
+            # Two short texts from prompts of two lengths: compiled generation (the Keras kinds'
+            # graphs) is traced now, while the page says loading, not on the first Generate.
+            for prompt in ("El ", "La vida "):
+                model.unwrap_python_model().model.generate([prompt], Sampling(max_length=2))
         except Exception as error:  # whatever broke inside the version, the page stays up
             reason = " ".join(str(error).split())[:300]
             raise Refused(f"v{version} could not be loaded ({type(error).__name__}: {reason})") from None
