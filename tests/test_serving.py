@@ -65,6 +65,24 @@ def test_stop_ends_the_text_where_it_is(studio, version):
     assert whole.startswith(texts[-1]) and len(texts[-1]) < len(whole)
 
 
+def test_side_by_side_each_writes_its_whole_text_and_stop_ends_both(studio):
+    from mlproject.config import Sampling
+    from mlproject.serving.page import interleaved
+
+    settings = (40, 0.7, 0, 0.95, 2)
+    whole = {v: studio.model(v).unwrap_python_model().model.generate(["El "], Sampling(*settings)) for v in "12"}
+    last = {}
+    for side, answer in interleaved([studio.writer(v, "El ", settings) for v in "12"]):
+        last["12"[side]] = answer
+    assert {v: [a.text] for v, a in last.items()} == whole  # the first to end does not cut the other short
+    assert not any("stopped" in a.about for a in last.values())
+    studio.stop.set()
+    try:
+        assert all(a.about.endswith(" · stopped") for a in (studio.answer(v, "El ", settings) for v in "12"))
+    finally:
+        studio.stop.clear()
+
+
 def test_both_sides_grow_together():
     from mlproject.serving.page import interleaved
 

@@ -273,12 +273,12 @@ class CausalLM(LanguageModel):
         import queue
         import threading
 
-        stop = stop or threading.Event()
-        news, outcome = queue.Queue(), {}
+        ended = threading.Event()  # the reader stopped reading: its own, `stop` may be shared
+        news, outcome, either = queue.Queue(), {}, AnyOf(ended, stop)
 
         def write() -> None:
             try:
-                outcome["text"] = self.generate([prompt], sampling, streamer=NewTokens(news.put), stop=stop)[0]
+                outcome["text"] = self.generate([prompt], sampling, streamer=NewTokens(news.put), stop=either)[0]
             except Exception as error:  # raised where the text is read
                 outcome["error"] = error
             finally:
@@ -298,7 +298,7 @@ class CausalLM(LanguageModel):
                 if not done:  # a character whose bytes are not all written yet waits for them
                     yield self.continuation(written, tail).rstrip("\ufffd")
         finally:  # also when the reader stops reading: the writer stops too
-            stop.set()
+            ended.set()
             writer.join()
         if "error" in outcome:
             raise outcome["error"]
@@ -397,6 +397,16 @@ class NewTokens:
 
     def end(self) -> None:
         self.prompt_seen = False  # the next piece of a long text is another call, with its prompt
+
+
+class AnyOf:
+    """Set when any of its events (None: never) is."""
+
+    def __init__(self, *events):
+        self.events = [event for event in events if event is not None]
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self.events)
 
 
 class StopWhenSet:
