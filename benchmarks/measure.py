@@ -380,6 +380,15 @@ def lm_blocks(tokenizer, block: int, count: int) -> np.ndarray:
     return ids[: block * count].reshape(count, block)
 
 
+def unlimited(steps: int):
+    """No time budget: an epoch of exactly `steps` steps."""
+    from mlproject.models.transformers_lm.budget import TimeBudget
+
+    budget = TimeBudget(0, 1, "benchmark")
+    budget.plan(steps, None)
+    return budget
+
+
 def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
     """The train stage's own loop (training.run_epoch: Accelerate, the automatic precision, fused
     AdamW, the warm-up schedule), timed after one warm-up step."""
@@ -396,7 +405,7 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
     )
     accelerator = Accelerator(mixed_precision=training.precision(config), cpu=True)
     optimizer = training.make_optimizer(network.parameters(), config)
-    schedule = training.make_schedule(optimizer, config, steps + 1)
+    schedule = training.make_schedule(optimizer, config, unlimited(steps + 1))
     network, optimizer = accelerator.prepare(network, optimizer)
     data = lm_blocks(tokenizer, block, batch * (steps + 1))
     order = np.arange(len(data)).reshape(steps + 1, batch)
@@ -405,9 +414,9 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
         log = epoch_log.EpochLog(paths.checkpoints, "benchmark", "last.pt", "best.pt")
         log.start(None, step=0)
         args = (accelerator, network, optimizer, schedule, data)
-        training.run_epoch(*args, order[:1], config, 0, 1, log, None)  # warm-up
+        training.run_epoch(*args, order[:1], config, 0, unlimited(1), log, None)  # warm-up
         start = time.perf_counter()
-        training.run_epoch(*args, order[1:], config, 0, steps, log, None)
+        training.run_epoch(*args, order[1:], config, 0, unlimited(steps), log, None)
         seconds = time.perf_counter() - start
     return {"tokens_per_s": steps * batch * block / seconds, "precision": training.precision(config)}
 

