@@ -335,12 +335,10 @@ class CausalLM(LanguageModel):
 
 @functools.cache
 def generation_precision() -> str:
-    """bf16 on a GPU that has it and on a CPU with bf16 instructions; fp32 elsewhere, said once."""
-    import torch
+    """bf16 where the device computes in it natively; fp32 elsewhere, said once."""
+    from mlproject.models.transformers_lm.training import computes_in_bf16
 
-    from mlproject.models.cpu import has_bf16
-
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported() or has_bf16():
+    if computes_in_bf16():
         return "bf16"
     print("generate: in fp32: this CPU has no bf16 instructions (AVX512_BF16 or AMX)", flush=True)
     return "fp32"

@@ -42,9 +42,19 @@ def precision(config: TransformersTraining, flags: frozenset[str] | None = None)
 
     if config.precision != "auto":
         return "no" if config.precision == "fp32" else config.precision
+    if computes_in_bf16(flags):
+        return "bf16"
+    return "fp16" if torch.cuda.is_available() else "no"
+
+
+def computes_in_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the device the transformers kinds run on computes in bf16 natively: the GPU where
+    there is one, else the CPU (training's mixed precision and generation's copy both follow it)."""
+    import torch
+
     if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if has_bf16(flags) else "no"
+        return torch.cuda.is_bf16_supported()
+    return has_bf16(flags)
 
 
 def blocks(ids: np.ndarray, length: int, what: str, key: str) -> np.ndarray:
