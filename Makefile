@@ -29,7 +29,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # longer than its default 20 s wait.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: help setup corpus test-site postgres sshd chromium serve-site run flow demo compare servers deployments test test-fast lint bench clean
+.PHONY: help setup corpus test-site postgres sshd chromium podman serve-site run flow demo compare servers deployments images stack stack-down test-stack test test-fast lint bench clean
 help:
 	@echo "make run         run the whole pipeline with dvc repro (sets up the environment and corpus first)"
 	@echo "make flow        run the same pipeline as a Prefect flow"
@@ -37,6 +37,10 @@ help:
 	@echo "make compare     a table of the registered models and a plot of their validation loss"
 	@echo "make servers     start PostgreSQL, MLflow and Prefect servers and a worker (Ctrl-C stops them)"
 	@echo "make deployments create the scheduled training and generation deployments on those servers"
+	@echo "make images      build the container images with podman (infra/README.md)"
+	@echo "make stack       start the servers and a worker in containers, on 127.0.0.1:5000 and :4200"
+	@echo "make stack-down  stop them (their data stays in named volumes)"
+	@echo "make test-stack  build, start and run the stack as a user would, one verdict per step (about 30 min)"
 	@echo "make test        run the tests"
 	@echo "make test-fast   run the tests that need no server, browser, whole pipeline or real model"
 	@echo "make lint        check the code with Ruff (lint and format); make test and test-fast run it first"
@@ -74,6 +78,14 @@ $(SSHD):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq openssh-server
 
+# Debian's podman for the images and the stack; podman reads infra/containers.conf (runc, ulimits).
+PODMAN := /usr/bin/podman
+export CONTAINERS_CONF := $(CURDIR)/infra/containers.conf
+podman: $(PODMAN)
+$(PODMAN):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq podman runc debootstrap
+
 chromium: $(CHROMIUM)
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -104,6 +116,18 @@ servers: setup corpus postgres
 # Against the servers of `make servers` unless PREFECT_API_URL names others.
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
+
+images: setup podman
+	$(BIN)/python -m infra.images
+
+stack: setup podman
+	$(BIN)/python -m infra.stack up
+
+stack-down: setup podman
+	$(BIN)/python -m infra.stack down
+
+test-stack: setup podman chromium
+	$(BIN)/python -m infra.check_stack
 
 # Two test processes, one per core, each taking a whole file at a time (its module fixtures made
 # once): run in one process, the suite kept one core busy on average (docs/tests.md).
