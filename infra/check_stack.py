@@ -52,8 +52,8 @@ def prefect(*args: str) -> str:
     return result.stdout
 
 
-def run_deployment(name: str, *parameters: str, minutes: float = 30) -> object:
-    """`prefect deployment run NAME --param ...` from the host, as README says; the finished run."""
+def finished_run(name: str, *parameters: str, minutes: float = 30):
+    """`prefect deployment run NAME --param ...` from the host, as README says; the run once final."""
     from prefect.client.orchestration import get_client
 
     printed = prefect("deployment", "run", name, *[word for p in parameters for word in ("--param", p)])
@@ -64,11 +64,16 @@ def run_deployment(name: str, *parameters: str, minutes: float = 30) -> object:
         while time.monotonic() < deadline:
             run = client.read_flow_run(run_id)
             if run.state and run.state.is_final():
-                if not run.state.is_completed():
-                    raise Failed(f"{name} run {run.name}: {run.state.name}: {run.state.message}")
                 return run
             time.sleep(5)
     raise Failed(f"{name} run {run_id} did not finish within {minutes:.0f} min")
+
+
+def run_deployment(name: str, *parameters: str):
+    run = finished_run(name, *parameters)
+    if not run.state.is_completed():
+        raise Failed(f"{name} run {run.name}: {run.state.name}: {run.state.message}")
+    return run
 
 
 def task_states(flow_run_id) -> dict[str, str]:
@@ -170,11 +175,26 @@ def step_down_and_up(preset: str, state: dict) -> str:
     return f"down and up kept champion {name} v{version}; the second run {run.name} skipped all {len(STAGES)} stages"
 
 
-def step_faults() -> str:
+def step_faults(preset: str) -> str:
+    def podman(*args: str) -> None:
+        subprocess.run(["podman", *args], env=podman_environment(), capture_output=True, check=True)
+
+    # A server that dies: the restart policy brings it back.
     started = time.monotonic()
-    subprocess.run(["podman", "kill", container("mlflow")], env=podman_environment(), capture_output=True, check=True)
+    podman("kill", container("mlflow"))
     wait([f"{MLFLOW}/health"], seconds=300)
     back = time.monotonic() - started
+    # A server that stays down: a run that needs it fails in one line naming it.
+    podman("stop", container("mlflow"))
+    try:
+        run = finished_run("training/weekly", f"preset={preset}", "epochs=1")  # train runs again: it needs MLflow
+    finally:
+        podman("start", container("mlflow"))
+        wait([f"{MLFLOW}/health"], seconds=300)
+    message = (run.state.message or "").strip()
+    if run.state.is_completed() or "\n" in message or "mlflow:5000" not in message:
+        raise Failed(f"with MLflow stopped, run {run.name} ended {run.state.name}: {message[:300]!r}")
+    # A wrong credential: one line, no traceback.
     wrong = subprocess.run(
         ["podman", "run", "--rm", "--network", f"{PROJECT}_default", CPU,
          "python", "-m", "infra.wait", "--seconds", "30", "postgresql+psycopg2://postgres:wrong@postgres:5432/mlflow"],
@@ -183,7 +203,10 @@ def step_faults() -> str:
     said = [line for line in wrong.stderr.strip().splitlines() if line]
     if wrong.returncode == 0 or len(said) != 1 or "password authentication failed" not in said[0]:
         raise Failed(f"a wrong database password: status {wrong.returncode}, said {said}")
-    return f"killed MLflow answered again after {back:.0f} s (restart policy); a wrong password: {said[0]!r}"
+    return (
+        f"killed MLflow answered again after {back:.0f} s (restart policy); with it stopped, run {run.name} "
+        f"{run.state.name}: {message!r}; a wrong password: {said[0]!r}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         ("UIs", lambda: step_prefect_ui(state)),
         ("batch generation", step_generation),
         ("down and up", lambda: step_down_and_up(args.preset, state)),
-        ("faults", step_faults),
+        ("faults", lambda: step_faults(args.preset)),
     ]
     failed = False
     started = time.monotonic()

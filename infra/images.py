@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,10 @@ def base_image(name: str) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        # The packages debootstrap fetched and apt's lists: every image's RUN fetches its own.
+        subprocess.run(["chroot", rootfs, "apt-get", "clean"], check=True)
+        shutil.rmtree(Path(rootfs) / "var/lib/apt/lists", ignore_errors=True)
+        (Path(rootfs) / "var/lib/apt/lists/partial").mkdir(parents=True)
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(["podman", "import", "-", name], stdin=tar.stdout, env=podman_environment(), check=True)
         tar.wait()
