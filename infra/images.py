@@ -133,7 +133,8 @@ def build(tag: str, dockerfile: str, base: str, **arguments: str) -> None:
     started = time.monotonic()
     print(f"building {tag} from infra/{dockerfile}", flush=True)
     build_arguments = [f"--build-arg={key}={value}" for key, value in {"BASE": base, **arguments}.items()]
-    podman("build", "--file", str(INFRA / dockerfile), "--tag", tag, *build_arguments, str(ROOT))
+    wheels = f"--volume={WHEELHOUSE}:/wheelhouse:ro"  # what infra/Dockerfile installs from
+    podman("build", "--file", str(INFRA / dockerfile), "--tag", tag, wheels, *build_arguments, str(ROOT))
     print(f"built {tag}: {megabytes(image_size(tag))} in {time.monotonic() - started:.0f} s", flush=True)
 
 
