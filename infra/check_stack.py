@@ -41,12 +41,8 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def client_environment() -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": f"{PREFECT}/api", "MLFLOW_TRACKING_URI": MLFLOW}
-
-
 def prefect(*args: str) -> str:
-    result = subprocess.run([str(BIN / "prefect"), *args], env=client_environment(), capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "prefect"), *args], capture_output=True, text=True)
     if result.returncode:
         raise Failed(f"prefect {' '.join(args[:3])}: {last_line(result)}")
     return result.stdout
@@ -59,7 +55,6 @@ def finished_run(name: str, *parameters: str, minutes: float = 30):
     printed = prefect("deployment", "run", name, *[word for p in parameters for word in ("--param", p)])
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", printed).group(1)
     deadline = time.monotonic() + minutes * 60
-    os.environ["PREFECT_API_URL"] = f"{PREFECT}/api"
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             run = client.read_flow_run(run_id)
@@ -128,20 +123,33 @@ def step_champion(state: dict) -> str:
     return f"{name} version {version.version} is champion; its {files} files came from the stack's artifact store"
 
 
-def step_prefect_ui(state: dict) -> str:
+def step_uis(state: dict) -> str:
+    """Both UIs in Chromium, as a person opens them from the host; a screenshot of a page that
+    does not show what it should."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
-    run = state["training"]
+    run, (model, _) = state["training"], state["champion"]
+    pages = [
+        (f"{PREFECT}/runs/flow-run/{run.id}", [run.name, "Completed"]),
+        (f"{MLFLOW}/#/models/{model}", [model, "@ champion"]),
+    ]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{PREFECT}/runs/flow-run/{run.id}")
-        expect(page.get_by_text(run.name).first).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("Completed").first).to_be_visible(timeout=30_000)
-        page.goto(f"{MLFLOW}/#/models")
-        expect(page.get_by_text(state["champion"][0]).first).to_be_visible(timeout=30_000)
-        browser.close()
-    return f"Chromium: the Prefect UI shows run {run.name} Completed; the MLflow UI lists {state['champion'][0]}"
+        try:
+            for url, texts in pages:
+                page.goto(url)
+                for text in texts:
+                    try:
+                        expect(page.get_by_text(text).first).to_be_visible(timeout=60_000)
+                    except (AssertionError, PlaywrightError):
+                        shot = Path(tempfile.gettempdir()) / "mlproject-check-stack-ui.png"
+                        page.screenshot(path=str(shot))
+                        raise Failed(f"{url} shows no {text!r} within 60 s (screenshot {shot})") from None
+        finally:
+            browser.close()
+    return f"Chromium: the Prefect UI shows run {run.name} Completed; the MLflow UI shows {model} @ champion"
 
 
 def step_generation() -> str:
@@ -214,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the stack and its volumes when done")
     parser.add_argument("--preset", default="default", help="the training run's preset (default: default)")
     args = parser.parse_args(argv)
+    # The stack's servers, for the Prefect CLI and clients (read when Prefect is first imported).
+    os.environ.update(
+        PREFECT_API_URL=f"{PREFECT}/api", MLFLOW_TRACKING_URI=MLFLOW, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"
+    )
     state: dict = {}
     steps = [
         ("images", step_images),
         ("stack up", step_stack_up),
         ("training run", lambda: step_training(args.preset, state)),
         ("champion", lambda: step_champion(state)),
-        ("UIs", lambda: step_prefect_ui(state)),
+        ("UIs", lambda: step_uis(state)),
         ("batch generation", step_generation),
         ("down and up", lambda: step_down_and_up(args.preset, state)),
         ("faults", lambda: step_faults(args.preset)),
@@ -233,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 said = step()
             except (Failed, SystemExit, Exception) as error:  # noqa: BLE001 - every step ends in one verdict
-                why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                said = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                why = said if isinstance(error, (Failed, SystemExit)) else f"{type(error).__name__}: {said}"
                 print(f"FAIL {name} ({time.monotonic() - begun:.0f} s): {why}", flush=True)
                 failed = True
                 break
