@@ -40,7 +40,7 @@ help:
 	@echo "make images      build the container images with podman (infra/README.md)"
 	@echo "make stack       start the servers and a worker in containers, on 127.0.0.1:5000 and :4200"
 	@echo "make stack-down  stop them (their data stays in named volumes)"
-	@echo "make test-stack  build, start and run the stack as a user would, one verdict per step (about 30 min)"
+	@echo "make test-stack  build, start and run the stack as a user would, one verdict per step (about 20 min)"
 	@echo "make test        run the tests"
 	@echo "make test-fast   run the tests that need no server, browser, whole pipeline or real model"
 	@echo "make lint        check the code with Ruff (lint and format); make test and test-fast run it first"
@@ -117,8 +117,9 @@ servers: setup corpus postgres
 deployments: setup
 	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} $(BIN)/python -m flows.deployments
 
+# IMAGE_BASE=python:3.11-slim-bookworm builds on that image where a registry is reachable.
 images: setup podman
-	$(BIN)/python -m infra.images
+	$(BIN)/python -m infra.images $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
 
 stack: setup podman
 	$(BIN)/python -m infra.stack up
