@@ -25,12 +25,11 @@ from infra import stack
 from infra.images import CPU, CUDA, POSTGRES, ROOT, image_size, megabytes, podman_environment
 from infra.stack import MLFLOW, PREFECT
 from infra.wait import wait
+from mlproject.cli import STAGES  # every stage a training run runs, which a second run restores
 
 PROJECT = "mlproject-check"
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
-# Every stage a training run runs (dvc.yaml), which a second run of the same commit restores.
-STAGES = ("scrape", "validate", "tokenize", "train", "evaluate", "register", "promote", "generate")
 
 
 class Failed(Exception):
