@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from infra import stack
-from infra.images import CPU, CUDA, POSTGRES, ROOT, image_size, megabytes, podman_environment
+from infra.images import CPU, CUDA, POSTGRES, ROOT, image_size, megabytes, podman, podman_environment
 from infra.stack import MLFLOW, PREFECT
 from infra.wait import wait
 from mlproject.cli import STAGES  # every stage a training run runs, which a second run restores
@@ -186,17 +186,10 @@ def step_down_and_up(preset: str, state: dict) -> str:
 
 
 def step_faults(preset: str) -> str:
-    def podman(*args: str) -> None:
-        subprocess.run(["podman", *args], env=podman_environment(), capture_output=True, check=True)
-
     # A server that dies (its process killed, as the kernel's OOM killer does; podman's restart
     # policy leaves alone a container stopped by `podman kill` or `podman stop`): the policy brings it back.
     def state(field: str) -> int:
-        inspected = subprocess.run(
-            ["podman", "inspect", "--format", f"{{{{.{field}}}}}", container("mlflow")],
-            env=podman_environment(), capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return int(inspected.stdout)
+        return int(podman("inspect", "--format", f"{{{{.{field}}}}}", container("mlflow"), capture=True))
 
     restarts, started = state("RestartCount"), time.monotonic()
     os.kill(state("State.Pid"), signal.SIGKILL)
@@ -207,11 +200,11 @@ def step_faults(preset: str) -> str:
     wait([f"{MLFLOW}/health"], seconds=300)
     back = time.monotonic() - started
     # A server that stays down: a run that needs it fails in one line naming it.
-    podman("stop", container("mlflow"))
+    podman("stop", container("mlflow"), capture=True)
     try:
         run = finished_run("training/weekly", f"preset={preset}", "epochs=1")  # train runs again: it needs MLflow
     finally:
-        podman("start", container("mlflow"))
+        podman("start", container("mlflow"), capture=True)
         wait([f"{MLFLOW}/health"], seconds=300)
     message = (run.state.message or "").strip()
     if run.state.is_completed() or "\n" in message or "mlflow:5000" not in message:
