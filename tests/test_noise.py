@@ -28,7 +28,7 @@ def test_tensorflow_and_pytorch_hash_as_numpy_does():
     import torch
 
     from mlproject.models.keras_rnn.inference import TF_BITS
-    from mlproject.models.transformers_lm.model import TORCH_BITS
+    from mlproject.models.transformers_lm.model import CPU_TORCH_BITS, TORCH_BITS
 
     seeds = np.array(noise.row_seeds(7, ["El ", "", "ñandú", "x" * 300]), dtype=np.int64)[:, None]
     ids = np.arange(500, dtype=np.int64)[None, :]
@@ -39,6 +39,11 @@ def test_tensorflow_and_pytorch_hash_as_numpy_does():
     on_torch = noise.hashed(torch.tensor(seeds), torch.tensor(41), torch.tensor(ids), TORCH_BITS)
     assert np.array_equal(on_tf.numpy().astype(np.int64), expected)
     assert np.array_equal(on_torch.numpy(), expected)
+    # The CPU's 32-bit patterns: the same bits, and the same noise to the last bit.
+    on_cpu = noise.hashed(torch.tensor(seeds), torch.tensor(41), torch.tensor(ids, dtype=torch.int32), CPU_TORCH_BITS)
+    assert on_cpu.dtype == torch.int32
+    assert np.array_equal(on_cpu.numpy().astype(np.int64) & noise.MASK_32, expected)
+    assert torch.equal(noise.gumbel(on_cpu, torch.log, CPU_TORCH_BITS), noise.gumbel(on_torch, torch.log, TORCH_BITS))
     assert noise.gumbel(on_tf, tf.math.log, TF_BITS).numpy() == pytest.approx(
         noise.gumbel(on_torch, torch.log, TORCH_BITS).numpy(), rel=1e-5, abs=1e-6
     )  # each library's own log

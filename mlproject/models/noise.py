@@ -4,8 +4,9 @@ of (prompt, seed, step, token id). A prompt's text therefore depends only on the
 settings and the seed, never on its batch or its row in one.
 
 The hash is written once, over each framework's own bitwise operations (`Bits`): unsigned 32-bit
-arithmetic, which wraps by definition, where the framework has it (TensorFlow); int64 values kept
-below 2**49 where it does not (NumPy, PyTorch), so their signed overflow is never reached.
+arithmetic, which wraps by definition, where the framework has it (TensorFlow, and PyTorch's
+uint32 multiply on the CPU); int64 values kept below 2**49 where it does not (NumPy, PyTorch
+elsewhere), so their signed overflow is never reached.
 """
 
 from __future__ import annotations

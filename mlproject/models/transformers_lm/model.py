@@ -209,8 +209,17 @@ class CausalLM(LanguageModel):
         eos, pad = self.special_ids()
         # Greedy search over noisy logits: with Gumbel noise keyed by each prompt (noise.py) the
         # argmax is a draw from the filtered softmax that no other row of the batch changes.
+        # A static KV cache on the CPU: one allocation a piece instead of a copy of the growing cache at
+        # every token (benchmarks/optimisations.md). Elsewhere transformers would compile with it,
+        # which was never measured there.
+        static = self.writer.device.type == "cpu"
         generation = GenerationConfig(
-            max_new_tokens=sampling.max_length, eos_token_id=eos, pad_token_id=pad, use_cache=True, do_sample=False
+            max_new_tokens=sampling.max_length,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            use_cache=True,
+            do_sample=False,
+            cache_implementation="static" if static else None,
         )
         warpers = []  # applied after the first-token rule, so that they never leave it nothing to pick
         if sampling.temperature > 0:
@@ -356,11 +365,43 @@ def scoring_spans(length: int, first: int, window: int, stride: int) -> list[tup
     return spans
 
 
-# The sampling noise's operations (noise.py) on int64 tensors: PyTorch has no unsigned 32-bit multiply.
+# The sampling noise's operations (noise.py) on int64 tensors: what every device has.
 TORCH_BITS = noise.int64_bits(
     xor=lambda x, y: x ^ y,
     shift_right=lambda x, places: x >> places,
     mask=lambda x, constant: x & constant,
+    to_float32=lambda x: x.float(),
+)
+
+
+def as_int32_pattern(x):
+    """int64 values in [0, 2**32) as int32 tensors holding the same 32 bits."""
+    import torch
+
+    x = x & noise.MASK_32
+    return torch.where(x >= 2**31, x - 2**32, x).to(torch.int32)
+
+
+def times_32(x, constant: int):
+    """x * constant mod 2**32: an unsigned multiply (it wraps by definition) on 32-bit patterns;
+    int64 values (a row's key before it is wrapped) by int64_bits' 16-bit halves."""
+    import torch
+
+    if x.dtype == torch.int64:
+        return TORCH_BITS.times(x, constant)
+    return (x.view(torch.uint32) * constant).view(torch.int32)
+
+
+# The same operations on 32-bit patterns in int32 tensors, for the CPU: a generation step's noise
+# is a hash per row and token (64 x 49,152 values for SmolLM2 at batch 64), and at half the bytes
+# and a third of the operations of the int64 form it takes a third of the time, with the same bits.
+# PyTorch multiplies uint32 tensors on the CPU but has no uint32 shift or add, and CUDA no uint32
+# multiply; a shift is therefore the arithmetic one, its sign-extended bits masked off.
+CPU_TORCH_BITS = noise.Bits(
+    xor=lambda x, y: x ^ y,
+    shift_right=lambda x, places: (x >> places) & ((1 << (32 - places)) - 1),
+    times=times_32,
+    wrap=as_int32_pattern,
     to_float32=lambda x: x.float(),
 )
 
@@ -374,11 +415,13 @@ class GumbelNoise:
     def __call__(self, input_ids, scores):
         import torch
 
-        seeds = torch.tensor(self.seeds, dtype=torch.int64, device=scores.device)[:, None]
-        token_ids = torch.arange(scores.shape[1], dtype=torch.int64, device=scores.device)[None, :]
+        device = scores.device
+        bits, wide = (CPU_TORCH_BITS, torch.int32) if device.type == "cpu" else (TORCH_BITS, torch.int64)
+        seeds = torch.tensor(self.seeds, dtype=torch.int64, device=device)[:, None]
+        token_ids = torch.arange(scores.shape[1], dtype=wide, device=device)[None, :]
         step = torch.tensor(input_ids.shape[1] - self.prompt_width, dtype=torch.int64)
-        hashes = noise.hashed(seeds, step, token_ids, TORCH_BITS)
-        return scores + noise.gumbel(hashes, torch.log, TORCH_BITS).to(scores.dtype)
+        hashes = noise.hashed(seeds, step, token_ids, bits)
+        return scores + noise.gumbel(hashes, torch.log, bits).to(scores.dtype)
 
 
 class NewTokens:
