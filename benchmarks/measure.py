@@ -478,6 +478,78 @@ def lm_generate(base: str, batch: int, length: int) -> dict:
     }
 
 
+def engine_convert(base: str, folder: str) -> dict:
+    """The base in CTranslate2's own format, in fp32 (its converter reads the safetensors)."""
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+
+    TransformersConverter(base).convert(folder, quantization="float32", force=True)
+    # CTranslate2 wants a beginning-of-text token named even where the tokenizer has none (the
+    # project's own BPE): never fed here, every prompt's tokens are given whole.
+    config = Path(folder) / "config.json"
+    settings = json.loads(config.read_text())
+    settings["bos_token"] = settings["bos_token"] or settings["eos_token"]
+    config.write_text(json.dumps(settings, indent=2))
+    return {"version": ctranslate2.__version__}
+
+
+def engine_rows(base: str, batch: int, length: int) -> tuple:
+    """The project's model and, for `batch` prompts, the token ids it reads first: the separator's
+    and each prompt's (the prompts end without a space, so no first-token rule applies)."""
+    from mlproject.models.transformers_lm.model import CausalLM
+
+    network, tokenizer = causal_lm(base)
+    model = CausalLM(network.eval(), tokenizer, "\n\n", {})
+    prompts = [prompt.rstrip() for prompt in prompts_of(batch)]
+    return model, prompts, [model.context_prefix() + model.encode(prompt) for prompt in prompts]
+
+
+def engine_generate(base: str, engine: str, batch: int, length: int) -> dict:
+    """What a user would pick instead for CPU inference: CTranslate2's generator on the same model
+    in fp32, on the project's threads, the same prompt tokens, sampling at temperature 1 from the
+    whole vocabulary with no end-of-text stop (every row makes `length` tokens)."""
+    import ctranslate2
+    import torch
+
+    model, _, rows = engine_rows(base, batch, length)
+    generator = ctranslate2.Generator(
+        engine, device="cpu", compute_type="float32", intra_threads=torch.get_num_threads()
+    )
+    tokens = [model.tokenizer.convert_ids_to_tokens(row) for row in rows]
+    options = dict(include_prompt_in_result=False, max_batch_size=batch, sampling_topk=0, sampling_temperature=1.0)
+    generator.generate_batch(tokens[:1], max_length=4, **options)  # warm-up
+    start = time.perf_counter()
+    written = generator.generate_batch(tokens, max_length=length, min_length=length, **options)
+    seconds = time.perf_counter() - start
+    assert all(len(result.sequences_ids[0]) == length for result in written)
+    return {"tokens_per_s": batch * length / seconds, "version": ctranslate2.__version__}
+
+
+def engine_agreement(base: str, engine: str, prompts: int, length: int) -> dict:
+    """Greedy text of the project (`CausalLM.generate`, one batch) and of CTranslate2 on the same
+    prompt tokens: how many prompts get the same tokens, and where the others first differ."""
+    import ctranslate2
+
+    from mlproject.models.interface import Sampling
+
+    model, texts, rows = engine_rows(base, prompts, length)
+    ours = [model.encode(text) for text in model.generate(texts, Sampling(max_length=length, temperature=0))]
+    generator = ctranslate2.Generator(engine, device="cpu", compute_type="float32")
+    written = generator.generate_batch(
+        [model.tokenizer.convert_ids_to_tokens(row) for row in rows],
+        max_length=length,
+        include_prompt_in_result=False,
+        end_token=model.tokenizer.eos_token,
+    )
+    theirs = [model.encode(model.continuation(result.sequences_ids[0], "")) for result in written]
+    differ = [
+        next(i for i, (a, b) in enumerate(zip(x + [None], y + [None])) if a != b)
+        for x, y in zip(ours, theirs)
+        if x != y
+    ]
+    return {"prompts": prompts, "same": prompts - len(differ), "first_differences": differ}
+
+
 def pipeline_generate(base: str, prompts: int, length: int) -> dict:
     """The classic notebook way: a transformers text-generation pipeline called once per prompt."""
     from transformers import pipeline
@@ -569,6 +641,9 @@ ITEMS = {
     "trainer_train": trainer_train,
     "lm_generate": lm_generate,
     "pipeline_generate": pipeline_generate,
+    "engine_convert": engine_convert,
+    "engine_generate": engine_generate,
+    "engine_agreement": engine_agreement,
     "finetune_quality": finetune_quality,
 }
 

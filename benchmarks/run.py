@@ -72,10 +72,21 @@ SIZES = {
 }
 
 
-def measure(name: str, **args) -> dict:
-    """One measurement in a fresh process (so its peak memory is its own)."""
+# What a user would pick instead of the project for CPU inference, measured beside it: installed
+# for the benchmark alone (`engine_site`), never part of the project's lock.
+ENGINE = "ctranslate2==4.8.5"
+
+
+def measure(name: str, site: Path | None = None, **args) -> dict:
+    """One measurement in a fresh process (so its peak memory is its own); `site` is a folder of
+    packages it may import beside the project's."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site or ""), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.measure", name, json.dumps(args)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "benchmarks.measure", name, json.dumps(args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"benchmark {name} {args} failed:\n{result.stderr[-3000:]}")
@@ -149,6 +160,17 @@ def evaluation_row(size: dict, training: list[dict]) -> dict:
     }
 
 
+def engine_site() -> Path:
+    """The folder `ENGINE` is installed in, for the benchmark alone (pip --target, once)."""
+    site = ROOT / ".bench" / ENGINE.replace("==", "-")
+    if not (site / ENGINE.split("==")[0]).is_dir():
+        progress(f"installing {ENGINE} into {site.relative_to(ROOT)}, for the benchmark only")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), ENGINE], check=True
+        )
+    return site
+
+
 def transformers_rows(size: dict, corpus_chars: int) -> dict:
     """Fine-tuning and generation of the transformers path against the plain transformers ways,
     and what a fixed number of fine-tuning steps buys in bits per byte."""
@@ -171,7 +193,10 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
             for side, r in runs.items()
         }
         training["precision"] = runs["project"][0]["precision"]
-        pipeline_runs, generate_runs, ceiling_runs = [], {b: [] for b in lm["batches"]}, []
+        site, engine = engine_site(), str(Path(tmp) / "engine")
+        version = measure("engine_convert", site=site, base=base, folder=engine)["version"]
+        pipeline_runs, ceiling_runs = [], []
+        generate_runs, engine_runs = {b: [] for b in lm["batches"]}, {b: [] for b in lm["batches"]}
         for repeat in range(size["repeats"]):
             progress(f"transformers generation: repeat {repeat + 1}/{size['repeats']}")
             ceiling_runs.append(measure("ceilings", **size["ceilings"], repeats=3))
@@ -180,6 +205,12 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
             )
             for batch in lm["batches"]:
                 generate_runs[batch].append(measure("lm_generate", base=base, batch=batch, length=lm["length"]))
+                engine_runs[batch].append(
+                    measure("engine_generate", site=site, base=base, engine=engine, batch=batch, length=lm["length"])
+                )
+        agreement = measure(
+            "engine_agreement", site=site, base=base, engine=engine, prompts=lm["batches"][-1], length=lm["length"]
+        )
         pipeline = median_of(pipeline_runs, "tokens_per_s")
         generation = [
             {
@@ -190,6 +221,10 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
                 "precision": r[0]["precision"],
             }
             for b, r in generate_runs.items()
+        ]
+        engine_rows = [
+            {"batch": b, "tokens_per_s": median_of(r, "tokens_per_s"), "peak_mb": max(x["peak_mb"] for x in r)}
+            for b, r in engine_runs.items()
         ]
         ceilings = {key: max(run[key] for run in ceiling_runs) for key in ceiling_runs[0]}
         progress(f"transformers quality: {lm['quality_steps']} fine-tuning steps")
@@ -205,6 +240,7 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
         "training": training,
         "pipeline": {"tokens_per_s": pipeline, "peak_mb": max(x["peak_mb"] for x in pipeline_runs)},
         "generation": generation,
+        "engine": {"name": "CTranslate2", "version": version, "generation": engine_rows, "agreement": agreement},
         "quality": quality,
         "ceilings": ceilings,
     }
@@ -279,6 +315,33 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"
 
 
+def engine_lines(t: dict) -> list[str]:
+    """The engine's rows of the generation table, and how it compares (none in figures recorded
+    before it was measured)."""
+    engine = t.get("engine")
+    if not engine:
+        return []
+    ours = {r["batch"]: r["tokens_per_s"] for r in t["generation"]}
+    rows = [
+        f"| {engine['name']} {engine['version']} (fp32) | {r['batch']} | {r['tokens_per_s']:,.0f} | "
+        f"{r['tokens_per_s'] / t['pipeline']['tokens_per_s']:.1f} | {r['peak_mb']:,.0f} | "
+        f"{share_of_ceiling(t, r['tokens_per_s'], 'fp32', r['batch'])} |"
+        for r in engine["generation"]
+    ]
+    largest = engine["generation"][-1]
+    same = engine["agreement"]
+    differ = same["first_differences"]
+    return [
+        *rows,
+        "",
+        f"{engine['name']} is what a user would pick instead for CPU inference: installed for the benchmark "
+        f"alone, the same model converted to its format in fp32, the same prompt tokens, threads and sampling. "
+        f"At batch {largest['batch']} the project runs at **{ours[largest['batch']] / largest['tokens_per_s']:.2f}** "
+        f"times its speed. Greedy, {same['same']} of {same['prompts']} prompts get the same tokens from both"
+        + (f" (where the others first differ: token {', '.join(map(str, sorted(differ)))})." if differ else "."),
+    ]
+
+
 def transformers_lines(size: dict, t: dict) -> list[str]:
     lm, tr, q = size["lm"], t["training"], t["quality"]
     trained_in = "bf16" if tr["precision"] == "bf16" else "fp32"  # mixed precision computes in bf16
@@ -327,6 +390,7 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
             f"{share_of_ceiling(t, r['tokens_per_s'], r.get('precision', 'fp32'), r['batch'])} |"
             for r in t["generation"]
         ],
+        *engine_lines(t),
         "",
         f"**Quality for steps**: the smollm2-finetune preset's training for {q['steps']} optimizer steps "
         f"({q['steps'] * q['tokens_per_step']:,} tokens, {duration(q['train_seconds'])} including the zero-shot "

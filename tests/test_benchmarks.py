@@ -48,10 +48,17 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path, reproduce
     assert all(side["tokens_per_s"] > 0 for key, side in lm["training"].items() if key != "precision")
     assert [r["batch"] for r in lm["generation"]] == [1, 4] and lm["pipeline"]["tokens_per_s"] > 0
     assert lm["quality"]["zero_shot_bpb"] > 0 and lm["quality"]["tuned_bpb"] > 0
+    # What a user would pick instead (CTranslate2, installed for the benchmark alone), side by side.
+    engine = lm["engine"]
+    assert [r["batch"] for r in engine["generation"]] == [1, 4] and all(
+        r["tokens_per_s"] > 0 for r in engine["generation"]
+    )
+    assert engine["agreement"]["prompts"] == 4 and 0 <= engine["agreement"]["same"] <= 4
+    assert f"| CTranslate2 {engine['version']} (fp32) | 4 |" in text and "times its speed" in text
     # The machine's own ceilings, and every transformers throughput as a share of one.
     assert all(lm["ceilings"][key] > 0 for key in ("fp32_gflops", "bf16_gflops", "bandwidth_gb_s"))
-    assert "**This machine's ceilings**" in text and text.count(" of bandwidth |") == 1
-    assert text.count(" compute |") == 2  # fine-tuning, and generation at batch 4
+    assert "**This machine's ceilings**" in text and text.count(" of bandwidth |") == 2  # batch 1: project, engine
+    assert text.count(" compute |") == 3  # fine-tuning, and generation at batch 4: project, engine
 
 
 def test_render_only_puts_the_recorded_batch_figures_before_the_closing_notes(tmp_path):

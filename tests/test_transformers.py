@@ -473,3 +473,62 @@ def test_bf16_generation_writes_the_fp32_greedy_text_while_the_logits_margin_all
     clear = next((step for step, margin in enumerate(margins) if margin < 0.1), len(margins))
     assert clear >= 4, margins  # enough steps for the comparison to say something
     assert written["bf16"][:clear] == written["fp32"][:clear]
+
+
+def test_fp32_generation_on_the_cpu_runs_packed_linears_and_writes_the_plain_networks_greedy_text(tmp_path, corpus):
+    """On the CPU in fp32 the generation copy's linear layers are oneDNN's packed ones, every other
+    weight shared with the network scoring reads; the greedy tokens are the plain network's while
+    the logits' margin is wider than the kernels' rounding."""
+    import torch
+
+    from mlproject.models.transformers_lm.fast_cpu import PackedLinear
+    from mlproject.models.transformers_lm.model import NewTokens
+
+    paths = layout(tmp_path, corpus)
+    ScratchGPT.train(dataclasses.replace(TINY_GPT, epochs=3, max_steps_per_epoch=10), 1, paths)
+    model = kinds.load(paths.model)
+    model.generation_precision = "fp32"
+    writer = model.writer
+    assert not any(type(m) is torch.nn.Linear for m in writer.modules())
+    assert sum(type(m) is PackedLinear for m in writer.modules()) == sum(
+        type(m) is torch.nn.Linear for m in model.network.modules()
+    )
+    assert writer.get_input_embeddings().weight is model.network.get_input_embeddings().weight  # shared
+    prompt, greedy, written = "A caballo regalado", Sampling(max_length=14, temperature=0.0), {}
+    for name, network in (("packed", writer), ("plain", model.network)):
+        model.__dict__["writer"] = network
+        written[name] = []
+        model.generate([prompt], greedy, streamer=NewTokens(written[name].extend))
+    fed = model.context_prefix() + model.encode(prompt) + written["plain"]
+    with torch.inference_mode():
+        logits = model.network(input_ids=torch.tensor([fed])).logits[0, len(fed) - len(written["plain"]) - 1 : -1]
+    top = logits.topk(2).values
+    clear = next((step for step, margin in enumerate((top[:, 0] - top[:, 1]).tolist()) if margin < 1e-3), 14)
+    assert clear >= 4 and written["packed"][:clear] == written["plain"][:clear]
+
+
+def test_the_packed_linear_is_torchs_linear_and_a_pytorch_without_its_operators_is_named(monkeypatch, capsys):
+    import torch
+
+    from mlproject.models.transformers_lm import fast_cpu
+
+    fast_cpu.check_torch_internals()  # this PyTorch: oneDNN and both operators are there
+    torch.manual_seed(0)
+    for bias in (False, True):
+        linear = torch.nn.Linear(48, 80, bias=bias)
+        for shape in ((1, 48), (64, 48), (3, 7, 48)):
+            x = torch.randn(shape)
+            with torch.inference_mode():
+                assert torch.allclose(fast_cpu.PackedLinear(linear)(x), linear(x), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(fast_cpu, "REORDER", "_reorder_that_moved")
+    with pytest.raises(RuntimeError, match="torch.ops.mkldnn has no _reorder_that_moved any more"):
+        fast_cpu.check_torch_internals()
+    fast_cpu.packing_available.cache_clear()
+    try:
+        network = torch.nn.Sequential(torch.nn.Linear(4, 4))
+        assert fast_cpu.packed_copy(network) is network  # torch's own linear, said once
+        assert fast_cpu.packed_copy(network) is network
+        said = capsys.readouterr().out
+        assert said.count("generate: with torch's own linear layers: torch.ops.mkldnn has no") == 1
+    finally:
+        fast_cpu.packing_available.cache_clear()

@@ -38,12 +38,17 @@ class CausalLM(LanguageModel):
     @functools.cached_property
     def writer(self):
         """The network generation runs: a bf16 copy where the hardware computes in bf16, else the
-        fp32 network itself. Scoring always reads the fp32 network, so the figures promotion
-        compares never depend on the machine."""
+        fp32 network, on the CPU with its linear layers packed for oneDNN (fast_cpu.py). Scoring
+        always reads the fp32 network as loaded, so the figures promotion compares never depend on
+        the machine."""
         import torch
 
         if (self.generation_precision or generation_precision()) == "fp32":
-            return self.network
+            if self.network.device.type != "cpu":
+                return self.network
+            from mlproject.models.transformers_lm.fast_cpu import packed_copy
+
+            return packed_copy(self.network)
         return copy.deepcopy(self.network).to(torch.bfloat16).eval()
 
     @property
