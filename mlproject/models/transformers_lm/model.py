@@ -214,17 +214,8 @@ class CausalLM(LanguageModel):
         eos, pad = self.special_ids()
         # Greedy search over noisy logits: with Gumbel noise keyed by each prompt (noise.py) the
         # argmax is a draw from the filtered softmax that no other row of the batch changes.
-        # A static KV cache on the CPU: one allocation a piece instead of a copy of the growing cache at
-        # every token (benchmarks/optimisations.md). Elsewhere transformers would compile with it,
-        # which was never measured there.
-        static = self.writer.device.type == "cpu"
         generation = GenerationConfig(
-            max_new_tokens=sampling.max_length,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            use_cache=True,
-            do_sample=False,
-            cache_implementation="static" if static else None,
+            max_new_tokens=sampling.max_length, eos_token_id=eos, pad_token_id=pad, use_cache=True, do_sample=False
         )
         warpers = []  # applied after the first-token rule, so that they never leave it nothing to pick
         if sampling.temperature > 0:
@@ -266,11 +257,23 @@ class CausalLM(LanguageModel):
                         logits_processor=LogitsProcessorList([first, *warpers, *drawn]),
                         stopping_criteria=stopping,
                         streamer=streamer,
+                        **self.kv_cache(len(windows), width + count),
                     )
                 for new, row in zip(written, out[:, width:].tolist()):
                     new += row + [pad] * (count - len(row))  # a batch whose rows all ended stops early
             texts.extend(self.continuation(row, tail) for row, tail in zip(written, tails))
         return texts
+
+    def kv_cache(self, rows: int, length: int) -> dict:
+        """`generate`'s KV cache for `rows` of `length` tokens: on the CPU a static one of exactly that
+        size, allocated once, instead of transformers' default that copies its growing cache at every
+        token (benchmarks/optimisations.md). Made here, not by `cache_implementation="static"`, which
+        sizes each call's cache for the longest call before it (and compiles on a GPU, not measured)."""
+        from transformers import StaticCache
+
+        if self.writer.device.type != "cpu":
+            return {}
+        return {"past_key_values": StaticCache(config=self.writer.config, max_cache_len=length)}
 
     def continuation(self, written: list[int], tail: str) -> str:
         """The text of the tokens written after a prompt, up to end-of-text, without the prompt's
