@@ -493,29 +493,35 @@ def engine_convert(base: str, folder: str) -> dict:
     return {"version": ctranslate2.__version__}
 
 
-def engine_rows(base: str, batch: int, length: int) -> tuple:
-    """The project's model and, for `batch` prompts, the token ids it reads first: the separator's
-    and each prompt's (the prompts end without a space, so no first-token rule applies)."""
+def engine_rows(base: str, batch: int) -> tuple:
+    """The project's model, `batch` prompts, and the tokens both sides read first, as the engine
+    takes them: the separator's and each prompt's (the prompts end without a space, so no
+    first-token rule applies)."""
     from mlproject.models.transformers_lm.model import CausalLM
 
     network, tokenizer = causal_lm(base)
     model = CausalLM(network.eval(), tokenizer, "\n\n", {})
     prompts = [prompt.rstrip() for prompt in prompts_of(batch)]
-    return model, prompts, [model.context_prefix() + model.encode(prompt) for prompt in prompts]
+    tokens = [tokenizer.convert_ids_to_tokens(model.context_prefix() + model.encode(p)) for p in prompts]
+    return model, prompts, tokens
 
 
-def engine_generate(base: str, engine: str, batch: int, length: int) -> dict:
-    """What a user would pick instead for CPU inference: CTranslate2's generator on the same model
-    in fp32, on the project's threads, the same prompt tokens, sampling at temperature 1 from the
-    whole vocabulary with no end-of-text stop (every row makes `length` tokens)."""
+def engine_generator(engine: str):
+    """CTranslate2's generator on the converted model, in fp32 on the project's threads."""
     import ctranslate2
     import torch
 
-    model, _, rows = engine_rows(base, batch, length)
-    generator = ctranslate2.Generator(
-        engine, device="cpu", compute_type="float32", intra_threads=torch.get_num_threads()
-    )
-    tokens = [model.tokenizer.convert_ids_to_tokens(row) for row in rows]
+    return ctranslate2.Generator(engine, device="cpu", compute_type="float32", intra_threads=torch.get_num_threads())
+
+
+def engine_generate(base: str, engine: str, batch: int, length: int) -> dict:
+    """What a user would pick instead for CPU inference: CTranslate2 on the same model, the same
+    prompt tokens, sampling at temperature 1 from the whole vocabulary with no end-of-text stop
+    (every row makes `length` tokens)."""
+    import ctranslate2
+
+    _, _, tokens = engine_rows(base, batch)
+    generator = engine_generator(engine)
     options = dict(include_prompt_in_result=False, max_batch_size=batch, sampling_topk=0, sampling_temperature=1.0)
     generator.generate_batch(tokens[:1], max_length=4, **options)  # warm-up
     start = time.perf_counter()
@@ -528,18 +534,12 @@ def engine_generate(base: str, engine: str, batch: int, length: int) -> dict:
 def engine_agreement(base: str, engine: str, prompts: int, length: int) -> dict:
     """Greedy text of the project (`CausalLM.generate`, one batch) and of CTranslate2 on the same
     prompt tokens: how many prompts get the same tokens, and where the others first differ."""
-    import ctranslate2
-
     from mlproject.models.interface import Sampling
 
-    model, texts, rows = engine_rows(base, prompts, length)
+    model, texts, tokens = engine_rows(base, prompts)
     ours = [model.encode(text) for text in model.generate(texts, Sampling(max_length=length, temperature=0))]
-    generator = ctranslate2.Generator(engine, device="cpu", compute_type="float32")
-    written = generator.generate_batch(
-        [model.tokenizer.convert_ids_to_tokens(row) for row in rows],
-        max_length=length,
-        include_prompt_in_result=False,
-        end_token=model.tokenizer.eos_token,
+    written = engine_generator(engine).generate_batch(
+        tokens, max_length=length, include_prompt_in_result=False, end_token=model.tokenizer.eos_token
     )
     theirs = [model.encode(model.continuation(result.sequences_ids[0], "")) for result in written]
     differ = [
