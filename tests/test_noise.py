@@ -63,3 +63,19 @@ def test_gumbel_max_draws_follow_the_softmax():
 def test_each_prompt_and_seed_has_its_own_key():
     keys = noise.row_seeds(1, ["El ", "La ", "", "El  "]) + noise.row_seeds(2, ["El "])
     assert len(set(keys)) == len(keys) and noise.row_seeds(1, ["El "]) == noise.row_seeds(1, ["El "])
+
+
+def test_the_logits_processor_adds_the_same_noise_however_many_rows_it_takes_at_once(monkeypatch):
+    import torch
+
+    from mlproject.models.transformers_lm import model
+    from mlproject.models.transformers_lm.model import TORCH_BITS, GumbelNoise
+
+    seeds = noise.row_seeds(5, ["El ", "", "ñandú", "x" * 300, "La "])
+    scores, input_ids = torch.randn(5, 500), torch.zeros(5, 9, dtype=torch.long)
+    step = torch.tensor(9 - 4)
+    whole = noise.hashed(torch.tensor(seeds)[:, None], step, torch.arange(500)[None, :], TORCH_BITS)
+    expected = scores + noise.gumbel(whole, torch.log, TORCH_BITS)
+    for rows in (1, 2, 5):  # blocks of 1, 2 (the last one short) and all 5 rows
+        monkeypatch.setattr(model, "NOISE_BLOCK_BYTES", rows * 4 * 500)
+        assert torch.equal(GumbelNoise(seeds, prompt_width=4)(input_ids, scores), expected)

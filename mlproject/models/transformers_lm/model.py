@@ -219,7 +219,8 @@ class CausalLM(LanguageModel):
         )
         warpers = []  # applied after the first-token rule, so that they never leave it nothing to pick
         if sampling.temperature > 0:
-            warpers.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.temperature != 1:  # dividing by 1 changes no logit: a pass over them saved
+                warpers.append(TemperatureLogitsWarper(sampling.temperature))
             if sampling.top_k:
                 warpers.append(TopKLogitsWarper(sampling.top_k))
             if sampling.top_p < 1:
@@ -414,6 +415,11 @@ CPU_TORCH_BITS = noise.Bits(
 )
 
 
+# How much of the noise the CPU computes at once (2 MiB: ten rows of SmolLM2's 49,152 tokens in int32),
+# small enough to stay in a core's cache (benchmarks/optimisations.md).
+NOISE_BLOCK_BYTES = 2**21
+
+
 class GumbelNoise:
     """A logits processor: each row's Gumbel noise for this step, keyed by its prompt's seed."""
 
@@ -424,12 +430,20 @@ class GumbelNoise:
         import torch
 
         device = scores.device
-        bits, wide = (CPU_TORCH_BITS, torch.int32) if device.type == "cpu" else (TORCH_BITS, torch.int64)
+        on_cpu = device.type == "cpu"
+        bits, wide = (CPU_TORCH_BITS, torch.int32) if on_cpu else (TORCH_BITS, torch.int64)
         seeds = torch.tensor(self.seeds, dtype=torch.int64, device=device)[:, None]
         token_ids = torch.arange(scores.shape[1], dtype=wide, device=device)[None, :]
         step = torch.tensor(input_ids.shape[1] - self.prompt_width, dtype=torch.int64)
-        hashes = noise.hashed(seeds, step, token_ids, bits)
-        return scores + noise.gumbel(hashes, torch.log, bits).to(scores.dtype)
+        # On the CPU a few rows at a time: each of the hash's ~20 passes then reads what the last one
+        # left in the cache, not main memory (a row's noise never depends on another row's).
+        rows = max(1, NOISE_BLOCK_BYTES // (4 * scores.shape[1])) if on_cpu else len(seeds)
+        noisy = torch.empty_like(scores)
+        for start in range(0, len(seeds), rows):
+            hashes = noise.hashed(seeds[start : start + rows], step, token_ids, bits)
+            block = noise.gumbel(hashes, torch.log, bits)
+            torch.add(scores[start : start + rows], block.to(scores.dtype), out=noisy[start : start + rows])
+        return noisy
 
 
 class NewTokens:
