@@ -11,6 +11,7 @@ import pytest
 
 from mlproject.config import ConfigError
 from mlproject.fileio import md5_of, read_json
+from mlproject.models import kinds
 from mlproject.models.keras_rnn.settings import RnnTraining
 from mlproject.models.keras_rnn.training import batch_order, window_starts
 from tests.conftest import BIN, run, tiny_params, write_params
@@ -186,3 +187,61 @@ def test_an_unreadable_checkpoint_is_set_aside_and_training_starts_over(tmp_path
     assert len(aside) == 1 and (aside[0] / damaged).stat().st_size == size
     history = [json.loads(line) for line in (tmp_path / "models/checkpoints/history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2, 3]
+
+
+class TickingClock:
+    """A clock that moves `tick` seconds each time it is read: a budget measured on it stops at the
+    same batch on any machine."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def budgeted_training(tmp_path, tokenized, monkeypatch, minutes: float, epochs: int = 40, stop_after=None):
+    import dataclasses
+
+    from mlproject.config import load_params
+    from mlproject.models.keras_rnn import training
+    from mlproject.models.keras_rnn.rnn import RecurrentModel
+
+    if not (tmp_path / "params.yaml").exists():  # a second call resumes the first one's training
+        prepared(tmp_path, tokenized)
+    params = load_params(tmp_path / "params.yaml")
+    config = dataclasses.replace(params.train.settings(), epochs=epochs, max_minutes=minutes, patience=0)
+    monkeypatch.setattr(training, "CLOCK", TickingClock(0.25))
+    paths = params.paths.under(tmp_path)
+    return RecurrentModel.train(config, params.seed, paths, stop_after=stop_after), paths
+
+
+def test_a_time_budget_ends_the_rnn_training_as_a_finished_one_within_a_batch_of_it(
+    tmp_path, tokenized, monkeypatch, capsys
+):
+    """20 s of budget on a clock that moves 0.25 s at each read (a few reads a batch): training ends
+    long before its 40 epochs, the last epoch recorded like the others, the best weights saved."""
+    result, paths = budgeted_training(tmp_path, tokenized, monkeypatch, minutes=1 / 3)
+    state = read_json(paths.checkpoints / "state.json")
+    assert state["budget_spent"] and 1 <= len(result.history) < 40 and not result.stopped_early
+    assert 20 - 3 < state["spent_seconds"] <= 20 + 1  # within a batch (and its clock reads) of it
+    assert [r["epoch"] for r in result.history] == list(range(1, len(result.history) + 1))
+    assert result.best_epoch >= 1 and kinds.load(paths.model).kind == "rnn"
+    said = capsys.readouterr().out
+    assert f"train: train.rnn.max_minutes = 0.333333 spent in epoch {len(result.history)} of 40" in said
+
+
+def test_an_rnn_budget_below_one_batch_is_refused_with_the_measured_batch_time(tmp_path, tokenized, monkeypatch):
+    refused = r"train.rnn.max_minutes = 0.001: too short .*\(a batch takes 0.25 s measured"
+    with pytest.raises(ConfigError, match=refused):
+        budgeted_training(tmp_path, tokenized, monkeypatch, minutes=0.001)
+
+
+def test_a_resumed_rnn_training_goes_on_with_the_time_its_budget_has_left(tmp_path, tokenized, monkeypatch):
+    with pytest.raises(InterruptedError):
+        budgeted_training(tmp_path, tokenized, monkeypatch, minutes=1 / 3, stop_after=1)
+    first = read_json(tmp_path / "models" / "checkpoints" / "state.json")["spent_seconds"]
+    result, paths = budgeted_training(tmp_path, tokenized, monkeypatch, minutes=1 / 3)  # a new clock from 0
+    state = read_json(paths.checkpoints / "state.json")
+    assert first > 5 and state["budget_spent"] and state["spent_seconds"] <= 20 + 1 and len(result.history) < 40

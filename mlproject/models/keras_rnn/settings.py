@@ -35,6 +35,13 @@ class RnnTraining(Training):
         "the loop; they rely on Keras internals: fast_cpu/keras_internals.py); "
         "false: Keras's own GRU/LSTM layers, slower, same weights",
     )
+    max_minutes: float = param(
+        0.0,
+        "end training within this many minutes (all of the train stage): after the batch beyond which "
+        "one more and the epoch's validation and checkpoints would overrun it, that epoch kept like any "
+        "other (the learning rate is constant: nothing to fit); 0: no budget",
+        minimum=0.0,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ weights (lowest validation loss) are kept beside the last ones and are what the 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from mlproject.models.interface import TrainingResult
 from mlproject.models.keras_rnn.settings import RnnTraining
 
 CHECKPOINT, BEST = "last.keras", "best.keras"
+CLOCK = time.perf_counter  # what a time budget reads (the tests give it a clock of their own)
 
 
 def window_starts(n_tokens: int, config: RnnTraining) -> np.ndarray:
@@ -136,6 +139,74 @@ def epoch_callback(log: epoch_log.EpochLog, config: RnnTraining, on_epoch=None, 
     return Checkpoint()
 
 
+def time_budget(config: RnnTraining, log: epoch_log.EpochLog, validation_batches: int, started: float):
+    """`max_minutes` for the Keras kinds, counted from `started` (loading counts), or None without one. Their
+    learning rate is constant, so there is no schedule to fit: training ends after the batch beyond
+    which one more batch and the epoch's end (validation and checkpoints) would overrun the budget,
+    and that epoch is recorded like any other, the best weights kept. An epoch's end is measured at
+    the start of the next; before the first epoch ends, guessed as its validation batches at a third of a
+    training batch each, plus one batch. The time spent is kept in the checkpoint's state, so a
+    resumed training goes on with what is left."""
+    import keras
+
+    if not config.max_minutes:
+        return None
+    key, seconds = f"train.{config.kind}.max_minutes", config.max_minutes * 60
+    spent_before = log.state.get("spent_seconds", 0.0)  # by the runs this one resumes
+
+    class Budget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.batches, self.mark, self.epoch_end, self.spent_out = [], None, None, False
+
+        def spent(self) -> float:
+            return spent_before + CLOCK() - started
+
+        def step(self) -> float:  # the first batch of a run pays for tracing: not counted once others are
+            return statistics.median(self.batches[1:] or self.batches)
+
+        def end_guess(self) -> float:
+            return self.epoch_end if self.epoch_end is not None else (validation_batches / 3 + 1) * self.step()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.mark is not None and not batch:  # the last epoch's end (validation, checkpoints), measured
+                self.epoch_end = CLOCK() - self.mark
+            self.mark = CLOCK()
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = CLOCK()
+            self.batches.append(now - self.mark)
+            self.mark = now
+            if len(self.batches) == 2 and seconds < self.step() + self.end_guess():
+                raise ConfigError(
+                    f"{key} = {config.max_minutes:g}: too short for one batch and an epoch's end here (a batch "
+                    f"takes {self.step():.2f} s measured, an epoch's validation and checkpoints about "
+                    f"{self.end_guess():.1f} s); expected at least {(self.step() + self.end_guess()) / 60:.2g} "
+                    "minutes, or 0 for no budget"
+                )
+            self.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.check()
+            log.state["spent_seconds"] = self.spent()  # written with the epoch's state, after this
+
+        def check(self) -> None:
+            if len(self.batches) >= 2 and self.spent() + self.step() + self.end_guess() > seconds:
+                self.spent_out = self.model.stop_training = True
+
+        def finish(self) -> None:
+            """After training: a spent budget ends it as a finished training."""
+            if self.spent_out:
+                log.finish(budget_spent=True, spent_seconds=self.spent())
+                print(
+                    f"train: {key} = {config.max_minutes:g} spent in epoch {log.state['epoch']} of {config.epochs}; "
+                    f"stopping, keeping epoch {log.state['best_epoch']}",
+                    flush=True,
+                )
+
+    return Budget()
+
+
 def train(
     model_class,
     config: RnnTraining,
@@ -149,6 +220,7 @@ def train(
     from mlproject.models import kinds
     from mlproject.models.keras_rnn.network import build_network, load_network, set_seed
 
+    started = CLOCK()  # a time budget counts loading too
     if config.fast_layers:
         from mlproject.models.keras_rnn.fast_cpu.keras_internals import check_keras_internals
 
@@ -168,17 +240,22 @@ def train(
     first_epoch = log.state["epoch"]
     if first_epoch < config.epochs and not log.done:
         dataset, steps = training_dataset(ids, config, seed, first_epoch)
+        validation = validation_arrays(validation_ids, config)
+        budget = time_budget(config, log, -(-len(validation[0]) // config.batch_size), started)
         model.fit(
             dataset,
             epochs=config.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=steps,
-            validation_data=validation_arrays(validation_ids, config),
+            validation_data=validation,
             validation_batch_size=config.batch_size,
             shuffle=False,  # order is ours, by (seed, epoch)
             verbose=1 if sys.stdout.isatty() else 2,
-            callbacks=[epoch_callback(log, config, on_epoch, stop_after)],
+            # The budget first: the epoch's state the checkpoint writes holds the time it has spent.
+            callbacks=[*filter(None, [budget]), epoch_callback(log, config, on_epoch, stop_after)],
         )
+        if budget:
+            budget.finish()
     history = log.history(config)
     epoch_log.write_plot(paths.training_plot, log.folder)
     best = load_network(log.folder / BEST, compile=False)
@@ -187,7 +264,7 @@ def train(
         history=history,
         parameters=int(model.count_params()),
         best_epoch=log.state["best_epoch"],
-        stopped_early=log.done,
+        stopped_early=bool(log.state.get("stopped_early")),  # by patience; a spent budget ends on time
         resumed_from_epoch=first_epoch,
         run_id=run_id,
     )
