@@ -423,9 +423,15 @@ def lm_train(base: str, steps: int, batch: int, block: int) -> dict:
 
 def trainer_train(base: str, steps: int, batch: int, block: int, bf16: bool = False) -> dict:
     """A plain transformers Trainer of the same model, batch and blocks; its defaults unless `bf16`.
-    Timed from the end of its first step to the end of its last."""
+    Timed from the end of its first step to the end of its last. Not `bf16` on a CPU that only
+    emulates it (about a hundred times slower than fp32: hours for these few steps)."""
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from mlproject.models.transformers_lm.training import computes_in_bf16
+
+    if bf16 and not computes_in_bf16():
+        return {"tokens_per_s": float("nan"), "skipped": "this CPU has no bf16 instructions (AVX512_BF16 or AMX)"}
 
     network, tokenizer = causal_lm(base)
     data = lm_blocks(tokenizer, block, batch * (steps + 1))
@@ -573,9 +579,16 @@ def pipeline_generate(base: str, prompts: int, length: int) -> dict:
     return {"tokens_per_s": prompts * length / (time.perf_counter() - start)}
 
 
-def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) -> dict:
-    """Validation bits per byte of the base before (zero-shot) and after `steps` optimizer steps of
-    the smollm2-finetune preset's training on the default corpus (the train stage's own code)."""
+QUALITY_PRESETS = {"finetune": "smollm2-finetune", "gpt": "gpt-from-scratch"}
+
+
+def lm_quality_for_time(kind: str, minutes: float, base: str, eval_chars: int, corpus_chars: int, gpt: dict) -> dict:
+    """Validation bits per byte after a training budget of `minutes`: the kind's preset
+    (smollm2-finetune from `base`, or gpt-from-scratch with `gpt` over its `train.gpt`) trained on the
+    default corpus by the train stage's own code with `max_minutes` and no cap on an epoch's steps, so
+    that its steps and learning-rate decay are fitted to the budget as `make run` fits them; then
+    scored on the first `eval_chars` characters of the validation text (window and stride of the
+    preset). The fine-tune's zero-shot figure is the one its train stage measures first."""
     import dataclasses
 
     from mlproject.config import load_params
@@ -584,22 +597,15 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
     from mlproject.fileio import read_json, write_json
     from mlproject.models import kinds
     from mlproject.models.evaluation import score_validation
-    from mlproject.models.transformers_lm.settings import FinetuneTraining
+    from mlproject.models.transformers_lm.settings import FinetuneTraining, GptTraining
 
     root = Path(__file__).resolve().parents[1]
     params = load_params(root / "params.yaml")
-    preset = __import__("yaml").safe_load((root / "presets" / "smollm2-finetune.yaml").read_text())
-    shared = {k: v for k, v in preset["train"].items() if k != "finetune"}
-    config = FinetuneTraining(
-        **{
-            **shared,
-            **preset["train"]["finetune"],
-            "base_model": base,
-            "epochs": 1,
-            "max_steps_per_epoch": steps,
-            "patience": 0,
-        }
-    )
+    preset = __import__("yaml").safe_load((root / "presets" / f"{QUALITY_PRESETS[kind]}.yaml").read_text())
+    shared = {k: v for k, v in preset["train"].items() if k != kind}
+    own = {**preset["train"][kind], **({"base_model": base} if kind == "finetune" else gpt)}
+    settings = FinetuneTraining if kind == "finetune" else GptTraining
+    config = settings(**{**shared, **own, "max_steps_per_epoch": 0, "max_minutes": minutes})
     scoring = dataclasses.replace(params.evaluate, **{k: preset["evaluate"][k] for k in ("window", "stride")})
     with tempfile.TemporaryDirectory() as tmp:
         paths = params.paths.under(tmp)
@@ -610,20 +616,25 @@ def finetune_quality(base: str, steps: int, eval_chars: int, corpus_chars: int) 
             Path(paths.raw_documents).write_text("\n".join(text[: corpus_chars // 80]) + "\n")
         tokenize(params.tokenize, paths)
         validation = Path(paths.tokens) / "validation.txt"
-        validation.write_text(validation.read_text()[:eval_chars])  # the same cut for both figures
+        validation.write_text(validation.read_text()[:eval_chars])  # the same cut for every figure
         starts = Path(paths.tokens) / VALIDATION_DOCUMENTS  # the documents that begin before the cut
         write_json(starts, {"starts": [start for start in read_json(starts)["starts"] if start < eval_chars]})
         start = time.perf_counter()
-        result = kinds.kind_class(config.kind).train(config, params.seed, paths, scoring=scoring)
+        result = kinds.kind_class(kind).train(config, params.seed, paths, scoring=scoring)
         seconds = time.perf_counter() - start
-        tuned = score_validation(kinds.load(paths.model), paths.tokens, scoring)
+        scored = score_validation(kinds.load(paths.model), paths.tokens, scoring)
+    last = result.history[-1]
     return {
-        "zero_shot_bpb": result.baseline["bits_per_byte"],
-        "tuned_bpb": tuned["bits_per_byte"],
-        "steps": steps,
-        "tokens_per_step": config.batch_size * config.sequence_length,
+        "kind": kind,
+        "minutes": minutes,
+        "zero_shot_bpb": (result.baseline or {}).get("bits_per_byte"),
+        "bits_per_byte": scored["bits_per_byte"],
+        "steps": last["step"],
+        "step_seconds": last.get("step_seconds"),
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
         "train_seconds": seconds,
-        "validation_characters": tuned["characters"],
+        "validation_characters": scored["characters"],
     }
 
 
@@ -644,7 +655,7 @@ ITEMS = {
     "engine_convert": engine_convert,
     "engine_generate": engine_generate,
     "engine_agreement": engine_agreement,
-    "finetune_quality": finetune_quality,
+    "lm_quality_for_time": lm_quality_for_time,
 }
 
 if __name__ == "__main__":

