@@ -367,7 +367,7 @@ def transformers_lines(size: dict, t: dict) -> list[str]:
         f"**Fine-tuning throughput** (tokens per second; batch {lm['batch']} x blocks of {lm['block']} tokens, "
         f"{lm['steps']} steps timed after one warm-up step). Project: the train stage's own loop "
         "(`mlproject/models/transformers_lm/training.py`: Accelerate, fused AdamW, the precision "
-        f"`train.precision: auto` picks here, which is **{tr['precision']}**). Trainer: a plain `transformers.Trainer` "
+        f"`train.precision: auto` picks here, which is **{trained_in}**). Trainer: a plain `transformers.Trainer` "
         "of the same model, batch and blocks, with its defaults (fp32), and with `bf16=True`. "
         "Target: at least 1.3 times the plain Trainer.",
         "",
