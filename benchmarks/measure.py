@@ -626,6 +626,7 @@ def lm_quality_for_time(kind: str, minutes: float, base: str, eval_chars: int, c
     last = result.history[-1]
     return {
         "kind": kind,
+        "preset": QUALITY_PRESETS[kind],
         "minutes": minutes,
         "zero_shot_bpb": (result.baseline or {}).get("bits_per_byte"),
         "bits_per_byte": scored["bits_per_byte"],

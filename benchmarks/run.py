@@ -442,7 +442,6 @@ def quality_lines(q) -> list[str]:
             f"Peak memory of that process: {q['peak_mb']:,.0f} MB.",
             "",
         ]
-    names = {"finetune": "smollm2-finetune", "gpt": "gpt-from-scratch"}
     zero_shot = next(r["zero_shot_bpb"] for r in q if r["kind"] == "finetune")
     return [
         "**Quality for time**: each transformers kind's preset trained on the default corpus by the train "
@@ -457,7 +456,7 @@ def quality_lines(q) -> list[str]:
         "|---|---|---|---|---|---|---|",
         f"| smollm2-finetune: the base, zero-shot | | | 0 | | | {zero_shot:.4f} |",
         *[
-            f"| {names[r['kind']]} | {r['minutes']:g} min | {duration(r['train_seconds'])} | {r['steps']:,} | "
+            f"| {r['preset']} | {r['minutes']:g} min | {duration(r['train_seconds'])} | {r['steps']:,} | "
             f"{r['step_seconds'] or float('nan'):.2f} | {r['epochs']} ({r['best_epoch']}) | "
             f"**{r['bits_per_byte']:.4f}** |"
             for r in q
